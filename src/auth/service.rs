@@ -1,0 +1,77 @@
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::layer::Config;
+use super::{AuthLayer, ResponseFuture};
+use crate::{KeySource, Origin};
+
+/// Adds the API key to requests; built by [`AuthLayer`]. See the [module docs](crate::auth).
+#[derive(Clone)]
+pub struct Auth<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> Auth<S> {
+    /// Wraps `inner`, sending `key` in `X-INFOPLUG-API-KEY`; for the other options build an
+    /// [`AuthLayer`] and call [`AuthLayer::wrap`].
+    pub fn new(inner: S, key: impl Into<KeySource>) -> Self {
+        AuthLayer::new(key).wrap(inner)
+    }
+
+    /// Wraps `inner`, sending `key` only to requests for `origin`.
+    pub fn for_origin(inner: S, key: impl Into<KeySource>, origin: Origin) -> Self {
+        AuthLayer::new(key).for_origin(origin).wrap(inner)
+    }
+
+    pub(super) fn from_config(inner: S, config: Arc<Config>) -> Self {
+        Self { inner, config }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Auth<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let (mut parts, body) = req.into_parts();
+        let sent = self.config.stamp(&parts.uri, &mut parts.headers);
+        ResponseFuture::new(self.inner.call(Request::from_parts(parts, body)), sent)
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Auth<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth")
+            .field("inner", &self.inner)
+            .field("config", &*self.config)
+            .finish()
+    }
+}

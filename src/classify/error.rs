@@ -1,0 +1,317 @@
+use std::fmt;
+
+use http::{Extensions, HeaderValue, Response, StatusCode};
+
+/// What the API said went wrong, parsed from a 4xx/5xx response.
+///
+/// The [`ClassifyLayer`](crate::ClassifyLayer) puts one in the extensions of every 4xx/5xx
+/// response; read it with [`ResponseExt::api_error`]. Each field of the contract's error body
+/// (`{"message", "parameter", "details"}`) is here when the body carried it as a string;
+/// [`body_issue`](Self::body_issue) says why the body could not be used when it could not, and
+/// the [`code`](Self::code) then falls back to the status.
+///
+/// Its `Display` is one line for logs: status, code, details. Neither `Display` nor `Debug` can
+/// show the API key: when the server echoes the credential that was sent, it is replaced by
+/// `[REDACTED]` before the error is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub(super) status: StatusCode,
+    pub(super) code: ErrorCode,
+    pub(super) message: Option<String>,
+    pub(super) parameter: Option<String>,
+    pub(super) details: Option<String>,
+    pub(super) body_issue: Option<BodyIssue>,
+}
+
+/// The error code of the contract, from the body's `message` or else from the status.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// `invalid_parameter` (400): a parameter is missing or invalid; see
+    /// [`ApiError::parameter`].
+    InvalidParameter,
+    /// `payload_is_empty` (400): the request needed a JSON body.
+    PayloadIsEmpty,
+    /// `limit_out_of_range` (400): `limit` is outside its range.
+    LimitOutOfRange,
+    /// `unauthorized` (401): the key is missing or invalid.
+    Unauthorized,
+    /// `insufficient_credits` (402): the account has no credits left.
+    InsufficientCredits,
+    /// `not_found` (404): the profile, company or job does not exist.
+    NotFound,
+    /// `rate_limit_exceeded` (429): too many requests; wait and retry.
+    RateLimitExceeded,
+    /// A 5xx without a more specific code.
+    ServerError,
+    /// The status has no code of its own in the contract (400, 403, 405, ...) and the body
+    /// gave none.
+    Unspecified,
+    /// A `message` this crate does not know, as the server sent it.
+    Unknown(String),
+}
+
+/// Why the error body could not be used; the code then comes from the status.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BodyIssue {
+    /// The body was empty.
+    Empty,
+    /// The body is not JSON (an HTML page from a proxy, plain text, ...).
+    NotJson {
+        /// The response's `Content-Type`, when it had one.
+        content_type: Option<String>,
+    },
+    /// The body is JSON-like but not the contract's error object (invalid JSON, trailing
+    /// garbage, nesting too deep, not an object, no string `message`).
+    Malformed,
+    /// The body is longer than the classifier's limit; it was not parsed.
+    TooLarge,
+    /// The body ended with a transport error before it was complete.
+    Incomplete,
+    /// The body did not arrive within the classifier's deadline.
+    TimedOut,
+    /// The body was not read: the response did not go through a
+    /// [`ClassifyLayer`](crate::ClassifyLayer).
+    NotRead,
+}
+
+impl ErrorCode {
+    /// The code from a body's `message`; `None` for the generic `"error"`, which says no more
+    /// than the status does.
+    pub fn from_message(message: &str) -> Option<Self> {
+        let known = [
+            ("invalid_parameter", Self::InvalidParameter),
+            ("payload_is_empty", Self::PayloadIsEmpty),
+            ("limit_out_of_range", Self::LimitOutOfRange),
+            ("unauthorized", Self::Unauthorized),
+            ("insufficient_credits", Self::InsufficientCredits),
+            ("not_found", Self::NotFound),
+            ("rate_limit_exceeded", Self::RateLimitExceeded),
+            ("server_error", Self::ServerError),
+            ("internal_server_error", Self::ServerError),
+        ];
+        let message = message.trim();
+        if message.eq_ignore_ascii_case("error") {
+            return None;
+        }
+        Some(
+            known
+                .into_iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(message))
+                .map_or_else(|| Self::Unknown(message.to_owned()), |(_, code)| code),
+        )
+    }
+
+    /// The code the contract gives `status` when the body names none.
+    pub fn from_status(status: StatusCode) -> Self {
+        match status.as_u16() {
+            401 => Self::Unauthorized,
+            402 => Self::InsufficientCredits,
+            404 => Self::NotFound,
+            429 => Self::RateLimitExceeded,
+            500..=599 => Self::ServerError,
+            _ => Self::Unspecified,
+        }
+    }
+
+    /// The code as the API writes it (`"rate_limit_exceeded"`), or as the server sent it for
+    /// [`ErrorCode::Unknown`].
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::InvalidParameter => "invalid_parameter",
+            Self::PayloadIsEmpty => "payload_is_empty",
+            Self::LimitOutOfRange => "limit_out_of_range",
+            Self::Unauthorized => "unauthorized",
+            Self::InsufficientCredits => "insufficient_credits",
+            Self::NotFound => "not_found",
+            Self::RateLimitExceeded => "rate_limit_exceeded",
+            Self::ServerError => "server_error",
+            Self::Unspecified => "unspecified",
+            Self::Unknown(raw) => raw,
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for BodyIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("empty body"),
+            Self::NotJson {
+                content_type: Some(ct),
+            } => write!(f, "body is not JSON ({ct})"),
+            Self::NotJson { content_type: None } => f.write_str("body is not JSON"),
+            Self::Malformed => f.write_str("body is not a valid error object"),
+            Self::TooLarge => f.write_str("body too large to classify"),
+            Self::Incomplete => f.write_str("body ended with a transport error"),
+            Self::TimedOut => f.write_str("body did not arrive in time"),
+            Self::NotRead => f.write_str("body not read"),
+        }
+    }
+}
+
+impl ApiError {
+    /// An error known only by its status, with the code the contract gives that status.
+    pub fn from_status(status: StatusCode) -> Self {
+        Self {
+            status,
+            code: ErrorCode::from_status(status),
+            message: None,
+            parameter: None,
+            details: None,
+            body_issue: Some(BodyIssue::NotRead),
+        }
+    }
+
+    /// Reads it from extensions (of a response or its parts), if a classifier put one there.
+    pub fn from_extensions(extensions: &Extensions) -> Option<&Self> {
+        extensions.get()
+    }
+
+    /// The response's status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The error code.
+    pub fn code(&self) -> &ErrorCode {
+        &self.code
+    }
+
+    /// The body's `message`, as sent.
+    pub fn message(&self) -> Option<&str> {
+        self.message.as_deref()
+    }
+
+    /// The body's `parameter`: the request parameter at fault.
+    pub fn parameter(&self) -> Option<&str> {
+        self.parameter.as_deref()
+    }
+
+    /// The body's `details`: a description for people.
+    pub fn details(&self) -> Option<&str> {
+        self.details.as_deref()
+    }
+
+    /// Why the body could not be used, when it could not.
+    pub fn body_issue(&self) -> Option<&BodyIssue> {
+        self.body_issue.as_ref()
+    }
+
+    /// Whether the same request may succeed if sent again later: a 429, 500, 502, 503 or 504
+    /// whose body does not name a permanent cause (a 429 that says `insufficient_credits` or
+    /// `unauthorized` is not retryable).
+    ///
+    /// This is about the response alone; whether a given request may be re-sent also depends
+    /// on its method, which the retry layer weighs.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.status.as_u16(), 429 | 500 | 502 | 503 | 504)
+            && matches!(
+                self.code,
+                ErrorCode::RateLimitExceeded
+                    | ErrorCode::ServerError
+                    | ErrorCode::Unspecified
+                    | ErrorCode::Unknown(_)
+            )
+    }
+
+    /// Replaces every occurrence of the credential that was sent (and, for `Bearer <token>`,
+    /// of the token) in the text fields.
+    pub(crate) fn redact(&mut self, credential: &HeaderValue) {
+        const REDACTED: &str = "[REDACTED]";
+        let Ok(full) = credential.to_str() else {
+            return;
+        };
+        let token = full
+            .get(..7)
+            .filter(|p| p.eq_ignore_ascii_case("bearer "))
+            .and_then(|_| full.get(7..))
+            .map(str::trim);
+        let secrets = [Some(full.trim()), token];
+        let scrub = |text: &mut String| {
+            for secret in secrets.iter().flatten().filter(|s| !s.is_empty()) {
+                if text.contains(secret) {
+                    *text = text.replace(secret, REDACTED);
+                }
+            }
+        };
+        for field in [&mut self.message, &mut self.parameter, &mut self.details] {
+            if let Some(text) = field {
+                scrub(text);
+            }
+        }
+        if let ErrorCode::Unknown(raw) = &mut self.code {
+            scrub(raw);
+        }
+        if let Some(BodyIssue::NotJson {
+            content_type: Some(ct),
+        }) = &mut self.body_issue
+        {
+            scrub(ct);
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "InfoPlug API error {}: {}", self.status, self.code)?;
+        if let Some(parameter) = &self.parameter {
+            write!(f, " (parameter `{parameter}`)")?;
+        }
+        if let Some(details) = &self.details {
+            write!(f, ": {details}")?;
+        }
+        if let Some(issue) = &self.body_issue {
+            write!(f, " [{issue}]")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// Reads the classification off a response.
+///
+/// ```
+/// use http::{Response, StatusCode};
+/// use tower_infoplug::{ApiError, ErrorCode, ResponseExt};
+///
+/// let res = Response::builder().status(402).body(()).unwrap();
+/// // Without a ClassifyLayer in the stack there is no extension...
+/// assert!(res.api_error().is_none());
+/// // ...but `error_for_status` still turns a 4xx/5xx into an error for `?`.
+/// let err: ApiError = res.error_for_status().unwrap_err();
+/// assert_eq!(err.code(), &ErrorCode::InsufficientCredits);
+/// ```
+pub trait ResponseExt: Sized {
+    /// The [`ApiError`] a classifier attached, if any.
+    fn api_error(&self) -> Option<&ApiError>;
+
+    /// `Ok(self)` for a 1xx/2xx/3xx response; for a 4xx/5xx the attached [`ApiError`], or one
+    /// made from the status ([`BodyIssue::NotRead`]) when no classifier ran. The body is
+    /// dropped in the error case.
+    fn error_for_status(self) -> Result<Self, ApiError>;
+}
+
+impl<B> ResponseExt for Response<B> {
+    fn api_error(&self) -> Option<&ApiError> {
+        self.extensions().get()
+    }
+
+    fn error_for_status(mut self) -> Result<Self, ApiError> {
+        if !super::is_classified(self.status()) {
+            return Ok(self);
+        }
+        let status = self.status();
+        Err(self
+            .extensions_mut()
+            .remove::<ApiError>()
+            .unwrap_or_else(|| ApiError::from_status(status)))
+    }
+}

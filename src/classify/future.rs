@@ -1,0 +1,222 @@
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::{Response, header};
+use http_body::{Body, Frame};
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+
+use super::body::{ClassifyBody, Tail, into_bytes};
+use super::layer::Settings;
+use super::parse::{Outcome, classify};
+use super::{SentCredential, is_classified};
+
+pin_project! {
+    /// The response future of [`Classify`](super::Classify).
+    pub struct ResponseFuture<F, B>
+    where
+        B: Body,
+    {
+        #[pin]
+        state: State<F, B>,
+        settings: Settings,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B>
+    where
+        B: Body,
+    {
+        Calling {
+            #[pin]
+            future: F,
+        },
+        Reading {
+            #[pin]
+            deadline: Option<Sleep>,
+            read: Option<Read<B>>,
+        },
+        Done,
+    }
+}
+
+/// An error response whose body is being read.
+struct Read<B: Body> {
+    parts: http::response::Parts,
+    body: Pin<Box<B>>,
+    frames: VecDeque<Frame<Bytes>>,
+    /// The data read so far, contiguous, for the parser (at most `limit` bytes).
+    bytes: Vec<u8>,
+    /// How many data bytes were read, including any past the limit.
+    total: usize,
+}
+
+impl<F, B: Body> ResponseFuture<F, B> {
+    pub(super) fn new(future: F, settings: Settings) -> Self {
+        Self {
+            state: State::Calling { future },
+            settings,
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+{
+    type Output = Result<Response<ClassifyBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Calling { future } => {
+                    let res = ready!(future.poll(cx))?;
+                    if !is_classified(res.status()) {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Ok(res.map(ClassifyBody::passthrough)));
+                    }
+                    let (parts, body) = res.into_parts();
+                    // Shortcuts that need no reading, and so no allocation: a body known to be
+                    // empty, or one that announces more than the limit.
+                    let outcome = if body.is_end_stream() {
+                        Some(Outcome::Complete(&[]))
+                    } else if body.size_hint().lower() > this.settings.limit as u64 {
+                        Some(Outcome::TooLarge)
+                    } else {
+                        None
+                    };
+                    if let Some(outcome) = outcome {
+                        this.state.set(State::Done);
+                        let res = Response::from_parts(parts, ClassifyBody::passthrough(body));
+                        return Poll::Ready(Ok(attach(res, outcome)));
+                    }
+                    // The deadline only exists where a Tokio runtime does; elsewhere the limit
+                    // still bounds the read.
+                    let deadline = this
+                        .settings
+                        .read_timeout
+                        .filter(|_| tokio::runtime::Handle::try_current().is_ok())
+                        .map(tokio::time::sleep);
+                    this.state.set(State::Reading {
+                        deadline,
+                        read: Some(Read {
+                            parts,
+                            body: Box::pin(body),
+                            frames: VecDeque::new(),
+                            bytes: Vec::new(),
+                            total: 0,
+                        }),
+                    });
+                }
+                StateProj::Reading { mut deadline, read } => {
+                    let Some(reading) = read.as_mut() else {
+                        // Only reachable by polling again after completion.
+                        return Poll::Pending;
+                    };
+                    let (outcome, tail) =
+                        match poll_read(reading, deadline.as_mut(), *this.settings, cx) {
+                            Poll::Pending => return Poll::Pending,
+                            Poll::Ready(done) => done,
+                        };
+                    let Some(read) = read.take() else {
+                        return Poll::Pending;
+                    };
+                    this.state.set(State::Done);
+                    let Read {
+                        parts,
+                        body,
+                        frames,
+                        bytes,
+                        ..
+                    } = read;
+                    let outcome = match outcome {
+                        Ending::Complete => Outcome::Complete(&bytes),
+                        Ending::TooLarge => Outcome::TooLarge,
+                        Ending::Incomplete => Outcome::Incomplete,
+                        Ending::TimedOut => Outcome::TimedOut,
+                    };
+                    let body = ClassifyBody::replay(body, frames, tail);
+                    let res = attach(Response::from_parts(parts, body), outcome);
+                    return Poll::Ready(Ok(res));
+                }
+                StateProj::Done => return Poll::Pending,
+            }
+        }
+    }
+}
+
+enum Ending {
+    Complete,
+    TooLarge,
+    Incomplete,
+    TimedOut,
+}
+
+/// Reads frames until the body ends, fails, passes the limit or the deadline passes.
+fn poll_read<B: Body>(
+    read: &mut Read<B>,
+    mut deadline: Pin<&mut Option<Sleep>>,
+    settings: Settings,
+    cx: &mut Context<'_>,
+) -> Poll<(Ending, Tail<B::Error>)> {
+    loop {
+        // Checked before every frame, so a body that is always ready with tiny frames cannot
+        // hold the read past the deadline either.
+        if let Some(sleep) = deadline.as_mut().as_pin_mut()
+            && sleep.poll(cx).is_ready()
+        {
+            return Poll::Ready((Ending::TimedOut, Tail::Inner));
+        }
+        let frame = match read.body.as_mut().poll_frame(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => return Poll::Ready((Ending::Complete, Tail::End)),
+            Poll::Ready(Some(Err(err))) => {
+                return Poll::Ready((Ending::Incomplete, Tail::Error(err)));
+            }
+            Poll::Ready(Some(Ok(frame))) => frame.map_data(into_bytes),
+        };
+        if let Some(data) = frame.data_ref() {
+            read.total = read.total.saturating_add(data.len());
+            if read.total <= settings.limit {
+                read.bytes.extend_from_slice(data);
+            }
+        }
+        read.frames.push_back(frame);
+        if read.total > settings.limit {
+            return Poll::Ready((Ending::TooLarge, Tail::Inner));
+        }
+    }
+}
+
+/// Classifies, redacts the credential the auth layer reported, and stores the result.
+fn attach<B>(mut res: Response<B>, outcome: Outcome<'_>) -> Response<B> {
+    let content_type = res.headers().get(header::CONTENT_TYPE);
+    let mut error = classify(res.status(), content_type, outcome);
+    if let Some(SentCredential(sent)) = res.extensions_mut().remove::<SentCredential>() {
+        error.redact(&sent);
+    }
+    crate::trace::debug!(
+        status = error.status().as_u16(),
+        code = %error.code(),
+        body_issue = ?error.body_issue(),
+        "classified an error response"
+    );
+    res.extensions_mut().insert(error);
+    res
+}
+
+impl<F, B: Body> fmt::Debug for ResponseFuture<F, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}

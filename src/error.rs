@@ -1,0 +1,91 @@
+//! The configuration error shared by every layer's builder.
+
+use std::fmt;
+
+/// A setting was rejected when a layer or key was built.
+///
+/// Every user-supplied value is checked once, when it is built, so the request path never has to
+/// re-validate. The message says what was wrong and how to fix it; it never contains key
+/// material (an API key is described by its problem, never quoted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The API key is empty.
+    EmptyApiKey,
+    /// The API key holds a byte that cannot travel in an HTTP header as-is: a control character
+    /// (CR, LF, NUL, TAB, ...), a space, or a non-ASCII byte.
+    InvalidApiKey {
+        /// The 0-based byte offset of the first offending byte (the byte itself is not shown).
+        position: usize,
+    },
+    /// The API key is longer than [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) bytes.
+    ApiKeyTooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The environment variable that should hold the API key is not set.
+    MissingEnvVar {
+        /// The variable's name.
+        name: String,
+    },
+    /// The environment variable that should hold the API key is not valid Unicode.
+    NonUnicodeEnvVar {
+        /// The variable's name.
+        name: String,
+    },
+    /// A header name is not a valid HTTP header name.
+    InvalidHeaderName {
+        /// The rejected name.
+        name: String,
+    },
+    /// A base URL or origin could not be used.
+    InvalidOrigin {
+        /// The rejected input.
+        input: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A numeric or duration setting is out of its allowed range.
+    OutOfRange {
+        /// The setting's name, as in the builder method.
+        setting: &'static str,
+        /// What the allowed range is.
+        expected: &'static str,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::EmptyApiKey => f.write_str("the API key is empty"),
+            Self::InvalidApiKey { position } => write!(
+                f,
+                "the API key has a byte at offset {position} that is not visible ASCII \
+                 (control character, CR/LF, space or non-ASCII); check for a stray newline \
+                 or quote around the key"
+            ),
+            Self::ApiKeyTooLong { len } => write!(
+                f,
+                "the API key is {len} bytes long, more than the {} bytes allowed",
+                crate::MAX_KEY_LEN
+            ),
+            Self::MissingEnvVar { name } => {
+                write!(f, "the environment variable {name} is not set")
+            }
+            Self::NonUnicodeEnvVar { name } => {
+                write!(f, "the environment variable {name} is not valid Unicode")
+            }
+            Self::InvalidHeaderName { name } => {
+                write!(f, "{name:?} is not a valid HTTP header name")
+            }
+            Self::InvalidOrigin { input, reason } => {
+                write!(f, "{input:?} cannot be used as the API origin: {reason}")
+            }
+            Self::OutOfRange { setting, expected } => {
+                write!(f, "`{setting}` is out of range: expected {expected}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}

@@ -1,0 +1,303 @@
+//! API key material: validated once, prepared as header values, never printed.
+
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use bytes::Bytes;
+use http::HeaderValue;
+
+use crate::ConfigError;
+
+/// The environment variable [`ApiKey::from_env`] reads.
+pub const API_KEY_ENV: &str = "INFOPLUG_API_KEY";
+
+/// The longest API key accepted, in bytes.
+pub const MAX_KEY_LEN: usize = 4096;
+
+/// A validated InfoPlug API key.
+///
+/// Building one checks the key once (non-empty, at most [`MAX_KEY_LEN`] bytes, visible ASCII
+/// only: no control characters, CR/LF, spaces or non-ASCII) and prepares the header values the
+/// auth layer sends, marked [sensitive](HeaderValue::set_sensitive). Cloning it copies no key
+/// bytes. Its `Debug` output is a placeholder: the key cannot reach a log through this type.
+///
+/// ```
+/// use tower_infoplug::ApiKey;
+///
+/// let key = ApiKey::new("ip_live_0123456789abcdef")?;
+/// assert_eq!(format!("{key:?}"), "ApiKey(<redacted>)");
+///
+/// // A stray newline from a secrets file is a clear error, and the error never quotes the key.
+/// let err = ApiKey::new("ip_live_0123456789abcdef\n").unwrap_err();
+/// assert!(!err.to_string().contains("ip_live"));
+/// # Ok::<(), tower_infoplug::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct ApiKey {
+    raw: HeaderValue,
+    bearer: HeaderValue,
+}
+
+impl ApiKey {
+    /// Validates `key` and prepares it for sending.
+    pub fn new(key: impl Into<String>) -> Result<Self, ConfigError> {
+        let key = key.into();
+        validate(key.as_bytes())?;
+        let mut bearer = Vec::with_capacity(key.len() + 7);
+        bearer.extend_from_slice(b"Bearer ");
+        bearer.extend_from_slice(key.as_bytes());
+        Ok(Self {
+            raw: prepared(key.into_bytes())?,
+            bearer: prepared(bearer)?,
+        })
+    }
+
+    /// Reads the key from the `INFOPLUG_API_KEY` environment variable.
+    ///
+    /// A missing or non-Unicode variable, or a value that [`ApiKey::new`] rejects, is an error
+    /// that names the variable, never its value.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_env_var(API_KEY_ENV)
+    }
+
+    /// Reads the key from the environment variable `name`.
+    pub fn from_env_var(name: &str) -> Result<Self, ConfigError> {
+        match std::env::var(name) {
+            Ok(value) => Self::new(value),
+            Err(std::env::VarError::NotPresent) => Err(ConfigError::MissingEnvVar {
+                name: name.to_owned(),
+            }),
+            Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::NonUnicodeEnvVar {
+                name: name.to_owned(),
+            }),
+        }
+    }
+
+    /// The key as a header value (`<key>`), marked sensitive.
+    pub(crate) fn raw(&self) -> &HeaderValue {
+        &self.raw
+    }
+
+    /// The key as a bearer credential (`Bearer <key>`), marked sensitive.
+    pub(crate) fn bearer(&self) -> &HeaderValue {
+        &self.bearer
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for ApiKey {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+/// A shared, rotatable API key.
+///
+/// Every clone of a handle sees the same key; [`KeyHandle::rotate`] replaces it for every layer
+/// built from any clone, from the next request on, without rebuilding the stack. Requests
+/// already sent keep the key they were sent with.
+///
+/// ```
+/// use tower_infoplug::{ApiKey, KeyHandle};
+///
+/// let handle = KeyHandle::new(ApiKey::new("old-key")?);
+/// let for_the_stack = handle.clone();
+/// handle.rotate(ApiKey::new("new-key")?);
+/// # let _ = for_the_stack;
+/// # Ok::<(), tower_infoplug::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct KeyHandle {
+    current: Arc<RwLock<ApiKey>>,
+}
+
+impl KeyHandle {
+    /// A handle holding `key`.
+    pub fn new(key: ApiKey) -> Self {
+        Self {
+            current: Arc::new(RwLock::new(key)),
+        }
+    }
+
+    /// Replaces the key for every holder of this handle.
+    pub fn rotate(&self, key: ApiKey) {
+        // A writer cannot leave an `ApiKey` half-written, so a poisoned lock still holds a
+        // valid key: recover it instead of panicking.
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = key;
+    }
+
+    /// The key in force now.
+    pub fn current(&self) -> ApiKey {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl fmt::Debug for KeyHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyHandle(<redacted>)")
+    }
+}
+
+/// Where a layer takes its key from: a fixed [`ApiKey`] or a rotatable [`KeyHandle`].
+///
+/// Built with `From`, so layer constructors accept either.
+#[derive(Clone)]
+pub struct KeySource(Source);
+
+#[derive(Clone)]
+enum Source {
+    Fixed(ApiKey),
+    Shared(KeyHandle),
+}
+
+impl KeySource {
+    /// Calls `f` with the key in force now, without copying it.
+    pub(crate) fn with_key<T>(&self, f: impl FnOnce(&ApiKey) -> T) -> T {
+        match &self.0 {
+            Source::Fixed(key) => f(key),
+            Source::Shared(handle) => f(&handle
+                .current
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)),
+        }
+    }
+}
+
+impl From<ApiKey> for KeySource {
+    fn from(key: ApiKey) -> Self {
+        Self(Source::Fixed(key))
+    }
+}
+
+impl From<KeyHandle> for KeySource {
+    fn from(handle: KeyHandle) -> Self {
+        Self(Source::Shared(handle))
+    }
+}
+
+impl From<&KeyHandle> for KeySource {
+    fn from(handle: &KeyHandle) -> Self {
+        Self(Source::Shared(handle.clone()))
+    }
+}
+
+impl fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Source::Fixed(_) => f.write_str("KeySource::Fixed(<redacted>)"),
+            Source::Shared(_) => f.write_str("KeySource::Shared(<redacted>)"),
+        }
+    }
+}
+
+/// Checks key material: non-empty, bounded, visible ASCII only.
+fn validate(key: &[u8]) -> Result<(), ConfigError> {
+    if key.is_empty() {
+        return Err(ConfigError::EmptyApiKey);
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(ConfigError::ApiKeyTooLong { len: key.len() });
+    }
+    match key.iter().position(|b| !b.is_ascii_graphic()) {
+        Some(position) => Err(ConfigError::InvalidApiKey { position }),
+        None => Ok(()),
+    }
+}
+
+/// A sensitive header value whose clones share one allocation, so stamping it on a request
+/// costs a reference-count increment, not a copy.
+fn prepared(bytes: Vec<u8>) -> Result<HeaderValue, ConfigError> {
+    // `validate` has already restricted the bytes to visible ASCII (plus the single space of
+    // "Bearer "), which every header value accepts; the error arm is unreachable but mapped
+    // rather than unwrapped.
+    let mut value = HeaderValue::from_maybe_shared(Bytes::from_owner(bytes))
+        .map_err(|_| ConfigError::InvalidApiKey { position: 0 })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visible_ascii_keys_are_accepted_and_prepared_sensitive() {
+        let key = ApiKey::new("abc-DEF_123.~!").unwrap();
+        assert_eq!(key.raw().as_bytes(), b"abc-DEF_123.~!");
+        assert_eq!(key.bearer().as_bytes(), b"Bearer abc-DEF_123.~!");
+        assert!(key.raw().is_sensitive());
+        assert!(key.bearer().is_sensitive());
+    }
+
+    #[test]
+    fn bad_key_material_is_rejected_with_its_position_only() {
+        assert_eq!(ApiKey::new("").unwrap_err(), ConfigError::EmptyApiKey);
+        for (key, position) in [
+            ("secret\r\n", 6),
+            ("sec ret", 3),
+            ("\tsecret", 0),
+            ("secr\u{e9}t", 4),
+            ("secret\0", 6),
+            ("secret\x7f", 6),
+        ] {
+            let err = ApiKey::new(key).unwrap_err();
+            assert_eq!(err, ConfigError::InvalidApiKey { position }, "{key:?}");
+            assert!(!err.to_string().contains("secr"), "{err}");
+        }
+        let long = "k".repeat(MAX_KEY_LEN + 1);
+        assert_eq!(
+            ApiKey::new(long).unwrap_err(),
+            ConfigError::ApiKeyTooLong {
+                len: MAX_KEY_LEN + 1
+            }
+        );
+        assert!(ApiKey::new("k".repeat(MAX_KEY_LEN)).is_ok());
+    }
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let key = ApiKey::new("supersecret").unwrap();
+        let handle = KeyHandle::new(key.clone());
+        let source = KeySource::from(handle.clone());
+        for shown in [
+            format!("{key:?}"),
+            format!("{handle:?}"),
+            format!("{source:?}"),
+            format!("{:?}", KeySource::from(key)),
+        ] {
+            assert!(!shown.contains("supersecret"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn rotation_is_seen_by_every_clone_of_a_handle() {
+        let handle = KeyHandle::new(ApiKey::new("one").unwrap());
+        let source = KeySource::from(&handle);
+        assert_eq!(source.with_key(|k| k.raw().clone()), "one");
+        handle.rotate(ApiKey::new("two").unwrap());
+        assert_eq!(source.with_key(|k| k.raw().clone()), "two");
+        assert_eq!(handle.current().bearer(), "Bearer two");
+    }
+
+    #[test]
+    fn env_errors_name_the_variable_not_the_value() {
+        let err = ApiKey::from_env_var("TOWER_INFOPLUG_TEST_SURELY_UNSET").unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::MissingEnvVar {
+                name: "TOWER_INFOPLUG_TEST_SURELY_UNSET".into()
+            }
+        );
+        assert!(err.to_string().contains("TOWER_INFOPLUG_TEST_SURELY_UNSET"));
+    }
+}

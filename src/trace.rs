@@ -1,0 +1,11 @@
+//! `tracing` events when the `tracing` feature is on, nothing when it is off.
+
+#[cfg(feature = "tracing")]
+pub(crate) use tracing::debug;
+
+#[cfg(not(feature = "tracing"))]
+macro_rules! debug {
+    ($($anything:tt)*) => {};
+}
+#[cfg(not(feature = "tracing"))]
+pub(crate) use debug;
