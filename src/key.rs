@@ -4,12 +4,15 @@ use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 
 use crate::ConfigError;
 
 /// The environment variable [`ApiKey::from_env`] reads.
 pub const API_KEY_ENV: &str = "INFOPLUG_API_KEY";
+
+/// The header the InfoPlug API reads the key from: `x-infoplug-api-key`.
+pub const X_INFOPLUG_API_KEY: HeaderName = HeaderName::from_static("x-infoplug-api-key");
 
 /// The longest API key accepted, in bytes.
 pub const MAX_KEY_LEN: usize = 4096;
@@ -33,6 +36,7 @@ pub const MAX_KEY_LEN: usize = 4096;
 /// # Ok::<(), tower_infoplug::ConfigError>(())
 /// ```
 #[derive(Clone)]
+#[cfg_attr(not(feature = "auth"), allow(dead_code))] // read by the auth layer
 pub struct ApiKey {
     raw: HeaderValue,
     bearer: HeaderValue,
@@ -74,11 +78,13 @@ impl ApiKey {
     }
 
     /// The key as a header value (`<key>`), marked sensitive.
+    #[cfg_attr(not(any(feature = "auth", feature = "mock")), allow(dead_code))]
     pub(crate) fn raw(&self) -> &HeaderValue {
         &self.raw
     }
 
     /// The key as a bearer credential (`Bearer <key>`), marked sensitive.
+    #[cfg_attr(not(feature = "auth"), allow(dead_code))]
     pub(crate) fn bearer(&self) -> &HeaderValue {
         &self.bearer
     }
@@ -162,6 +168,7 @@ enum Source {
 
 impl KeySource {
     /// Calls `f` with the key in force now, without copying it.
+    #[cfg_attr(not(feature = "auth"), allow(dead_code))]
     pub(crate) fn with_key<T>(&self, f: impl FnOnce(&ApiKey) -> T) -> T {
         match &self.0 {
             Source::Fixed(key) => f(key),

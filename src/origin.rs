@@ -98,6 +98,7 @@ impl Origin {
     /// relative request for a transport that adds the base URL itself) is compared by its
     /// `Host` header when it has one, and is taken as same-origin when it has none: such a
     /// request has no other destination than the one the transport is built for.
+    #[cfg_attr(not(feature = "auth"), allow(dead_code))]
     pub(crate) fn matches(&self, uri: &Uri, headers: &HeaderMap) -> bool {
         if let Some(authority) = uri.authority() {
             let https = match uri.scheme_str() {
@@ -160,6 +161,7 @@ fn normalise_host(host: &str) -> &str {
 }
 
 /// Splits a `Host` header value into host and optional port; `None` when it is not one.
+#[cfg_attr(not(feature = "auth"), allow(dead_code))]
 fn split_host_port(value: &str) -> Option<(&str, Option<u16>)> {
     let (host, port) = if value.starts_with('[') {
         // IPv6 literal: `[::1]` or `[::1]:8080`.

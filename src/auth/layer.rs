@@ -6,10 +6,7 @@ use http::{HeaderMap, HeaderValue, Uri};
 use tower_layer::Layer;
 
 use super::Auth;
-use crate::{ApiKey, ConfigError, KeySource, Origin};
-
-/// The header the InfoPlug API reads the key from: `x-infoplug-api-key`.
-pub const X_INFOPLUG_API_KEY: HeaderName = HeaderName::from_static("x-infoplug-api-key");
+use crate::{ApiKey, ConfigError, KeySource, Origin, X_INFOPLUG_API_KEY};
 
 /// Which header carries the key, and in which form.
 ///

@@ -54,5 +54,5 @@ mod layer;
 mod service;
 
 pub use future::ResponseFuture;
-pub use layer::{AuthHeader, AuthLayer, X_INFOPLUG_API_KEY};
+pub use layer::{AuthHeader, AuthLayer};
 pub use service::Auth;

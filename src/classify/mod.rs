@@ -93,6 +93,7 @@ pub(crate) struct SentCredential(pub(crate) HeaderValue);
 /// Tells the classifier, in whichever order the layers are stacked, which credential to redact
 /// from the error: redacts an [`ApiError`] that is already there (classifier inside the auth
 /// layer) and leaves a note for one that comes later (classifier outside).
+#[cfg_attr(not(feature = "auth"), allow(dead_code))]
 pub(crate) fn note_sent_credential<B>(res: &mut Response<B>, sent: HeaderValue) {
     if !is_classified(res.status()) {
         return;

@@ -82,20 +82,17 @@ pub(crate) fn classify(
     if body.is_empty() {
         return error.because(BodyIssue::Empty);
     }
-    let fields = match serde_json::from_slice::<Fields>(body) {
-        Ok(fields) => fields,
-        Err(_) => {
-            let declared = content_type.map(is_json);
-            let looks_like_json = matches!(body.first(), Some(b'{' | b'['));
-            let issue = match declared {
-                Some(false) => BodyIssue::NotJson {
-                    content_type: content_type.map(shown_content_type),
-                },
-                None if !looks_like_json => BodyIssue::NotJson { content_type: None },
-                _ => BodyIssue::Malformed,
-            };
-            return error.because(issue);
-        }
+    let Ok(fields) = serde_json::from_slice::<Fields>(body) else {
+        let declared = content_type.map(is_json);
+        let looks_like_json = matches!(body.first(), Some(b'{' | b'['));
+        let issue = match declared {
+            Some(false) => BodyIssue::NotJson {
+                content_type: content_type.map(shown_content_type),
+            },
+            None if !looks_like_json => BodyIssue::NotJson { content_type: None },
+            _ => BodyIssue::Malformed,
+        };
+        return error.because(issue);
     };
     error.parameter = fields.parameter;
     error.details = fields.details;

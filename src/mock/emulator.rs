@@ -1,0 +1,450 @@
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, Method, Request, Response, Uri};
+use http_body::Body;
+use http_body_util::BodyExt;
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::reply::{MockBody, Reply};
+use crate::{ApiKey, X_INFOPLUG_API_KEY};
+
+/// The key an [`Emulator`] accepts unless told otherwise.
+pub const TEST_KEY: &str = "ip_test_emulator_key";
+
+/// An in-process InfoPlug API, scriptable and recording. See the [module docs](crate::mock).
+///
+/// Clones share one state: script a reply on one clone, and the server or service built from
+/// another answers with it.
+#[derive(Clone)]
+pub struct Emulator {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: Config,
+    state: Mutex<State>,
+}
+
+#[derive(Clone)]
+struct Config {
+    key: ApiKey,
+    credits: u64,
+    rate_limit: Option<(u32, Duration)>,
+    accept_authorization: bool,
+}
+
+struct State {
+    script: VecDeque<Reply>,
+    requests: Vec<Recorded>,
+    credits: u64,
+    /// Start of the current rate-limit window and how many requests it has admitted.
+    window: Option<(Instant, u32)>,
+}
+
+/// A request as the emulator received it.
+///
+/// Its `Debug` output shows header names but not the values of credential headers
+/// (`x-infoplug-api-key`, `authorization`, cookies), so a failing assertion does not print a key.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Recorded {
+    /// The method.
+    pub method: Method,
+    /// The request target (path and query; absolute when sent to an in-process service with
+    /// an absolute URI).
+    pub uri: Uri,
+    /// The headers, as received.
+    pub headers: HeaderMap,
+    /// The body, as received.
+    pub body: Bytes,
+    /// Whether the body arrived whole (false when the client's stream failed).
+    pub body_complete: bool,
+    /// When the request arrived, on Tokio's clock (so paused-time tests can compare).
+    pub at: Instant,
+}
+
+impl Recorded {
+    /// A header's value as text, if present and text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl fmt::Debug for Recorded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Headers<'a>(&'a HeaderMap);
+        impl fmt::Debug for Headers<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let secret = |name: &http::HeaderName| {
+                    [
+                        X_INFOPLUG_API_KEY,
+                        AUTHORIZATION,
+                        http::header::PROXY_AUTHORIZATION,
+                        http::header::COOKIE,
+                    ]
+                    .contains(name)
+                };
+                f.debug_map()
+                    .entries(self.0.iter().map(|(name, value)| {
+                        let shown: &dyn fmt::Debug = if secret(name) || value.is_sensitive() {
+                            &"<redacted>"
+                        } else {
+                            value
+                        };
+                        (name, shown)
+                    }))
+                    .finish()
+            }
+        }
+        f.debug_struct("Recorded")
+            .field("method", &self.method)
+            .field("uri", &self.uri)
+            .field("headers", &Headers(&self.headers))
+            .field("body_len", &self.body.len())
+            .field("body_complete", &self.body_complete)
+            .field("at", &self.at)
+            .finish()
+    }
+}
+
+/// Builds an [`Emulator`].
+#[derive(Clone)]
+#[must_use = "call `build` to get the emulator"]
+pub struct EmulatorBuilder {
+    config: Config,
+}
+
+impl EmulatorBuilder {
+    /// The key the emulator accepts (default [`TEST_KEY`]).
+    pub fn key(mut self, key: ApiKey) -> Self {
+        self.config.key = key;
+        self
+    }
+
+    /// How many successful requests the account can pay for (default 1000); each 200 costs
+    /// one credit, and at zero the answer is 402 `insufficient_credits`.
+    pub fn credits(mut self, credits: u64) -> Self {
+        self.config.credits = credits;
+        self
+    }
+
+    /// Admits at most `requests` per `window` (a fixed window starting at the first request
+    /// after the previous one ended); the rest get 429 `rate_limit_exceeded` with a
+    /// `Retry-After` of the seconds left in the window, rounded up. Default: 100 per second.
+    pub fn rate_limit(mut self, requests: u32, window: Duration) -> Self {
+        self.config.rate_limit = Some((requests, window));
+        self
+    }
+
+    /// No rate limit.
+    pub fn no_rate_limit(mut self) -> Self {
+        self.config.rate_limit = None;
+        self
+    }
+
+    /// Whether the key is also accepted in `Authorization` (raw or `Bearer`), as earlier
+    /// versions of the API documented (default: yes).
+    pub fn accept_authorization(mut self, yes: bool) -> Self {
+        self.config.accept_authorization = yes;
+        self
+    }
+
+    /// The emulator.
+    pub fn build(self) -> Emulator {
+        Emulator {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    script: VecDeque::new(),
+                    requests: Vec::new(),
+                    credits: self.config.credits,
+                    window: None,
+                }),
+                config: self.config,
+            }),
+        }
+    }
+}
+
+impl Emulator {
+    /// An emulator with the defaults: key [`TEST_KEY`], 1000 credits, 100 requests a second.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// Other settings.
+    pub fn builder() -> EmulatorBuilder {
+        EmulatorBuilder {
+            config: Config {
+                key: test_key(),
+                credits: 1000,
+                rate_limit: Some((100, Duration::from_secs(1))),
+                accept_authorization: true,
+            },
+        }
+    }
+
+    /// The key this emulator accepts.
+    pub fn key(&self) -> &ApiKey {
+        &self.shared.config.key
+    }
+
+    /// Queues `reply` as the answer to a coming request, after those already queued.
+    pub fn push(&self, reply: Reply) {
+        self.state().script.push_back(reply);
+    }
+
+    /// Queues several replies, in order.
+    pub fn push_all(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.state().script.extend(replies);
+    }
+
+    /// How many scripted replies are still queued.
+    pub fn pending_replies(&self) -> usize {
+        self.state().script.len()
+    }
+
+    /// Every request received so far, in order of arrival.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state().requests.clone()
+    }
+
+    /// How many requests were received so far.
+    pub fn request_count(&self) -> usize {
+        self.state().requests.len()
+    }
+
+    /// Credits left.
+    pub fn credits(&self) -> u64 {
+        self.state().credits
+    }
+
+    /// Sets the credits left (to drive an account to 402 and back).
+    pub fn set_credits(&self, credits: u64) {
+        self.state().credits = credits;
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic elsewhere while the lock was held leaves a state that is still consistent
+        // (each update is a single assignment or push), so keep serving.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Answers one request: records it, then takes the next scripted reply or behaves as the
+    /// API does.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<MockBody>
+    where
+        B: Body,
+    {
+        let at = Instant::now();
+        let (parts, body) = req.into_parts();
+        let (body, body_complete) = match body.collect().await {
+            Ok(collected) => (collected.to_bytes(), true),
+            Err(_) => (Bytes::new(), false),
+        };
+        let recorded = Recorded {
+            method: parts.method,
+            uri: parts.uri,
+            headers: parts.headers,
+            body,
+            body_complete,
+            at,
+        };
+        let key = self.presented_key(&recorded.headers).map(str::to_owned);
+        let reply = {
+            let mut state = self.state();
+            let reply = match state.script.pop_front() {
+                Some(reply) => reply,
+                None => self.behave(&mut state, &recorded, at),
+            };
+            state.requests.push(recorded);
+            reply
+        };
+        let (delay, res) = reply.into_response(key.as_deref());
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        res
+    }
+
+    /// The key the request presents, from `x-infoplug-api-key` or (when accepted)
+    /// `Authorization`.
+    fn presented_key<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        if let Some(key) = headers.get(X_INFOPLUG_API_KEY) {
+            return key.to_str().ok();
+        }
+        if !self.shared.config.accept_authorization {
+            return None;
+        }
+        let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+        Some(match value.get(..7) {
+            Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => value.get(7..)?.trim(),
+            _ => value.trim(),
+        })
+    }
+
+    /// The API's own behaviour: key, rate limit, parameters, credits, in that order.
+    fn behave(&self, state: &mut State, req: &Recorded, now: Instant) -> Reply {
+        let config = &self.shared.config;
+        let expected = config.key.raw().as_bytes();
+        if self.presented_key(&req.headers).map(str::as_bytes) != Some(expected) {
+            return Reply::status(401);
+        }
+        if let Some((max, window)) = config.rate_limit {
+            let (start, admitted) = match state.window {
+                Some((start, n)) if now.duration_since(start) < window => (start, n),
+                _ => (now, 0),
+            };
+            if admitted >= max {
+                let left = window.saturating_sub(now.duration_since(start));
+                let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+                state.window = Some((start, admitted));
+                return Reply::rate_limited(secs.max(1));
+            }
+            state.window = Some((start, admitted + 1));
+        }
+        if let Some(reply) = validate(req) {
+            return reply;
+        }
+        if state.credits == 0 {
+            return Reply::status(402);
+        }
+        state.credits -= 1;
+        let mut data = serde_json::Map::new();
+        data.insert("method".into(), req.method.as_str().into());
+        data.insert("path".into(), req.uri.path().into());
+        data.insert("query".into(), req.uri.query().unwrap_or_default().into());
+        data.insert("body_len".into(), req.body.len().into());
+        let mut body = serde_json::Map::new();
+        body.insert("data".into(), data.into());
+        body.insert("credits_remaining".into(), state.credits.into());
+        Reply::ok(serde_json::Value::Object(body).to_string())
+            .header("x-credits-remaining", &state.credits.to_string())
+    }
+}
+
+/// The parameter rules of the API, as far as the emulator knows them.
+fn validate(req: &Recorded) -> Option<Reply> {
+    let path = req.uri.path();
+    if !path.starts_with("/v1/") || path.split('/').any(|segment| segment == "missing") {
+        return Some(Reply::error(
+            404,
+            "not_found",
+            None,
+            "Profile, company, or job doesn't exist",
+        ));
+    }
+    let has_body = matches!(req.method, Method::POST | Method::PUT | Method::PATCH);
+    if has_body && req.body.iter().all(u8::is_ascii_whitespace) {
+        return Some(Reply::error(
+            400,
+            "payload_is_empty",
+            None,
+            "Include required JSON body in POST requests",
+        ));
+    }
+    if has_body && serde_json::from_slice::<serde_json::Value>(&req.body).is_err() {
+        return Some(Reply::error(
+            400,
+            "invalid_parameter",
+            Some("body"),
+            "The request body is not valid JSON",
+        ));
+    }
+    for (name, value) in req
+        .uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+    {
+        match name {
+            "limit" if !value.parse::<u32>().is_ok_and(|n| (1..=2500).contains(&n)) => {
+                return Some(Reply::error(
+                    400,
+                    "limit_out_of_range",
+                    Some("limit"),
+                    "Use a limit within 1-2500",
+                ));
+            }
+            "linkedin_url" if !value.starts_with("https") => {
+                return Some(Reply::error(
+                    400,
+                    "invalid_parameter",
+                    Some("linkedin_url"),
+                    "Missing or invalid linkedin_url",
+                ));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The emulator's default key.
+fn test_key() -> ApiKey {
+    match ApiKey::new(TEST_KEY) {
+        Ok(key) => key,
+        // A constant, checked by `the_test_key_is_valid`.
+        Err(_) => unreachable!("TEST_KEY is a valid key"),
+    }
+}
+
+impl Default for Emulator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state();
+        f.debug_struct("Emulator")
+            .field("requests", &state.requests.len())
+            .field("pending_replies", &state.script.len())
+            .field("credits", &state.credits)
+            .field("rate_limit", &self.shared.config.rate_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for EmulatorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmulatorBuilder")
+            .field("credits", &self.config.credits)
+            .field("rate_limit", &self.config.rate_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The in-process service: the emulator answers requests without a network.
+impl<B> Service<Request<B>> for Emulator
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+{
+    type Response = Response<MockBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<MockBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let emulator = self.clone();
+        Box::pin(async move { Ok(emulator.handle(req).await) })
+    }
+}

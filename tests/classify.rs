@@ -1,0 +1,315 @@
+//! The classifier reads error bodies within its bounds and hands every byte on.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{http_client, read_body};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use tower::{Layer, ServiceExt, service_fn};
+use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
+use tower_infoplug::{BodyIssue, ClassifyLayer, ErrorCode, ResponseExt};
+
+/// A body that yields scripted frames and counts how often it was polled.
+struct Scripted {
+    frames: VecDeque<Result<Frame<Bytes>, &'static str>>,
+    polls: Arc<AtomicUsize>,
+    hint: SizeHint,
+}
+
+impl Scripted {
+    fn new(frames: Vec<Result<Frame<Bytes>, &'static str>>) -> (Self, Arc<AtomicUsize>) {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let len = frames
+            .iter()
+            .filter_map(|f| f.as_ref().ok()?.data_ref().map(Bytes::len))
+            .sum::<usize>();
+        let body = Self {
+            frames: frames.into(),
+            polls: polls.clone(),
+            hint: SizeHint::with_exact(len as u64),
+        };
+        (body, polls)
+    }
+}
+
+impl Body for Scripted {
+    type Data = Bytes;
+    type Error = &'static str;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, &'static str>>> {
+        self.polls.fetch_add(1, Ordering::SeqCst);
+        let frame = self.frames.pop_front();
+        if let (Some(Ok(Some(data))), Some(len)) = (
+            frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)),
+            self.hint.exact(),
+        ) {
+            self.hint = SizeHint::with_exact(len - data.len() as u64);
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.hint.clone()
+    }
+}
+
+fn data(bytes: &'static [u8]) -> Result<Frame<Bytes>, &'static str> {
+    Ok(Frame::data(Bytes::from_static(bytes)))
+}
+
+/// Serves one response with `status` and `body` through the default classifier.
+async fn classify_one<B>(
+    status: u16,
+    body: B,
+) -> Response<tower_infoplug::classify::ClassifyBody<B>>
+where
+    B: Body + Send + 'static,
+{
+    let body = std::sync::Mutex::new(Some(body));
+    let transport = service_fn(move |_req: Request<()>| {
+        let body = body.lock().unwrap().take().unwrap();
+        async move {
+            let mut res = Response::new(body);
+            *res.status_mut() = StatusCode::from_u16(status).unwrap();
+            Ok::<_, Infallible>(res)
+        }
+    });
+    ClassifyLayer::new()
+        .layer(transport)
+        .oneshot(Request::new(()))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn success_bodies_are_not_touched_before_the_caller_reads_them() {
+    let (body, polls) = Scripted::new(vec![data(b"{\"data\":1}")]);
+    let res = classify_one(200, body).await;
+    assert_eq!(polls.load(Ordering::SeqCst), 0);
+    assert!(res.api_error().is_none());
+    assert_eq!(format!("{:?}", res.body()), "ClassifyBody::Passthrough");
+    assert_eq!(res.body().size_hint().exact(), Some(10));
+    assert_eq!(read_body(res.into_body()).await.unwrap(), "{\"data\":1}");
+}
+
+#[tokio::test]
+async fn redirects_and_informational_responses_are_not_classified() {
+    for status in [301, 304, 100] {
+        let (body, polls) = Scripted::new(vec![data(b"moved")]);
+        let res = classify_one(status, body).await;
+        assert!(res.api_error().is_none(), "{status}");
+        assert_eq!(polls.load(Ordering::SeqCst), 0);
+    }
+}
+
+#[tokio::test]
+async fn replay_keeps_bytes_trailers_and_size_hint() {
+    let mut trailers = HeaderMap::new();
+    trailers.insert("x-checksum", "abc".parse().unwrap());
+    let (body, _) = Scripted::new(vec![
+        data(b"{\"message\":"),
+        data(b"\"not_found\"}"),
+        Ok(Frame::trailers(trailers.clone())),
+    ]);
+    let res = classify_one(404, body).await;
+    assert_eq!(res.api_error().unwrap().code(), &ErrorCode::NotFound);
+    assert_eq!(res.body().size_hint().exact(), Some(23));
+    assert!(!res.body().is_end_stream());
+    let collected = res.into_body().collect().await.unwrap();
+    assert_eq!(collected.trailers(), Some(&trailers));
+    assert_eq!(collected.to_bytes(), "{\"message\":\"not_found\"}");
+}
+
+#[tokio::test]
+async fn a_stream_error_is_replayed_after_the_bytes_before_it() {
+    let (body, _) = Scripted::new(vec![data(b"{\"mess"), Err("connection reset")]);
+    let res = classify_one(503, body).await;
+    let err = res.api_error().unwrap();
+    assert_eq!(err.body_issue(), Some(&BodyIssue::Incomplete));
+    assert_eq!(err.code(), &ErrorCode::ServerError);
+    let mut body = res.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), "{\"mess");
+    assert_eq!(body.frame().await.unwrap().unwrap_err(), "connection reset");
+    assert!(body.frame().await.is_none());
+}
+
+#[tokio::test]
+async fn a_long_unannounced_body_is_read_only_past_the_limit_once() {
+    let chunk: &'static [u8] = &[b'x'; 1024];
+    const ENVELOPE: &[u8] = b"{\"message\":\"x\",\"details\":\"";
+    let mut frames = vec![data(ENVELOPE)];
+    frames.extend((0..100).map(|_| data(chunk)));
+    frames.push(data(b"\"}"));
+    let (mut body, polls) = Scripted::new(frames);
+    body.hint = SizeHint::new(); // like a chunked response: no length announced
+    let layer = ClassifyLayer::builder().body_limit(4096).build().unwrap();
+    let body = std::sync::Mutex::new(Some(body));
+    let transport = service_fn(move |_req: Request<()>| {
+        let body = body.lock().unwrap().take().unwrap();
+        async move {
+            let mut res = Response::new(body);
+            *res.status_mut() = StatusCode::BAD_REQUEST;
+            Ok::<_, Infallible>(res)
+        }
+    });
+    let res = layer
+        .layer(transport)
+        .oneshot(Request::new(()))
+        .await
+        .unwrap();
+    assert_eq!(
+        res.api_error().unwrap().body_issue(),
+        Some(&BodyIssue::TooLarge)
+    );
+    // 4 KiB limit: the envelope frame plus four 1 KiB frames cross it; nothing more is read.
+    assert_eq!(polls.load(Ordering::SeqCst), 5);
+    let all = read_body(res.into_body()).await.unwrap();
+    assert_eq!(all.len(), ENVELOPE.len() + 100 * 1024 + 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_error_body_stops_being_read_at_the_deadline() {
+    let emulator = Emulator::new();
+    // 40 bytes, one a second: the whole body would take 39 s.
+    emulator.push(
+        Reply::status(503)
+            .chunked(1)
+            .chunk_delay(Duration::from_secs(1)),
+    );
+    let start = tokio::time::Instant::now();
+    let res = ClassifyLayer::new()
+        .layer(emulator)
+        .oneshot(Request::new(http_body_util::Empty::<Bytes>::new()))
+        .await
+        .unwrap();
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+    let err = res.api_error().unwrap();
+    assert_eq!(err.body_issue(), Some(&BodyIssue::TimedOut));
+    assert_eq!(err.code(), &ErrorCode::ServerError);
+    // The caller still gets the whole body, at the server's pace.
+    let body = read_body(res.into_body()).await.unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["message"], "error");
+    assert_eq!(start.elapsed(), Duration::from_secs(body.len() as u64 - 1));
+}
+
+#[tokio::test]
+async fn error_bodies_over_loopback_are_classified_and_passed_on_intact() {
+    let emulator = Emulator::new();
+    let server = emulator.serve().await.unwrap();
+    let client = ClassifyLayer::new().layer(http_client());
+    let contract = r#"{"message":"invalid_parameter","parameter":"linkedin_url","details":"Missing or invalid linkedin_url"}"#;
+    emulator.push_all([
+        Reply::json(400, contract).chunked(7),
+        Reply::proxy_html(502),
+        Reply::malformed(429),
+        Reply::oversized(500, 1024 * 1024),
+        Reply::status(500).truncate_after(10),
+        Reply::json(404, "").without_header("content-type"),
+    ]);
+    let get = || {
+        let req = Request::get(server.uri("/v1/profile").unwrap())
+            .header("x-infoplug-api-key", TEST_KEY)
+            .body(common::empty())
+            .unwrap();
+        client.clone().oneshot(req)
+    };
+
+    let res = get().await.unwrap();
+    let err = res.api_error().unwrap().clone();
+    assert_eq!(err.code(), &ErrorCode::InvalidParameter);
+    assert_eq!(err.parameter(), Some("linkedin_url"));
+    assert_eq!(read_body(res.into_body()).await.unwrap(), contract);
+
+    let res = get().await.unwrap();
+    assert!(matches!(
+        res.api_error().unwrap().body_issue(),
+        Some(BodyIssue::NotJson { content_type: Some(ct) }) if ct.starts_with("text/html")
+    ));
+    assert!(
+        read_body(res.into_body())
+            .await
+            .unwrap()
+            .starts_with(b"<html>")
+    );
+
+    let res = get().await.unwrap();
+    assert_eq!(
+        res.api_error().unwrap().body_issue(),
+        Some(&BodyIssue::Malformed)
+    );
+    assert_eq!(
+        res.api_error().unwrap().code(),
+        &ErrorCode::RateLimitExceeded
+    );
+
+    let res = get().await.unwrap();
+    assert_eq!(
+        res.api_error().unwrap().body_issue(),
+        Some(&BodyIssue::TooLarge)
+    );
+    assert_eq!(read_body(res.into_body()).await.unwrap().len(), 1024 * 1024);
+
+    let res = get().await.unwrap();
+    assert_eq!(
+        res.api_error().unwrap().body_issue(),
+        Some(&BodyIssue::Incomplete)
+    );
+    // Downstream sees the ten bytes, then the transport's error: never a clean short body.
+    let mut body = res.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first.len(), 10);
+    assert!(body.frame().await.unwrap().is_err());
+
+    let res = get().await.unwrap();
+    assert_eq!(
+        res.api_error().unwrap().body_issue(),
+        Some(&BodyIssue::Empty)
+    );
+    assert_eq!(res.api_error().unwrap().code(), &ErrorCode::NotFound);
+
+    // `?`-style callers get a std error (no key on this request: 401).
+    let req = Request::get(server.uri("/v1/profile").unwrap())
+        .body(common::empty())
+        .unwrap();
+    let res = client.clone().oneshot(req).await.unwrap();
+    let err: Box<dyn std::error::Error> = res.error_for_status().unwrap_err().into();
+    assert!(err.to_string().contains("401"), "{err}");
+}
+
+#[test]
+fn bad_limits_are_build_time_errors() {
+    assert!(ClassifyLayer::builder().body_limit(0).build().is_err());
+    assert!(
+        ClassifyLayer::builder()
+            .body_limit(usize::MAX)
+            .build()
+            .is_err()
+    );
+    assert!(
+        ClassifyLayer::builder()
+            .read_timeout(Duration::ZERO)
+            .build()
+            .is_err()
+    );
+    let layer = ClassifyLayer::builder().no_read_timeout().build().unwrap();
+    assert_eq!(layer.read_timeout(), None);
+}

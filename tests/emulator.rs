@@ -1,0 +1,217 @@
+//! The emulator behaves like the API's contract, in process and over loopback HTTP.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{empty, http_client, read_body};
+use http::{Method, Request, StatusCode};
+use http_body_util::Full;
+use tower::ServiceExt;
+use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
+
+fn request(method: Method, uri: &str, body: &'static str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("x-infoplug-api-key", TEST_KEY)
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap()
+}
+
+async fn status_and_message(emulator: &Emulator, req: Request<Full<Bytes>>) -> (u16, String) {
+    let res = emulator.clone().oneshot(req).await.unwrap();
+    let status = res.status().as_u16();
+    let body = read_body(res.into_body()).await.unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let message = json["message"].as_str().unwrap_or("ok").to_owned();
+    (status, message)
+}
+
+#[tokio::test]
+async fn the_api_rules_apply_in_contract_order() {
+    let emulator = Emulator::builder().credits(1).build();
+    let no_key = Request::get("/v1/profile").body(empty()).unwrap();
+    let cases = [
+        (no_key, (401, "unauthorized")),
+        (request(Method::GET, "/v2/x", ""), (404, "not_found")),
+        (
+            request(Method::GET, "/v1/company/missing", ""),
+            (404, "not_found"),
+        ),
+        (
+            request(Method::POST, "/v1/search", " "),
+            (400, "payload_is_empty"),
+        ),
+        (
+            request(Method::POST, "/v1/search", "{oops"),
+            (400, "invalid_parameter"),
+        ),
+        (
+            request(Method::GET, "/v1/jobs?limit=2501", ""),
+            (400, "limit_out_of_range"),
+        ),
+        (
+            request(Method::GET, "/v1/jobs?limit=0", ""),
+            (400, "limit_out_of_range"),
+        ),
+        (
+            request(Method::GET, "/v1/profile?linkedin_url=x", ""),
+            (400, "invalid_parameter"),
+        ),
+        (request(Method::GET, "/v1/jobs?limit=2500", ""), (200, "ok")),
+        (
+            request(Method::GET, "/v1/jobs", ""),
+            (402, "insufficient_credits"),
+        ),
+    ];
+    for (req, (status, message)) in cases {
+        let uri = req.uri().clone();
+        let got = status_and_message(&emulator, req).await;
+        assert_eq!(got, (status, message.to_owned()), "{uri}");
+    }
+    assert_eq!(emulator.credits(), 0);
+    emulator.set_credits(5);
+    let got = status_and_message(&emulator, request(Method::GET, "/v1/jobs", "")).await;
+    assert_eq!(got.0, 200);
+}
+
+#[tokio::test]
+async fn the_key_is_accepted_in_every_documented_header() {
+    let emulator = Emulator::new();
+    for (name, value) in [
+        ("x-infoplug-api-key", TEST_KEY.to_owned()),
+        ("authorization", TEST_KEY.to_owned()),
+        ("authorization", format!("Bearer {TEST_KEY}")),
+    ] {
+        let req = Request::get("/v1/profile")
+            .header(name, value)
+            .body(empty())
+            .unwrap();
+        assert_eq!(status_and_message(&emulator, req).await.0, 200, "{name}");
+    }
+    let strict = Emulator::builder().accept_authorization(false).build();
+    let req = Request::get("/v1/profile")
+        .header("authorization", TEST_KEY)
+        .body(empty())
+        .unwrap();
+    assert_eq!(status_and_message(&strict, req).await.0, 401);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_rate_limit_answers_429_with_the_seconds_left() {
+    let emulator = Emulator::builder()
+        .rate_limit(2, Duration::from_secs(10))
+        .build();
+    let send = || emulator.clone().oneshot(request(Method::GET, "/v1/x", ""));
+    assert_eq!(send().await.unwrap().status(), 200);
+    assert_eq!(send().await.unwrap().status(), 200);
+    let limited = send().await.unwrap();
+    assert_eq!(limited.status(), 429);
+    assert_eq!(limited.headers()["retry-after"], "10");
+    tokio::time::advance(Duration::from_millis(3500)).await;
+    assert_eq!(send().await.unwrap().headers()["retry-after"], "7");
+    tokio::time::advance(Duration::from_millis(6500)).await;
+    assert_eq!(send().await.unwrap().status(), 200);
+    // Rate-limited requests are recorded too, with their arrival time.
+    let times: Vec<_> = emulator.requests().iter().map(|r| r.at).collect();
+    assert_eq!(times.len(), 5);
+    assert_eq!(times[4] - times[0], Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn every_request_is_recorded_over_loopback() {
+    let emulator = Emulator::new();
+    let server = emulator.serve().await.unwrap();
+    let client = http_client();
+    let req = Request::post(server.uri("/v1/search?limit=5").unwrap())
+        .header("x-infoplug-api-key", TEST_KEY)
+        .body(Full::new(Bytes::from_static(b"{\"q\":\"rust\"}")))
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-credits-remaining"], "999");
+
+    let [seen] = &emulator.requests()[..] else {
+        panic!("one request")
+    };
+    assert_eq!(seen.method, Method::POST);
+    assert_eq!(seen.uri.path(), "/v1/search");
+    assert_eq!(seen.uri.query(), Some("limit=5"));
+    assert_eq!(&seen.body[..], b"{\"q\":\"rust\"}");
+    assert!(seen.body_complete);
+    assert_eq!(seen.header("x-infoplug-api-key"), Some(TEST_KEY));
+    // Recordings can be printed in assertion messages without showing the key.
+    assert!(!format!("{seen:?}").contains(TEST_KEY));
+}
+
+#[tokio::test]
+async fn scripted_faults_reach_a_real_client() {
+    let emulator = Emulator::new();
+    let server = emulator.serve().await.unwrap();
+    let client = http_client();
+    emulator.push_all([
+        Reply::proxy_html(502),
+        Reply::status(500).truncate_after(10),
+        Reply::oversized(503, 200_000),
+        Reply::malformed(429).header("retry-after", "1"),
+    ]);
+    let get = || client.get(server.uri("/v1/x").unwrap());
+
+    let res = get().await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+
+    let res = get().await.unwrap();
+    assert_eq!(res.status(), 500);
+    assert!(
+        read_body(res.into_body()).await.is_err(),
+        "a truncated body fails"
+    );
+
+    let res = get().await.unwrap();
+    assert_eq!(read_body(res.into_body()).await.unwrap().len(), 200_000);
+
+    let res = get().await.unwrap();
+    assert_eq!(res.headers()["retry-after"], "1");
+    let body = read_body(res.into_body()).await.unwrap();
+    assert!(serde_json::from_slice::<serde_json::Value>(&body).is_err());
+
+    assert_eq!(emulator.pending_replies(), 0);
+    assert_eq!(emulator.request_count(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_replies_follow_tokio_time() {
+    let emulator = Emulator::new();
+    emulator.push(
+        Reply::ok("abcd")
+            .delay(Duration::from_secs(3))
+            .chunk_delay(Duration::from_secs(1)),
+    );
+    let start = tokio::time::Instant::now();
+    let res = emulator
+        .clone()
+        .oneshot(request(Method::GET, "/v1/x", ""))
+        .await
+        .unwrap();
+    assert_eq!(start.elapsed(), Duration::from_secs(3));
+    let body = read_body(res.into_body()).await.unwrap();
+    assert_eq!(&body[..], b"abcd");
+    assert_eq!(start.elapsed(), Duration::from_secs(6));
+}
+
+#[tokio::test]
+async fn a_dropped_server_stops_accepting() {
+    let emulator = Emulator::new();
+    let server = emulator.serve().await.unwrap();
+    let addr = server.addr();
+    server.shutdown().await;
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
