@@ -1,1 +1,102 @@
-fn main() {}
+//! Smoke benchmark: what the layers cost on the success path over an in-memory transport,
+//! next to the tower-http building block that does the nearest thing.
+//!
+//! ```text
+//! cargo bench --bench stack --all-features
+//! ```
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderName, HeaderValue, Request, Response};
+use http_body_util::Full;
+use tower::{Layer, Service, ServiceBuilder, service_fn};
+use tower_http::set_header::SetRequestHeaderLayer;
+use tower_infoplug::{ApiKey, AuthLayer, ClassifyLayer, Origin};
+
+/// Polls a future that is ready at once; the transport below never waits.
+fn now<F: Future>(future: F) -> F::Output {
+    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("the in-memory transport is always ready"),
+    }
+}
+
+fn transport() -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>>,
+> + Clone {
+    service_fn(|req: Request<Full<Bytes>>| {
+        black_box(&req);
+        std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(
+            b"{\"data\":{}}",
+        )))))
+    })
+}
+
+fn bench_one<S>(c: &mut Criterion, name: &str, mut svc: S)
+where
+    S: Service<Request<Full<Bytes>>>,
+    S::Error: std::fmt::Debug,
+{
+    c.bench_function(name, |b| {
+        b.iter(|| {
+            let req = Request::get("https://api.infoplug.io/v1/profile")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            now(std::future::poll_fn(|cx| svc.poll_ready(cx))).unwrap();
+            black_box(now(svc.call(req)).unwrap())
+        });
+    });
+}
+
+fn success_path(c: &mut Criterion) {
+    let key = ApiKey::new("ip_bench_0123456789abcdef").unwrap();
+    let origin = Origin::parse("https://api.infoplug.io").unwrap();
+    let mut sensitive = HeaderValue::from_static("ip_bench_0123456789abcdef");
+    sensitive.set_sensitive(true);
+
+    bench_one(c, "bare transport", transport());
+    bench_one(
+        c,
+        "tower-http SetRequestHeader",
+        SetRequestHeaderLayer::overriding(HeaderName::from_static("x-infoplug-api-key"), sensitive)
+            .layer(transport()),
+    );
+    bench_one(
+        c,
+        "AuthLayer",
+        AuthLayer::new(key.clone()).layer(transport()),
+    );
+    bench_one(
+        c,
+        "AuthLayer scoped to origin",
+        AuthLayer::new(key.clone())
+            .for_origin(origin.clone())
+            .layer(transport()),
+    );
+    bench_one(
+        c,
+        "ClassifyLayer (2xx)",
+        ClassifyLayer::new().layer(transport()),
+    );
+    bench_one(
+        c,
+        "Classify + Auth",
+        ServiceBuilder::new()
+            .layer(ClassifyLayer::new())
+            .layer(AuthLayer::new(key).for_origin(origin))
+            .service(transport()),
+    );
+}
+
+criterion_group!(benches, success_path);
+criterion_main!(benches);

@@ -85,3 +85,8 @@ pub use classify::{ApiError, BodyIssue, ClassifyLayer, ErrorCode, ResponseExt};
 pub use error::ConfigError;
 pub use key::{API_KEY_ENV, ApiKey, KeyHandle, KeySource, MAX_KEY_LEN, X_INFOPLUG_API_KEY};
 pub use origin::Origin;
+
+/// The README's examples, compiled as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -320,10 +320,10 @@ impl Body for MockBody {
                 Poll::Pending
             }
             None if this.fail => {
-                if let Some(sleep) = this.sleep.as_mut() {
-                    if sleep.as_mut().poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
+                if let Some(sleep) = this.sleep.as_mut()
+                    && sleep.as_mut().poll(cx).is_pending()
+                {
+                    return Poll::Pending;
                 }
                 this.sleep = None;
                 this.fail = false;
