@@ -297,6 +297,19 @@ mod tests {
     }
 
     #[test]
+    fn a_set_variable_is_read_validated_and_prepared() {
+        // Cargo sets CARGO_PKG_NAME for the test process: a set variable we need not (and,
+        // with `unsafe` forbidden, cannot) set ourselves.
+        let key = ApiKey::from_env_var("CARGO_PKG_NAME").unwrap();
+        assert_eq!(key.raw(), "tower-infoplug");
+        assert_eq!(key.bearer(), "Bearer tower-infoplug");
+        // A value with a space is rejected like any bad key material, without echoing it.
+        let err = ApiKey::from_env_var("CARGO_PKG_DESCRIPTION").unwrap_err();
+        assert!(matches!(err, ConfigError::InvalidApiKey { .. }), "{err}");
+        assert!(!err.to_string().contains("InfoPlug"), "{err}");
+    }
+
+    #[test]
     fn env_errors_name_the_variable_not_the_value() {
         let err = ApiKey::from_env_var("TOWER_INFOPLUG_TEST_SURELY_UNSET").unwrap_err();
         assert_eq!(
