@@ -76,6 +76,8 @@ mod key;
 #[cfg(feature = "mock")]
 pub mod mock;
 mod origin;
+#[cfg(feature = "retry")]
+pub mod retry;
 mod trace;
 
 #[cfg(feature = "auth")]
@@ -85,6 +87,8 @@ pub use classify::{ApiError, BodyIssue, ClassifyLayer, ErrorCode, ResponseExt};
 pub use error::ConfigError;
 pub use key::{API_KEY_ENV, ApiKey, KeyHandle, KeySource, MAX_KEY_LEN, X_INFOPLUG_API_KEY};
 pub use origin::Origin;
+#[cfg(feature = "retry")]
+pub use retry::{RetryInfo, RetryLayer};
 
 /// The README's examples, compiled as doctests so they cannot rot.
 #[cfg(doctest)]

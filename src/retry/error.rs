@@ -1,0 +1,110 @@
+use std::fmt;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::RetryInfo;
+
+/// Why a request through the retry layer produced no response.
+///
+/// Responses of any status are returned as `Ok` (with a [`RetryInfo`] in their extensions);
+/// this error is for requests that ended without one.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RetryError<E> {
+    /// The last attempt failed with the transport's error (or the inner service was not
+    /// ready).
+    Transport {
+        /// The transport's error.
+        error: E,
+        /// What the layer did before giving up.
+        info: RetryInfo,
+    },
+    /// The last attempt took longer than the layer's attempt timeout.
+    TimedOut {
+        /// What the layer did before giving up.
+        info: RetryInfo,
+    },
+    /// The API's origin is cooling down (after a 429 or 503 with a wait hint) past the
+    /// request's deadline, so the request was not sent (again).
+    CoolingDown {
+        /// What the layer did before giving up.
+        info: RetryInfo,
+    },
+}
+
+impl<E> RetryError<E> {
+    /// What the layer did before giving up.
+    pub fn info(&self) -> &RetryInfo {
+        match self {
+            Self::Transport { info, .. } | Self::TimedOut { info } | Self::CoolingDown { info } => {
+                info
+            }
+        }
+    }
+
+    /// The transport's error, if that is what ended the request.
+    pub fn into_transport(self) -> Option<E> {
+        match self {
+            Self::Transport { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for RetryError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let attempts = self.info().attempts();
+        match self {
+            Self::Transport { error, .. } => {
+                write!(f, "request failed after {attempts} attempt(s): {error}")
+            }
+            Self::TimedOut { .. } => write!(f, "attempt {attempts} timed out"),
+            Self::CoolingDown { .. } => {
+                f.write_str("the API asked clients to wait past this request's deadline; not sent")
+            }
+        }
+    }
+}
+
+impl<E> std::error::Error for RetryError<E>
+where
+    E: std::error::Error + 'static,
+{
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Transport { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// A request's own deadline, as a request extension; the retry layer starts no wait that would
+/// cross it (and the layer's own [`deadline`](super::RetryBuilder::deadline), if earlier, wins).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_infoplug::retry::Deadline;
+///
+/// let mut req = http::Request::new(());
+/// req.extensions_mut().insert(Deadline::after(Duration::from_secs(5)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline(pub(super) Instant);
+
+impl Deadline {
+    /// At `instant` (Tokio's clock).
+    pub fn at(instant: Instant) -> Self {
+        Self(instant)
+    }
+
+    /// `duration` from now.
+    pub fn after(duration: Duration) -> Self {
+        Self(Instant::now() + duration)
+    }
+
+    /// When it is.
+    pub fn instant(&self) -> Instant {
+        self.0
+    }
+}

@@ -1,0 +1,264 @@
+//! Server wait hints: `Retry-After`, the draft `RateLimit` field, `X-RateLimit-Reset`.
+//!
+//! Pure functions of a header map and a wall-clock "now". A hint is a floor for the wait:
+//! `Some(ZERO)` means the server named no floor (`0`, or a date in the past), which the caller
+//! treats as "back off as usual", never as "retry at once". Anything unparsable is `None`.
+
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, HeaderValue, header::RETRY_AFTER};
+
+/// The longest delta-seconds value read as a number; longer digit strings are ignored rather
+/// than saturated, since no server means a wait of centuries.
+const MAX_DIGITS: usize = 12;
+
+/// Epoch seconds from here on are read as a point in time by `X-RateLimit-Reset` (2001-09-09);
+/// smaller values are deltas.
+const EPOCH_THRESHOLD: u64 = 1_000_000_000;
+
+/// Which hint fields to read besides `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct HintFields {
+    pub(crate) rate_limit: bool,
+    pub(crate) x_rate_limit_reset: bool,
+}
+
+/// The server's wait hint: `Retry-After` first, then (if enabled) `RateLimit` /
+/// `RateLimit-Reset`, then `X-RateLimit-Reset`.
+pub(crate) fn wait_hint(
+    headers: &HeaderMap,
+    fields: HintFields,
+    now: SystemTime,
+) -> Option<Duration> {
+    if let Some(hint) = headers.get(RETRY_AFTER).and_then(|v| retry_after(v, now)) {
+        return Some(hint);
+    }
+    if fields.rate_limit {
+        let hint = headers
+            .get_all("ratelimit")
+            .iter()
+            .filter_map(rate_limit_reset)
+            .max()
+            .or_else(|| headers.get("ratelimit-reset").and_then(delta_seconds));
+        if hint.is_some() {
+            return hint;
+        }
+    }
+    if fields.x_rate_limit_reset {
+        return headers
+            .get("x-ratelimit-reset")
+            .and_then(|v| x_rate_limit_reset(v, now));
+    }
+    None
+}
+
+/// `Retry-After: <delta-seconds>` or `Retry-After: <HTTP-date>` (IMF-fixdate, RFC 850 or
+/// asctime).
+pub(crate) fn retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duration> {
+    if let Some(delta) = delta_seconds(value) {
+        return Some(delta);
+    }
+    let date = httpdate::parse_http_date(value.to_str().ok()?.trim()).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// A non-negative integer number of seconds, digits only.
+fn delta_seconds(value: &HeaderValue) -> Option<Duration> {
+    seconds(value.to_str().ok()?.trim()).map(Duration::from_secs)
+}
+
+fn seconds(text: &str) -> Option<u64> {
+    if text.is_empty() || text.len() > MAX_DIGITS || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// The reset of one `RateLimit` field value: `t=<seconds>` (current draft, `"policy";r=0;t=30`)
+/// or `reset=<seconds>` (earlier drafts, `limit=100, remaining=0, reset=30`); the largest one
+/// named.
+fn rate_limit_reset(value: &HeaderValue) -> Option<Duration> {
+    value
+        .to_str()
+        .ok()?
+        .split([',', ';'])
+        .filter_map(|param| {
+            let (name, value) = param.trim().split_once('=')?;
+            matches!(name.trim(), "t" | "reset").then(|| seconds(value.trim()))?
+        })
+        .max()
+        .map(Duration::from_secs)
+}
+
+/// `X-RateLimit-Reset`: seconds from now, or (from [`EPOCH_THRESHOLD`] on) Unix seconds.
+fn x_rate_limit_reset(value: &HeaderValue, now: SystemTime) -> Option<Duration> {
+    let n = seconds(value.to_str().ok()?.trim())?;
+    if n < EPOCH_THRESHOLD {
+        return Some(Duration::from_secs(n));
+    }
+    let at = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(n))?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    // 1994-11-06T08:49:37Z, the date in RFC 9110's examples.
+    const NOW: u64 = 784_111_777;
+
+    fn hv(s: &str) -> HeaderValue {
+        HeaderValue::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_all_three_date_forms() {
+        let now = at(NOW - 30);
+        assert_eq!(retry_after(&hv("120"), now), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after(&hv(" 7 "), now), Some(Duration::from_secs(7)));
+        for date in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(
+                retry_after(&hv(date), now),
+                Some(Duration::from_secs(30)),
+                "{date}"
+            );
+        }
+    }
+
+    #[test]
+    fn zero_and_past_dates_name_no_floor() {
+        let now = at(NOW + 5);
+        assert_eq!(retry_after(&hv("0"), now), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after(&hv("Sun, 06 Nov 1994 08:49:37 GMT"), now),
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn invalid_and_overflowing_hints_are_ignored() {
+        for bad in [
+            "-5",
+            "1.5",
+            "+3",
+            "5s",
+            "",
+            "soon",
+            "0x10",
+            "1 2",
+            "99999999999999999999",
+            "1234567890123",
+            "Sun, 06 Nov 1994 08:49:37",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+        ] {
+            assert_eq!(retry_after(&hv(bad), at(NOW)), None, "{bad:?}");
+        }
+        let binary = HeaderValue::from_bytes(b"\xff\xfe").unwrap();
+        assert_eq!(retry_after(&binary, at(NOW)), None);
+    }
+
+    #[test]
+    fn retry_after_wins_over_the_rate_limit_fields() {
+        let mut headers = HeaderMap::new();
+        headers.insert("ratelimit", hv("\"default\";r=0;t=50"));
+        headers.insert("x-ratelimit-reset", hv("40"));
+        let all = HintFields {
+            rate_limit: true,
+            x_rate_limit_reset: true,
+        };
+        assert_eq!(
+            wait_hint(&headers, all, at(NOW)),
+            Some(Duration::from_secs(50))
+        );
+        headers.insert(RETRY_AFTER, hv("3"));
+        assert_eq!(
+            wait_hint(&headers, all, at(NOW)),
+            Some(Duration::from_secs(3))
+        );
+        // An invalid Retry-After does not hide a valid RateLimit.
+        headers.insert(RETRY_AFTER, hv("later"));
+        assert_eq!(
+            wait_hint(&headers, all, at(NOW)),
+            Some(Duration::from_secs(50))
+        );
+        // Fields that are not enabled are not read.
+        assert_eq!(wait_hint(&headers, HintFields::default(), at(NOW)), None);
+    }
+
+    #[test]
+    fn rate_limit_fields_in_their_draft_forms() {
+        let read = |value: &str| rate_limit_reset(&hv(value));
+        assert_eq!(read("\"default\";r=0;t=30"), Some(Duration::from_secs(30)));
+        assert_eq!(
+            read("\"a\";r=0;t=5, \"b\";r=3;t=60"),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            read("limit=100, remaining=0, reset=12"),
+            Some(Duration::from_secs(12))
+        );
+        assert_eq!(read("\"default\";r=0"), None);
+        assert_eq!(read("t=-1"), None);
+
+        let mut headers = HeaderMap::new();
+        headers.insert("ratelimit-reset", hv("9"));
+        let fields = HintFields {
+            rate_limit: true,
+            x_rate_limit_reset: false,
+        };
+        assert_eq!(
+            wait_hint(&headers, fields, at(NOW)),
+            Some(Duration::from_secs(9))
+        );
+    }
+
+    #[test]
+    fn x_rate_limit_reset_reads_deltas_and_epoch_seconds() {
+        let now = at(1_700_000_000);
+        let read = |value: &str| x_rate_limit_reset(&hv(value), now);
+        assert_eq!(read("15"), Some(Duration::from_secs(15)));
+        assert_eq!(read("1700000042"), Some(Duration::from_secs(42)));
+        assert_eq!(read("1600000000"), Some(Duration::ZERO));
+        assert_eq!(read("1.5"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn any_header_bytes_never_panic(
+            bytes in proptest::collection::vec(any::<u8>(), 0..64),
+            now in 0u64..=u64::from(u32::MAX) * 4,
+        ) {
+            if let Ok(value) = HeaderValue::from_bytes(&bytes) {
+                let mut headers = HeaderMap::new();
+                for name in ["retry-after", "ratelimit", "ratelimit-reset", "x-ratelimit-reset"] {
+                    headers.insert(name, value.clone());
+                }
+                let all = HintFields { rate_limit: true, x_rate_limit_reset: true };
+                let _ = wait_hint(&headers, all, at(now));
+            }
+        }
+
+        #[test]
+        fn every_delta_seconds_value_round_trips(secs in 0u64..1_000_000_000_000) {
+            prop_assert_eq!(
+                retry_after(&hv(&secs.to_string()), at(NOW)),
+                Some(Duration::from_secs(secs))
+            );
+        }
+
+        #[test]
+        fn every_future_http_date_is_its_distance_from_now(ahead in 0u64..10_000_000) {
+            let date = httpdate::fmt_http_date(at(NOW + ahead));
+            prop_assert_eq!(retry_after(&hv(&date), at(NOW)), Some(Duration::from_secs(ahead)));
+        }
+    }
+}

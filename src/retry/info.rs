@@ -1,0 +1,53 @@
+use std::time::Duration;
+
+/// What the retry layer did for a request: in the extensions of every final response, and in
+/// every [`RetryError`](super::RetryError).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryInfo {
+    pub(super) attempts: u32,
+    pub(super) waited: Duration,
+    pub(super) last_hint: Option<Duration>,
+    pub(super) stop: StopReason,
+}
+
+/// Why the retry layer returned this outcome instead of trying again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// The outcome was final: a success, or not worth retrying by the policy.
+    Final,
+    /// `max_attempts` were made.
+    AttemptsExhausted,
+    /// The shared retry budget had no retry left.
+    BudgetExhausted,
+    /// The server asked for a wait longer than `max_retry_after`; see
+    /// [`RetryInfo::last_hint`].
+    HintTooLong,
+    /// The next wait would have crossed the request's deadline.
+    DeadlineTooClose,
+    /// The request body was larger than the replay buffer (or its stream failed), so it
+    /// cannot be sent again.
+    BodyNotReplayable,
+}
+
+impl RetryInfo {
+    /// How many attempts were sent, the first included.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// How long the layer waited in total: backoff, hints and cooldowns.
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
+
+    /// The last wait hint the server gave, whether or not it was slept on.
+    pub fn last_hint(&self) -> Option<Duration> {
+        self.last_hint
+    }
+
+    /// Why there was no further attempt.
+    pub fn stop_reason(&self) -> StopReason {
+        self.stop
+    }
+}

@@ -1,0 +1,381 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use super::backoff::{Jitter, RandomJitter, SystemClock, WallClock};
+use super::budget::Budget;
+use super::cooldown::Cooldown;
+use super::hints::HintFields;
+use super::{DefaultPolicy, Retry};
+use crate::ConfigError;
+
+/// Validated settings.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Settings {
+    pub(super) max_attempts: u32,
+    pub(super) base_backoff: Duration,
+    pub(super) max_backoff: Duration,
+    pub(super) max_retry_after: Duration,
+    pub(super) hint_jitter: Duration,
+    pub(super) hint_fields: HintFields,
+    pub(super) deadline: Option<Duration>,
+    pub(super) attempt_timeout: Option<Duration>,
+    pub(super) replay_limit: usize,
+    pub(super) drain_limit: usize,
+    pub(super) drain_timeout: Duration,
+}
+
+/// What every clone of a layer, and every service and future built from it, shares.
+pub(super) struct Shared {
+    pub(super) settings: Settings,
+    pub(super) budget: Option<Budget>,
+    pub(super) cooldown: Option<Cooldown>,
+    pub(super) jitter: Arc<dyn Jitter>,
+    pub(super) clock: Arc<dyn WallClock>,
+}
+
+impl Shared {
+    /// A jitter sample in `[0, 1)`.
+    pub(super) fn sample(&self) -> f64 {
+        self.jitter.sample()
+    }
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Retry")
+            .field("settings", &self.settings)
+            .field("budget", &self.budget.is_some())
+            .field("shared_cooldown", &self.cooldown.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Retries what is safe to retry, honouring the server's wait hints. See the
+/// [module docs](crate::retry).
+///
+/// Clones share one retry budget and one cooldown: build the layer once and use it (or
+/// services made from it) for every request to the API.
+#[derive(Clone)]
+pub struct RetryLayer<P = DefaultPolicy> {
+    pub(super) shared: Arc<Shared>,
+    pub(super) policy: P,
+}
+
+impl RetryLayer {
+    /// The defaults: 3 attempts, backoff from 100 ms doubling up to 10 s, hints up to 60 s
+    /// honoured, a budget of 20% of successes plus 10 retries a second, a shared cooldown,
+    /// request bodies replayed up to 64 KiB.
+    pub fn new() -> Self {
+        match Self::builder().build() {
+            Ok(layer) => layer,
+            // The defaults are valid; `defaults_are_valid` checks it.
+            Err(_) => unreachable!("the default retry settings are valid"),
+        }
+    }
+
+    /// Other settings, checked when built.
+    pub fn builder() -> RetryBuilder {
+        RetryBuilder::default()
+    }
+}
+
+impl Default for RetryLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P> RetryLayer<P> {
+    /// Wraps `inner`; the same as [`Layer::layer`].
+    pub fn wrap<S>(&self, inner: S) -> Retry<S, P>
+    where
+        P: Clone,
+    {
+        Retry::from_parts(inner, self.policy.clone(), Arc::clone(&self.shared))
+    }
+
+    /// The same settings (and the same shared budget and cooldown) with another policy.
+    pub fn with_policy<Q>(self, policy: Q) -> RetryLayer<Q> {
+        RetryLayer {
+            shared: self.shared,
+            policy,
+        }
+    }
+}
+
+impl<S, P: Clone> Layer<S> for RetryLayer<P> {
+    type Service = Retry<S, P>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        self.wrap(inner)
+    }
+}
+
+impl<P: fmt::Debug> fmt::Debug for RetryLayer<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryLayer")
+            .field("shared", &self.shared)
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+/// Builds a [`RetryLayer`]; every setting is checked in [`build`](Self::build).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_infoplug::retry::RetryLayer;
+///
+/// let layer = RetryLayer::builder()
+///     .max_attempts(5)
+///     .backoff(Duration::from_millis(50), Duration::from_secs(5))
+///     .max_retry_after(Duration::from_secs(30))
+///     .deadline(Duration::from_secs(60))
+///     .build()?;
+/// # let _ = layer;
+/// assert!(RetryLayer::builder().max_attempts(0).build().is_err());
+/// # Ok::<(), tower_infoplug::ConfigError>(())
+/// ```
+#[derive(Clone)]
+#[must_use = "call `build` to get the layer"]
+pub struct RetryBuilder {
+    settings: Settings,
+    budget: Option<(f64, u32)>,
+    shared_cooldown: bool,
+    jitter: Arc<dyn Jitter>,
+    clock: Arc<dyn WallClock>,
+}
+
+impl Default for RetryBuilder {
+    fn default() -> Self {
+        Self {
+            settings: Settings {
+                max_attempts: 3,
+                base_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(10),
+                max_retry_after: Duration::from_secs(60),
+                hint_jitter: Duration::from_secs(1),
+                hint_fields: HintFields::default(),
+                deadline: None,
+                attempt_timeout: None,
+                replay_limit: 64 * 1024,
+                drain_limit: 64 * 1024,
+                drain_timeout: Duration::from_millis(100),
+            },
+            budget: Some((0.2, 10)),
+            shared_cooldown: true,
+            jitter: Arc::new(RandomJitter::new()),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// The largest `max_attempts` accepted.
+pub const MAX_ATTEMPTS: u32 = 100;
+
+/// The largest request body replay buffer accepted: 16 MiB.
+pub const MAX_REPLAY_LIMIT: usize = 16 * 1024 * 1024;
+
+impl RetryBuilder {
+    /// Attempts in all, the first included (1 to 100; default 3). 1 means no retries.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.settings.max_attempts = attempts;
+        self
+    }
+
+    /// Full-jitter exponential backoff: the wait before retry *n* is uniform in
+    /// `[0, min(max, base * 2^(n-1))]` (defaults 100 ms and 10 s; `base` > 0, `max` ≥ `base`).
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.settings.base_backoff = base;
+        self.settings.max_backoff = max;
+        self
+    }
+
+    /// The longest server hint honoured (default 60 s). A response asking for a longer wait is
+    /// returned at once, with the hint in its [`RetryInfo`](super::RetryInfo).
+    pub fn max_retry_after(mut self, max: Duration) -> Self {
+        self.settings.max_retry_after = max;
+        self
+    }
+
+    /// At most how much later than a server hint a retry (or a request waiting for a
+    /// cooldown) goes, spread at random so a crowd told the same time does not come back at
+    /// once (default 1 s; a hint `h` gets at most `min(h, jitter)`).
+    pub fn hint_jitter(mut self, jitter: Duration) -> Self {
+        self.settings.hint_jitter = jitter;
+        self
+    }
+
+    /// Also reads the draft IETF `RateLimit` field (`t=`, or `reset=`) and `RateLimit-Reset`
+    /// when `Retry-After` is absent or invalid (default: off).
+    pub fn rate_limit_headers(mut self, yes: bool) -> Self {
+        self.settings.hint_fields.rate_limit = yes;
+        self
+    }
+
+    /// Also reads `X-RateLimit-Reset` (seconds, or Unix seconds) when no other hint is there
+    /// (default: off).
+    pub fn x_rate_limit_reset(mut self, yes: bool) -> Self {
+        self.settings.hint_fields.x_rate_limit_reset = yes;
+        self
+    }
+
+    /// An overall deadline per request, from the call: no wait that would cross it is
+    /// started. A request's own [`Deadline`](super::Deadline) extension, if earlier, wins.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.settings.deadline = Some(deadline);
+        self
+    }
+
+    /// A timeout per attempt; an attempt that takes longer is dropped and counts as a
+    /// [`Failure::TimedOut`](super::Failure::TimedOut).
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// The shared retry budget: `ratio` retries per recent success (0 to 100; default 0.2)
+    /// plus `min_per_sec` retries a second regardless (default 10). `budget(0.0, 0)` allows no
+    /// retries at all.
+    pub fn budget(mut self, ratio: f64, min_per_sec: u32) -> Self {
+        self.budget = Some((ratio, min_per_sec));
+        self
+    }
+
+    /// No retry budget: only `max_attempts` bounds retries. Risky during an outage.
+    pub fn no_budget(mut self) -> Self {
+        self.budget = None;
+        self
+    }
+
+    /// How much of a request body is kept to send it again (0 to 16 MiB; default 64 KiB). A
+    /// larger body is sent once and not retried.
+    pub fn replay_limit(mut self, bytes: usize) -> Self {
+        self.settings.replay_limit = bytes;
+        self
+    }
+
+    /// How much of a retried response's body is read (so the connection can be reused), and
+    /// for how long at most past the wait (defaults 64 KiB and 100 ms).
+    pub fn drain(mut self, bytes: usize, timeout: Duration) -> Self {
+        self.settings.drain_limit = bytes;
+        self.settings.drain_timeout = timeout;
+        self
+    }
+
+    /// Whether a 429 or 503 with a hint closes the origin for every request through this
+    /// layer's clones until the hint has passed (default: yes).
+    pub fn shared_cooldown(mut self, yes: bool) -> Self {
+        self.shared_cooldown = yes;
+        self
+    }
+
+    /// The jitter source (default: [`RandomJitter`]).
+    pub fn jitter(mut self, jitter: impl Jitter) -> Self {
+        self.jitter = Arc::new(jitter);
+        self
+    }
+
+    /// The wall clock HTTP-date hints are read against (default: the system clock).
+    pub fn wall_clock(mut self, clock: impl WallClock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Checks the settings and builds the layer.
+    pub fn build(self) -> Result<RetryLayer, ConfigError> {
+        let s = &self.settings;
+        let out_of_range = |setting, expected| Err(ConfigError::OutOfRange { setting, expected });
+        if !(1..=MAX_ATTEMPTS).contains(&s.max_attempts) {
+            return out_of_range("max_attempts", "1 to 100");
+        }
+        if s.base_backoff.is_zero() || s.max_backoff < s.base_backoff {
+            return out_of_range("backoff", "a positive base and a max no smaller than it");
+        }
+        if s.max_retry_after.is_zero() {
+            return out_of_range("max_retry_after", "a positive duration");
+        }
+        if s.deadline.is_some_and(|d| d.is_zero()) {
+            return out_of_range("deadline", "a positive duration");
+        }
+        if s.attempt_timeout.is_some_and(|d| d.is_zero()) {
+            return out_of_range("attempt_timeout", "a positive duration");
+        }
+        if s.replay_limit > MAX_REPLAY_LIMIT {
+            return out_of_range("replay_limit", "at most 16 MiB");
+        }
+        if let Some((ratio, _)) = self.budget
+            && !(ratio.is_finite() && (0.0..=100.0).contains(&ratio))
+        {
+            return out_of_range("budget", "a ratio from 0 to 100");
+        }
+        Ok(RetryLayer {
+            shared: Arc::new(Shared {
+                settings: self.settings,
+                budget: self.budget.map(|(ratio, min)| Budget::new(ratio, min)),
+                cooldown: self.shared_cooldown.then(Cooldown::new),
+                jitter: self.jitter,
+                clock: self.clock,
+            }),
+            policy: DefaultPolicy::new(),
+        })
+    }
+}
+
+impl fmt::Debug for RetryBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryBuilder")
+            .field("settings", &self.settings)
+            .field("budget", &self.budget)
+            .field("shared_cooldown", &self.shared_cooldown)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(RetryBuilder::default().build().is_ok());
+    }
+
+    #[test]
+    fn every_invalid_setting_is_a_build_time_error() {
+        let ms = Duration::from_millis;
+        let cases = [
+            ("max_attempts", RetryLayer::builder().max_attempts(0)),
+            ("max_attempts", RetryLayer::builder().max_attempts(101)),
+            ("backoff", RetryLayer::builder().backoff(ms(0), ms(10))),
+            ("backoff", RetryLayer::builder().backoff(ms(10), ms(5))),
+            (
+                "max_retry_after",
+                RetryLayer::builder().max_retry_after(ms(0)),
+            ),
+            ("deadline", RetryLayer::builder().deadline(ms(0))),
+            (
+                "attempt_timeout",
+                RetryLayer::builder().attempt_timeout(ms(0)),
+            ),
+            (
+                "replay_limit",
+                RetryLayer::builder().replay_limit(MAX_REPLAY_LIMIT + 1),
+            ),
+            ("budget", RetryLayer::builder().budget(-1.0, 0)),
+            ("budget", RetryLayer::builder().budget(f64::NAN, 0)),
+            ("budget", RetryLayer::builder().budget(101.0, 0)),
+        ];
+        for (setting, builder) in cases {
+            match builder.build() {
+                Err(ConfigError::OutOfRange { setting: got, .. }) => assert_eq!(got, setting),
+                other => panic!("{setting}: {other:?}"),
+            }
+        }
+        assert!(RetryLayer::builder().budget(0.0, 0).build().is_ok());
+        assert!(RetryLayer::builder().replay_limit(0).build().is_ok());
+    }
+}

@@ -1,0 +1,123 @@
+//! Retries what is safe to retry, honours the server's wait hints, and never storms.
+//!
+//! [`RetryLayer`] re-sends a request when its outcome says a later attempt may succeed, by
+//! the contract's table (see [`DefaultPolicy`]): 429 always (the server did no work), 503 for
+//! idempotent requests or with a wait hint, 500/502/504 and response-phase transport errors
+//! for idempotent requests, and connection errors where the request never left. 4xx answers
+//! are final. Compared with `tower::retry`, which leaves all of this to a policy you write:
+//!
+//! - **Server hints**: `Retry-After` (seconds, and all three HTTP-date forms, read against an
+//!   injectable wall clock), and optionally the draft `RateLimit` field and
+//!   `X-RateLimit-Reset`. A hint is a floor: the layer waits `max(hint, backoff)` plus a
+//!   bounded upward jitter, never earlier than asked. `0` or a date in the past means "no
+//!   floor", not "now". Invalid hints are ignored.
+//! - **A hint too long to honour** (above [`max_retry_after`](RetryBuilder::max_retry_after),
+//!   60 s by default, or past the request's deadline) is not slept on: the response comes back
+//!   at once, its [`RetryInfo`] holding the hint and the reason.
+//! - **A shared cooldown**: a 429 or 503 with a hint closes the origin for every request
+//!   through the layer's clones until the hint has passed; requests issued meanwhile wait (or
+//!   fail fast with [`RetryError::CoolingDown`] if their deadline is earlier), and are released
+//!   with jitter, not all at once.
+//! - **A retry budget** shared by clones (a share of recent successes plus a floor per
+//!   second), so an outage cannot multiply the load; and `max_attempts` (3 by default).
+//! - **Any request body**, not only clonable ones: the body is recorded as it is sent (for
+//!   `Bytes` data, by reference count) up to [`replay_limit`](RetryBuilder::replay_limit),
+//!   64 KiB by default, and replayed. A larger body is sent once and not retried; a request is
+//!   never re-sent with an empty or short body. See [`ReplayBody`].
+//! - **Retried responses' bodies** are drained (bounded in bytes and time) while waiting, so
+//!   the connection can be reused.
+//! - **Every final response** carries a [`RetryInfo`] extension: attempts, time waited, the
+//!   last hint, why retrying stopped.
+//! - **Cancellation**: dropping the response future stops everything; nothing is spawned.
+//!   Readiness is polled again before every attempt, so the layer composes with `Buffer`,
+//!   `ConcurrencyLimit` and balancers, and a request waiting for a cooldown holds no permit.
+//!
+//! Place it above a [`ClassifyLayer`](crate::ClassifyLayer): the parsed error body of each
+//! attempt can then veto a retry (a 429 whose body says `insufficient_credits` is final). The
+//! inner service sees `Request<ReplayBody<B>>`, whose data is `Bytes` and whose error is a
+//! [`BoxError`], which hyper's client and most transports accept.
+//!
+//! Timing uses Tokio's clock, so tests run it with paused time.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use http::Request;
+//! use http_body_util::Empty;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
+//! use tower_infoplug::retry::{RetryInfo, RetryLayer, StopReason};
+//! use tower_infoplug::{ApiKey, AuthLayer, ClassifyLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let api = Emulator::new();
+//! api.push_all([Reply::rate_limited(2), Reply::unavailable()]);
+//!
+//! let client = ServiceBuilder::new()
+//!     .layer(RetryLayer::new())
+//!     .layer(ClassifyLayer::new())
+//!     .layer(AuthLayer::new(ApiKey::new(TEST_KEY)?))
+//!     .service(api.clone());
+//!
+//! let started = tokio::time::Instant::now();
+//! let res = client.oneshot(Request::get("/v1/profile").body(Empty::<bytes::Bytes>::new())?).await?;
+//! assert_eq!(res.status(), 200);
+//!
+//! let info = res.extensions().get::<RetryInfo>().unwrap();
+//! assert_eq!(info.attempts(), 3);
+//! assert_eq!(info.stop_reason(), StopReason::Final);
+//! assert!(started.elapsed() >= Duration::from_secs(2)); // Retry-After: 2 was honoured
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Policies for other error types
+//!
+//! [`DefaultPolicy`] reads transport errors that implement `std::error::Error` (hyper-util's
+//! client, `std::io`, reqwest). For a transport with boxed errors, implement [`RetryPolicy`]
+//! in a few lines and hand it to [`RetryLayer::with_policy`]:
+//!
+//! ```
+//! use tower::BoxError;
+//! use tower_infoplug::retry::{Attempt, Decision, DefaultPolicy, Failure, RetryLayer, RetryPolicy};
+//!
+//! #[derive(Clone)]
+//! struct Boxed;
+//!
+//! impl RetryPolicy<BoxError> for Boxed {
+//!     fn decide(&self, attempt: &Attempt<'_, BoxError>) -> Decision {
+//!         DefaultPolicy::new().decide_with(attempt)
+//!     }
+//!     fn failure(&self, error: &BoxError) -> Failure {
+//!         Failure::of(&**error)
+//!     }
+//! }
+//!
+//! let layer = RetryLayer::new().with_policy(Boxed);
+//! # let _ = layer;
+//! ```
+
+mod backoff;
+mod body;
+mod budget;
+mod cooldown;
+mod error;
+mod future;
+mod hints;
+mod info;
+mod layer;
+mod policy;
+mod service;
+
+pub use backoff::{Jitter, RandomJitter, SystemClock, WallClock};
+pub use body::{BoxError, ReplayBody};
+pub use error::{Deadline, RetryError};
+pub use future::ResponseFuture;
+pub use info::{RetryInfo, StopReason};
+pub use layer::{MAX_ATTEMPTS, MAX_REPLAY_LIMIT, RetryBuilder, RetryLayer};
+pub use policy::{
+    Attempt, Decision, DefaultPolicy, Failure, Outcome, PolicyFn, RetryPolicy, policy_fn,
+};
+pub use service::Retry;

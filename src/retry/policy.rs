@@ -1,0 +1,422 @@
+//! Whether an attempt's outcome is worth another attempt: the decision table, as a policy.
+
+use std::error::Error;
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use http::{HeaderMap, Method, StatusCode};
+
+use crate::ApiError;
+
+/// What happened to an attempt, as a policy sees it. See [`RetryPolicy`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Attempt<'a, E> {
+    /// The request's method.
+    pub method: &'a Method,
+    /// The request's headers (to look for an `Idempotency-Key`, say).
+    pub request_headers: &'a HeaderMap,
+    /// Which attempt this was, from 1.
+    pub number: u32,
+    /// What came back.
+    pub outcome: Outcome<'a, E>,
+}
+
+/// What an attempt came back with.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Outcome<'a, E> {
+    /// A response (any status).
+    Response {
+        /// Its status.
+        status: StatusCode,
+        /// Its headers.
+        headers: &'a HeaderMap,
+        /// Its classification, when a [`ClassifyLayer`](crate::ClassifyLayer) below ran.
+        api_error: Option<&'a ApiError>,
+        /// The server's wait hint (`Retry-After`, ...), if it gave a valid one.
+        hint: Option<Duration>,
+    },
+    /// No response: the transport failed, or the attempt timed out.
+    Failed {
+        /// The transport's error; `None` when the retry layer's own attempt timeout fired.
+        error: Option<&'a E>,
+        /// How far the request got.
+        failure: Failure,
+    },
+}
+
+/// How far a failed attempt got, which decides whether re-sending it is safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Failure {
+    /// The request never reached the server (connection refused, no route): always safe to
+    /// send again.
+    NeverSent,
+    /// The request may have reached the server (connection reset while waiting for the
+    /// response, a body error): only safe for idempotent requests.
+    ResponsePhase,
+    /// The attempt took longer than its timeout: the server may be working on it.
+    TimedOut,
+}
+
+impl Failure {
+    /// Reads a transport error's source chain: connection refused (and the like) is
+    /// [`NeverSent`](Failure::NeverSent), a timed-out I/O error is
+    /// [`TimedOut`](Failure::TimedOut), anything else
+    /// [`ResponsePhase`](Failure::ResponsePhase), the cautious answer.
+    ///
+    /// Works with hyper-util's client errors, `std::io::Error`, and any error whose chain
+    /// reaches one; for a boxed error use `Failure::of(&*boxed)`.
+    pub fn of(error: &(dyn Error + 'static)) -> Self {
+        let mut next = Some(error);
+        while let Some(error) = next {
+            if let Some(io) = error.downcast_ref::<io::Error>() {
+                match io.kind() {
+                    io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::AddrNotAvailable
+                    | io::ErrorKind::NetworkUnreachable
+                    | io::ErrorKind::HostUnreachable => return Self::NeverSent,
+                    io::ErrorKind::TimedOut => return Self::TimedOut,
+                    _ => {}
+                }
+            }
+            next = error.source();
+        }
+        Self::ResponsePhase
+    }
+}
+
+/// The retry decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Send the request again (if attempts, budget, deadline and body allow).
+    Retry,
+    /// Return this outcome to the caller.
+    Stop,
+}
+
+/// Decides whether an attempt's outcome is worth another attempt.
+///
+/// The retry layer enforces everything else (attempt count, budget, deadline, hint cap,
+/// whether the body can be replayed); a policy only says whether retrying is *safe and
+/// useful*. [`DefaultPolicy`] implements the contract's table; [`policy_fn`] adapts a closure.
+pub trait RetryPolicy<E> {
+    /// The decision for one attempt.
+    fn decide(&self, attempt: &Attempt<'_, E>) -> Decision;
+
+    /// How far a request that failed with `error` got. The default,
+    /// [`ResponsePhase`](Failure::ResponsePhase), is the cautious answer; [`DefaultPolicy`]
+    /// reads the error's source chain with [`Failure::of`].
+    fn failure(&self, error: &E) -> Failure {
+        let _ = error;
+        Failure::ResponsePhase
+    }
+}
+
+/// The decision table of the InfoPlug contract.
+///
+/// | outcome | GET, HEAD, PUT, DELETE, OPTIONS, TRACE | POST, PATCH, others |
+/// |---|---|---|
+/// | 429 | retry | retry (the server did not do the work) |
+/// | 503 | retry | retry only with a wait hint, or opted in |
+/// | 500, 502, 504 | retry | only opted in, or with an `Idempotency-Key` |
+/// | never sent | retry | retry |
+/// | response-phase error, timeout | retry | only opted in, or with an `Idempotency-Key` |
+/// | anything else | stop | stop |
+///
+/// The classified error body can only make it stricter: a 429 whose body says
+/// `insufficient_credits` or `unauthorized` is not retried (see
+/// [`ApiError::is_retryable`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultPolicy {
+    retry_non_idempotent: bool,
+}
+
+impl DefaultPolicy {
+    /// The table above.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Treats every request as idempotent: POST and PATCH are retried like GET. Only for
+    /// endpoints that are safe to repeat (InfoPlug's look-ups are), or behind a
+    /// de-duplicating server.
+    pub fn retry_non_idempotent(mut self, yes: bool) -> Self {
+        self.retry_non_idempotent = yes;
+        self
+    }
+
+    /// The table, for an attempt whose failure (if any) is already classified; for policies
+    /// that wrap this one.
+    pub fn decide_with<E>(&self, attempt: &Attempt<'_, E>) -> Decision {
+        let repeatable = self.retry_non_idempotent
+            || is_idempotent(attempt.method)
+            || attempt.request_headers.contains_key("idempotency-key");
+        let retry = match &attempt.outcome {
+            Outcome::Response {
+                status,
+                api_error,
+                hint,
+                ..
+            } => {
+                let by_status = match status.as_u16() {
+                    429 => true,
+                    503 => repeatable || hint.is_some_and(|h| !h.is_zero()),
+                    500 | 502 | 504 => repeatable,
+                    _ => false,
+                };
+                // The body may only veto.
+                by_status && api_error.is_none_or(|e| e.is_retryable())
+            }
+            Outcome::Failed { failure, .. } => match failure {
+                Failure::NeverSent => true,
+                Failure::ResponsePhase | Failure::TimedOut => repeatable,
+            },
+        };
+        if retry {
+            Decision::Retry
+        } else {
+            Decision::Stop
+        }
+    }
+}
+
+impl<E: Error + 'static> RetryPolicy<E> for DefaultPolicy {
+    fn decide(&self, attempt: &Attempt<'_, E>) -> Decision {
+        self.decide_with(attempt)
+    }
+
+    fn failure(&self, error: &E) -> Failure {
+        Failure::of(error)
+    }
+}
+
+/// GET, HEAD, PUT, DELETE, OPTIONS and TRACE.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
+    )
+}
+
+/// A [`RetryPolicy`] from a closure; see [`policy_fn`].
+#[derive(Clone, Copy)]
+pub struct PolicyFn<F>(F);
+
+/// Makes a policy of a closure, for example to retry a boxed-error transport with the default
+/// table:
+///
+/// ```
+/// use tower::BoxError;
+/// use tower_infoplug::retry::{Attempt, DefaultPolicy, Decision, policy_fn};
+///
+/// let policy = policy_fn(|attempt: &Attempt<'_, BoxError>| {
+///     // Never retry DELETEs, whatever the table says.
+///     if attempt.method == http::Method::DELETE {
+///         return Decision::Stop;
+///     }
+///     DefaultPolicy::new().decide_with(attempt)
+/// });
+/// # let _ = policy;
+/// ```
+pub fn policy_fn<F>(f: F) -> PolicyFn<F> {
+    PolicyFn(f)
+}
+
+impl<F, E> RetryPolicy<E> for PolicyFn<F>
+where
+    F: Fn(&Attempt<'_, E>) -> Decision,
+{
+    fn decide(&self, attempt: &Attempt<'_, E>) -> Decision {
+        (self.0)(attempt)
+    }
+}
+
+impl<F> fmt::Debug for PolicyFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PolicyFn")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type E = io::Error;
+
+    fn decide(method: &Method, outcome: Outcome<'_, E>) -> Decision {
+        decide_with_headers(method, &HeaderMap::new(), outcome)
+    }
+
+    fn decide_with_headers(
+        method: &Method,
+        headers: &HeaderMap,
+        outcome: Outcome<'_, E>,
+    ) -> Decision {
+        let attempt = Attempt {
+            method,
+            request_headers: headers,
+            number: 1,
+            outcome,
+        };
+        RetryPolicy::<E>::decide(&DefaultPolicy::new(), &attempt)
+    }
+
+    fn response(status: u16, hint: Option<u64>, api_error: Option<&ApiError>) -> Outcome<'_, E> {
+        static EMPTY: std::sync::OnceLock<HeaderMap> = std::sync::OnceLock::new();
+        Outcome::Response {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: EMPTY.get_or_init(HeaderMap::new),
+            api_error,
+            hint: hint.map(Duration::from_secs),
+        }
+    }
+
+    fn failed(failure: Failure) -> Outcome<'static, E> {
+        Outcome::Failed {
+            error: None,
+            failure,
+        }
+    }
+
+    use Decision::{Retry, Stop};
+
+    #[test]
+    fn the_decision_table_per_status_and_method() {
+        let idempotent = [
+            Method::GET,
+            Method::HEAD,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ];
+        let unsafe_ = [Method::POST, Method::PATCH];
+        for (status, hint, for_idempotent, for_unsafe) in [
+            (429, None, Retry, Retry),
+            (429, Some(2), Retry, Retry),
+            (503, None, Retry, Stop),
+            (503, Some(0), Retry, Stop),
+            (503, Some(2), Retry, Retry),
+            (500, None, Retry, Stop),
+            (502, Some(1), Retry, Stop),
+            (504, None, Retry, Stop),
+            (400, None, Stop, Stop),
+            (401, None, Stop, Stop),
+            (402, None, Stop, Stop),
+            (404, None, Stop, Stop),
+            (409, None, Stop, Stop),
+            (501, None, Stop, Stop),
+            (505, None, Stop, Stop),
+            (200, None, Stop, Stop),
+        ] {
+            for m in &idempotent {
+                assert_eq!(
+                    decide(m, response(status, hint, None)),
+                    for_idempotent,
+                    "{m} {status}"
+                );
+            }
+            for m in &unsafe_ {
+                assert_eq!(
+                    decide(m, response(status, hint, None)),
+                    for_unsafe,
+                    "{m} {status}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn transport_failures_per_method() {
+        for (failure, get, post) in [
+            (Failure::NeverSent, Retry, Retry),
+            (Failure::ResponsePhase, Retry, Stop),
+            (Failure::TimedOut, Retry, Stop),
+        ] {
+            assert_eq!(decide(&Method::GET, failed(failure)), get);
+            assert_eq!(decide(&Method::POST, failed(failure)), post);
+        }
+    }
+
+    #[test]
+    fn the_body_can_only_veto() {
+        let credits = ApiError::from_body(
+            StatusCode::TOO_MANY_REQUESTS,
+            None,
+            br#"{"message":"insufficient_credits"}"#,
+        );
+        assert_eq!(
+            decide(&Method::GET, response(429, Some(1), Some(&credits))),
+            Stop
+        );
+        let unauthorized = ApiError::from_body(
+            StatusCode::TOO_MANY_REQUESTS,
+            None,
+            br#"{"message":"unauthorized"}"#,
+        );
+        assert_eq!(
+            decide(&Method::GET, response(429, None, Some(&unauthorized))),
+            Stop
+        );
+        // A 400 that claims to be rate limiting is still a 400.
+        let liar = ApiError::from_body(
+            StatusCode::BAD_REQUEST,
+            None,
+            br#"{"message":"rate_limit_exceeded"}"#,
+        );
+        assert_eq!(
+            decide(&Method::GET, response(400, Some(1), Some(&liar))),
+            Stop
+        );
+    }
+
+    #[test]
+    fn an_idempotency_key_or_the_opt_in_makes_post_repeatable() {
+        let mut headers = HeaderMap::new();
+        headers.insert("idempotency-key", "abc".parse().unwrap());
+        assert_eq!(
+            decide_with_headers(&Method::POST, &headers, response(500, None, None)),
+            Retry
+        );
+        assert_eq!(
+            decide_with_headers(&Method::POST, &headers, failed(Failure::TimedOut)),
+            Retry
+        );
+        let attempt = Attempt::<E> {
+            method: &Method::POST,
+            request_headers: &HeaderMap::new(),
+            number: 1,
+            outcome: response(502, None, None),
+        };
+        assert_eq!(
+            DefaultPolicy::new()
+                .retry_non_idempotent(true)
+                .decide_with(&attempt),
+            Retry
+        );
+    }
+
+    #[test]
+    fn failures_are_read_from_the_error_chain() {
+        #[derive(Debug)]
+        struct Wrapper(io::Error);
+        impl fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("client error (Connect)")
+            }
+        }
+        impl Error for Wrapper {
+            fn source(&self) -> Option<&(dyn Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let refused = Wrapper(io::Error::from(io::ErrorKind::ConnectionRefused));
+        assert_eq!(Failure::of(&refused), Failure::NeverSent);
+        let timeout = io::Error::from(io::ErrorKind::TimedOut);
+        assert_eq!(Failure::of(&timeout), Failure::TimedOut);
+        let reset = Wrapper(io::Error::from(io::ErrorKind::ConnectionReset));
+        assert_eq!(Failure::of(&reset), Failure::ResponsePhase);
+    }
+}
