@@ -76,6 +76,8 @@ mod key;
 #[cfg(feature = "mock")]
 pub mod mock;
 mod origin;
+#[cfg(all(feature = "auth", feature = "retry"))]
+mod preset;
 #[cfg(feature = "retry")]
 pub mod retry;
 mod trace;
@@ -87,6 +89,8 @@ pub use classify::{ApiError, BodyIssue, ClassifyLayer, ErrorCode, ResponseExt};
 pub use error::ConfigError;
 pub use key::{API_KEY_ENV, ApiKey, KeyHandle, KeySource, MAX_KEY_LEN, X_INFOPLUG_API_KEY};
 pub use origin::Origin;
+#[cfg(all(feature = "auth", feature = "retry"))]
+pub use preset::{BASE_URL_ENV, InfoPlugBuilder, InfoPlugLayer};
 #[cfg(feature = "retry")]
 pub use retry::{RetryInfo, RetryLayer};
 

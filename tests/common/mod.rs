@@ -21,3 +21,12 @@ pub async fn read_body<B: Body>(body: B) -> Result<Bytes, B::Error> {
 pub fn empty() -> Full<Bytes> {
     Full::new(Bytes::new())
 }
+
+/// A real HTTP/1.1 client for request bodies of type `B`.
+pub fn http_client_for<B>() -> Client<HttpConnector, B>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+{
+    Client::builder(TokioExecutor::new()).build_http()
+}

@@ -1,0 +1,184 @@
+//! The whole stack in one layer: retry → classify → auth, configured once.
+
+use std::fmt;
+
+use tower_layer::Layer;
+
+use crate::auth::Auth;
+use crate::classify::{Classify, ClassifyBuilder};
+use crate::retry::{Retry, RetryBuilder, RetryLayer};
+use crate::{AuthHeader, AuthLayer, ClassifyLayer, ConfigError, KeySource, Origin};
+
+/// The environment variable [`InfoPlugLayer::from_env`] reads the base URL from.
+pub const BASE_URL_ENV: &str = "INFOPLUG_BASE_URL";
+
+/// The recommended stack in one layer: [`RetryLayer`] over [`ClassifyLayer`] over
+/// [`AuthLayer`], with the key scoped to the API's origin.
+///
+/// ```
+/// use http::Request;
+/// use http_body_util::Empty;
+/// use tower::{Layer, ServiceExt};
+/// use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
+/// use tower_infoplug::{ApiKey, ErrorCode, InfoPlugLayer, ResponseExt, RetryInfo};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let api = Emulator::new(); // stands in for the transport
+/// api.push_all([Reply::rate_limited(1), Reply::status(402)]);
+///
+/// let client = InfoPlugLayer::builder(ApiKey::new(TEST_KEY)?, "http://api.test")
+///     .max_attempts(4)
+///     .build()?
+///     .layer(api.clone());
+///
+/// let req = Request::get("http://api.test/v1/profile").body(Empty::<bytes::Bytes>::new())?;
+/// let res = client.oneshot(req).await?;
+/// // The 429 was retried after its Retry-After; the 402 is final.
+/// assert_eq!(res.api_error().unwrap().code(), &ErrorCode::InsufficientCredits);
+/// assert_eq!(res.extensions().get::<RetryInfo>().unwrap().attempts(), 2);
+/// assert_eq!(api.requests()[1].header("x-infoplug-api-key"), Some(TEST_KEY));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct InfoPlugLayer {
+    retry: RetryLayer,
+    classify: ClassifyLayer,
+    auth: AuthLayer,
+}
+
+impl InfoPlugLayer {
+    /// The stack with default limits, sending `key` to `base_url`'s origin only.
+    pub fn new(key: impl Into<KeySource>, base_url: &str) -> Result<Self, ConfigError> {
+        Self::builder(key, base_url).build()
+    }
+
+    /// The key from `INFOPLUG_API_KEY` and the base URL from `INFOPLUG_BASE_URL`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let base_url = match std::env::var(BASE_URL_ENV) {
+            Ok(url) => url,
+            Err(std::env::VarError::NotPresent) => {
+                return Err(ConfigError::MissingEnvVar {
+                    name: BASE_URL_ENV.to_owned(),
+                });
+            }
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(ConfigError::NonUnicodeEnvVar {
+                    name: BASE_URL_ENV.to_owned(),
+                });
+            }
+        };
+        Self::new(crate::ApiKey::from_env()?, &base_url)
+    }
+
+    /// Other settings.
+    pub fn builder(key: impl Into<KeySource>, base_url: &str) -> InfoPlugBuilder {
+        InfoPlugBuilder {
+            key: key.into(),
+            base_url: base_url.to_owned(),
+            header: AuthHeader::default(),
+            retry: RetryLayer::builder(),
+            classify: ClassifyLayer::builder(),
+        }
+    }
+
+    /// The retry layer (its clones share its budget and cooldown).
+    pub fn retry(&self) -> &RetryLayer {
+        &self.retry
+    }
+
+    /// The origin the key is scoped to.
+    pub fn origin(&self) -> Option<&Origin> {
+        self.auth.origin()
+    }
+}
+
+impl<S> Layer<S> for InfoPlugLayer {
+    type Service = Retry<Classify<Auth<S>>>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        self.retry.wrap(self.classify.wrap(self.auth.wrap(inner)))
+    }
+}
+
+impl fmt::Debug for InfoPlugLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InfoPlugLayer")
+            .field("retry", &self.retry)
+            .field("classify", &self.classify)
+            .field("auth", &self.auth)
+            .finish()
+    }
+}
+
+/// Builds an [`InfoPlugLayer`]; every setting is checked in [`build`](Self::build).
+#[must_use = "call `build` to get the layer"]
+pub struct InfoPlugBuilder {
+    key: KeySource,
+    base_url: String,
+    header: AuthHeader,
+    retry: RetryBuilder,
+    classify: ClassifyBuilder,
+}
+
+impl InfoPlugBuilder {
+    /// The header that carries the key (default `X-INFOPLUG-API-KEY`).
+    pub fn header(mut self, header: AuthHeader) -> Self {
+        self.header = header;
+        self
+    }
+
+    /// Attempts in all, the first included (default 3).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.retry = self.retry.max_attempts(attempts);
+        self
+    }
+
+    /// The longest `Retry-After` honoured (default 60 s).
+    pub fn max_retry_after(mut self, max: std::time::Duration) -> Self {
+        self.retry = self.retry.max_retry_after(max);
+        self
+    }
+
+    /// An overall deadline per request, waits included.
+    pub fn deadline(mut self, deadline: std::time::Duration) -> Self {
+        self.retry = self.retry.deadline(deadline);
+        self
+    }
+
+    /// Any other retry setting.
+    pub fn retry(mut self, configure: impl FnOnce(RetryBuilder) -> RetryBuilder) -> Self {
+        self.retry = configure(self.retry);
+        self
+    }
+
+    /// Any classifier setting.
+    pub fn classify(mut self, configure: impl FnOnce(ClassifyBuilder) -> ClassifyBuilder) -> Self {
+        self.classify = configure(self.classify);
+        self
+    }
+
+    /// Checks everything and builds the layer.
+    pub fn build(self) -> Result<InfoPlugLayer, ConfigError> {
+        let origin = Origin::parse(&self.base_url)?;
+        Ok(InfoPlugLayer {
+            retry: self.retry.build()?,
+            classify: self.classify.build()?,
+            auth: AuthLayer::new(self.key)
+                .header(self.header)
+                .for_origin(origin),
+        })
+    }
+}
+
+impl fmt::Debug for InfoPlugBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InfoPlugBuilder")
+            .field("key", &self.key)
+            .field("header", &self.header)
+            .field("retry", &self.retry)
+            .field("classify", &self.classify)
+            .finish_non_exhaustive()
+    }
+}
