@@ -8,50 +8,45 @@
 //! | layer | job |
 //! |---|---|
 //! | [`AuthLayer`] | puts the API key on every request for the API's origin, safely |
+//! | [`RetryLayer`] | retries what is safe to retry, honours `Retry-After`, shares a cooldown and a budget between concurrent requests, replays any request body |
 //! | [`ClassifyLayer`] | reads a 4xx/5xx body (bounded), parses it into a typed [`ApiError`] in the response extensions, and hands the body on intact |
 //!
-//! A rate-limit-aware retry layer that honours `Retry-After` and shares a cooldown between
-//! concurrent requests is the third layer; it is not in this release yet. The classification
-//! is already shaped for it: every attempt's response carries its own [`ApiError`], and
-//! [`ApiError::is_retryable`] gives the response's side of the decision.
-//!
-//! Recommended order, outermost first:
+//! [`InfoPlugLayer`] stacks all three in the recommended order, outermost first:
 //!
 //! ```text
-//! (RetryLayer)      sees classified responses; decides, waits, replays
-//!   ClassifyLayer   one classification per attempt
+//! RetryLayer        sees classified responses; decides, waits, replays
+//!   ClassifyLayer   one classification per attempt; the final response keeps its own
 //!     AuthLayer     stamps the current key on every attempt, only for the API origin
 //!       transport   hyper-util Client, reqwest adapter, service_fn, ...
 //! ```
 //!
 //! Each layer is useful alone, and every order stays safe: the key is never printed (sensitive
 //! header values, redacting `Debug`, and an error body that echoes the key is redacted before
-//! it is stored) and never sent to another origin.
+//! it is stored), never sent to another origin, and no order retries more than configured.
 //!
 //! # Example
 //!
 //! ```
 //! use http::Request;
 //! use http_body_util::Empty;
-//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower::{Layer, ServiceExt};
 //! use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
-//! use tower_infoplug::{ApiKey, AuthLayer, ClassifyLayer, ErrorCode, Origin, ResponseExt};
+//! use tower_infoplug::{ApiKey, ErrorCode, InfoPlugLayer, ResponseExt, RetryInfo};
 //!
-//! # #[tokio::main(flavor = "current_thread")]
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let api = Emulator::new(); // the embedded InfoPlug emulator, in process
-//! api.push(Reply::status(402));
+//! api.push_all([Reply::rate_limited(2), Reply::status(402)]);
 //!
-//! let client = ServiceBuilder::new()
-//!     .layer(ClassifyLayer::new())
-//!     .layer(AuthLayer::new(ApiKey::new(TEST_KEY)?).for_origin(Origin::parse("https://api.infoplug.io")?))
-//!     .service(api.clone());
+//! let client = InfoPlugLayer::new(ApiKey::new(TEST_KEY)?, "https://api.infoplug.test")?.layer(api.clone());
 //!
-//! let req = Request::get("https://api.infoplug.io/v1/profile").body(Empty::<bytes::Bytes>::new())?;
+//! let req = Request::get("https://api.infoplug.test/v1/profile").body(Empty::<bytes::Bytes>::new())?;
 //! let res = client.oneshot(req).await?;
 //! let err = res.api_error().expect("402 is classified");
 //! assert_eq!(err.code(), &ErrorCode::InsufficientCredits);
 //! assert!(!err.is_retryable());
+//! // The 429 was retried after its Retry-After; the 402 was final.
+//! assert_eq!(res.extensions().get::<RetryInfo>().unwrap().attempts(), 2);
 //! assert_eq!(api.requests()[0].header("x-infoplug-api-key"), Some(TEST_KEY));
 //! # Ok(())
 //! # }
@@ -62,10 +57,13 @@
 //! | feature | default | what it gates |
 //! |---|---|---|
 //! | `auth` | yes | [`AuthLayer`] |
-//! | `classify` | yes | [`ClassifyLayer`], [`ApiError`] (pulls `tokio` with only its timer, `serde`, `serde_json`) |
+//! | `classify` | yes | [`ClassifyLayer`], [`ApiError`] (pulls `tokio` with its timer, `serde`, `serde_json`) |
+//! | `retry` | yes | [`RetryLayer`] (needs `classify`; pulls `httpdate`), and with `auth` the [`InfoPlugLayer`] preset |
 //! | `tracing` | yes | `tracing` events for the layers' decisions (never with the key) |
 //! | `mock` | no | [`mock`]: the embedded emulator, in process and on loopback |
 //! | `full` | no | all of the above |
+//!
+//! The examples in these docs use the emulator, so run the doctests with `--all-features`.
 
 #[cfg(feature = "auth")]
 pub mod auth;

@@ -1,6 +1,7 @@
 //! The retry budget shared by every clone of a layer: retries are a share of recent successes,
 //! plus a small floor per second, so an outage cannot multiply the load on the API.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use tokio::time::Instant;
@@ -10,10 +11,17 @@ const SLOTS: usize = 10;
 
 /// The budget: `ratio` retries per success over the last ten seconds, plus `min_per_sec`
 /// retries per second whatever the successes (a reserve of ten seconds' worth).
+///
+/// A success costs one relaxed atomic increment: no lock, no clock. The window is kept by the
+/// retries, which are rare: the first retry decision in each second marks how many successes
+/// there were then, and the successes of the window are those since the oldest mark still in
+/// it. Successes before the first decision of a quiet period are not counted, so the budget
+/// can only err on the side of fewer retries.
 #[derive(Debug)]
 pub(crate) struct Budget {
     ratio: f64,
     reserve: f64,
+    successes: AtomicU64,
     window: Mutex<Window>,
 }
 
@@ -22,8 +30,14 @@ struct Window {
     start: Instant,
     /// The second (since `start`) that `slots[second % SLOTS]` counts.
     current: u64,
-    /// (successes, retries) per second.
-    slots: [(u32, u32); SLOTS],
+    slots: [Slot; SLOTS],
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    /// The success count when this second's first decision was taken.
+    mark: Option<u64>,
+    retries: u32,
 }
 
 impl Budget {
@@ -31,41 +45,44 @@ impl Budget {
         Self {
             ratio,
             reserve: f64::from(min_per_sec) * SLOTS as f64,
+            successes: AtomicU64::new(0),
             window: Mutex::new(Window {
                 start: Instant::now(),
                 current: 0,
-                slots: [(0, 0); SLOTS],
+                slots: [Slot::default(); SLOTS],
             }),
         }
     }
 
     /// Records a success.
     pub(crate) fn deposit(&self) {
-        if self.ratio == 0.0 {
-            return;
-        }
-        self.window().count(Instant::now(), true);
+        self.successes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Takes one retry from the budget; `false` when there is none left.
     pub(crate) fn withdraw(&self) -> bool {
-        let mut window = self.window();
-        let now = Instant::now();
-        window.advance(now);
-        let (successes, retries) = window.slots.iter().fold((0u64, 0u64), |(s, r), (ds, dr)| {
-            (s + u64::from(*ds), r + u64::from(*dr))
-        });
-        let allowed = self.ratio * successes as f64 + self.reserve;
+        let total = self.successes.load(Ordering::Relaxed);
+        // Counters only: a panic elsewhere cannot leave them inconsistent.
+        let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+        let index = window.advance(Instant::now());
+        if let Some(slot) = window.slots.get_mut(index) {
+            slot.mark.get_or_insert(total);
+        }
+        let baseline = window
+            .slots
+            .iter()
+            .filter_map(|s| s.mark)
+            .min()
+            .unwrap_or(total);
+        let retries: u64 = window.slots.iter().map(|s| u64::from(s.retries)).sum();
+        let allowed = self.ratio * total.saturating_sub(baseline) as f64 + self.reserve;
         if (retries as f64) + 1.0 > allowed {
             return false;
         }
-        window.count(now, false);
+        if let Some(slot) = window.slots.get_mut(index) {
+            slot.retries = slot.retries.saturating_add(1);
+        }
         true
-    }
-
-    fn window(&self) -> std::sync::MutexGuard<'_, Window> {
-        // Counters only: a panic elsewhere cannot leave them inconsistent.
-        self.window.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -80,19 +97,11 @@ impl Window {
                 .slots
                 .get_mut(((self.current + i) % SLOTS as u64) as usize)
             {
-                *slot = (0, 0);
+                *slot = Slot::default();
             }
         }
         self.current = self.current.max(second);
         (self.current % SLOTS as u64) as usize
-    }
-
-    fn count(&mut self, now: Instant, success: bool) {
-        let index = self.advance(now);
-        if let Some((successes, retries)) = self.slots.get_mut(index) {
-            let counter = if success { successes } else { retries };
-            *counter = counter.saturating_add(1);
-        }
     }
 }
 
@@ -123,6 +132,20 @@ mod tests {
         // Successes older than the window no longer count.
         tokio::time::advance(Duration::from_secs(11)).await;
         assert!(!budget.withdraw());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn successes_before_a_quiet_period_ends_do_not_count() {
+        let budget = Budget::new(1.0, 0);
+        for _ in 0..50 {
+            budget.deposit();
+        }
+        // First decision: marks 50, counts nothing before it.
+        assert!(!budget.withdraw());
+        for _ in 0..3 {
+            budget.deposit();
+        }
+        assert_eq!((0..10).filter(|_| budget.withdraw()).count(), 3);
     }
 
     #[tokio::test(start_paused = true)]

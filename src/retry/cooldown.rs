@@ -54,6 +54,11 @@ impl Cooldown {
         Partition(hasher.finish())
     }
 
+    /// Whether any gate ever closed: one atomic load, no clock.
+    pub(crate) fn ever_closed(&self) -> bool {
+        self.latest.load(Ordering::Relaxed) != 0
+    }
+
     /// Whether any gate may be closed now: one atomic load, and a clock read only when some
     /// gate ever closed.
     pub(crate) fn any_closed(&self, now: Instant) -> bool {

@@ -297,6 +297,9 @@ impl<B: Body, P> Plan<B, P> {
 
     /// When the origin's cooldown ends (plus the jitter that spreads waiters), if it is on.
     fn cooling_until(&mut self) -> Option<Instant> {
+        if !self.shared.cooldown.as_ref()?.ever_closed() {
+            return None;
+        }
         let now = Instant::now();
         if !self.shared.cooldown.as_ref()?.any_closed(now) {
             return None;
