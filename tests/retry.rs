@@ -414,6 +414,74 @@ async fn the_cooldown_holds_every_request_to_the_origin() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_cooldown_longer_than_the_cap_fails_fast_instead_of_holding_requests() {
+    let api = Emulator::new();
+    api.push(Reply::rate_limited(300));
+    let client = stack(&api, builder());
+    let res = client.clone().oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(info(&res).stop_reason(), StopReason::HintTooLong);
+    let start = Instant::now();
+    let err = client.oneshot(get("/v1/y")).await.unwrap_err();
+    assert!(matches!(err, RetryError::CoolingDown { .. }), "{err}");
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(api.request_count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limit_fields_are_read_when_enabled() {
+    let api = Emulator::new();
+    api.push_all([
+        Reply::status(429).header("ratelimit", "\"default\";r=0;t=4"),
+        Reply::status(429).header("x-ratelimit-reset", "6"),
+        Reply::status(429)
+            .header("ratelimit", "\"default\";r=0;t=4")
+            .header("retry-after", "2"),
+    ]);
+    let client = stack(
+        &api,
+        builder()
+            .max_attempts(4)
+            .rate_limit_headers(true)
+            .x_rate_limit_reset(true),
+    );
+    let res = client.oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    // t=4, then 6 from X-RateLimit-Reset, then Retry-After: 2 winning over t=4.
+    assert_eq!(arrivals(&api), [Duration::ZERO, 4 * S, 10 * S, 12 * S]);
+
+    // Off by default: the same fields give no floor.
+    let api = Emulator::new();
+    api.push(Reply::status(429).header("ratelimit", "\"default\";r=0;t=4"));
+    let res = stack(&api, builder()).oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(info(&res).last_hint(), None);
+    assert_eq!(arrivals(&api), [Duration::ZERO, Duration::ZERO]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_trickling_body_delays_the_next_attempt_by_the_drain_bound_at_most() {
+    let api = Emulator::new();
+    // A 503 whose body comes one byte a second.
+    api.push(Reply::unavailable().chunk_delay(S));
+    let client = ServiceBuilder::new()
+        .layer(builder().drain(64 * 1024, 250 * MS).build().unwrap())
+        .layer(AuthLayer::new(ApiKey::new(TEST_KEY).unwrap()))
+        .service(api.clone());
+    let res = client.oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(arrivals(&api), [Duration::ZERO, 250 * MS]);
+
+    // A body that is there at once is read to its end without any wait.
+    let api = Emulator::new();
+    api.push(Reply::unavailable());
+    let client = ServiceBuilder::new()
+        .layer(builder().build().unwrap())
+        .layer(AuthLayer::new(ApiKey::new(TEST_KEY).unwrap()))
+        .service(api.clone());
+    client.oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(arrivals(&api), [Duration::ZERO, Duration::ZERO]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_cooldown_is_per_origin_and_can_be_turned_off() {
     let api = Emulator::new();
     let client = stack(&api, builder());

@@ -26,7 +26,8 @@ pub enum RetryError<E> {
         info: RetryInfo,
     },
     /// The API's origin is cooling down (after a 429 or 503 with a wait hint) past the
-    /// request's deadline, so the request was not sent (again).
+    /// request's deadline, or for longer than `max_retry_after`, so the request was not sent
+    /// (again).
     CoolingDown {
         /// What the layer did before giving up.
         info: RetryInfo,

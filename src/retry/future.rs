@@ -154,7 +154,11 @@ where
                 }
                 StateProj::Preparing => {
                     if let Some(until) = this.plan.cooling_until() {
-                        if this.plan.deadline.is_some_and(|d| until >= d) {
+                        // A wait the layer would not sleep on for a hint (past the deadline,
+                        // or longer than `max_retry_after`) is not slept on for a cooldown.
+                        let too_long = until.saturating_duration_since(Instant::now())
+                            > this.plan.shared.settings.max_retry_after;
+                        if too_long || this.plan.deadline.is_some_and(|d| until >= d) {
                             let info = this.plan.info(StopReason::DeadlineTooClose);
                             this.state.set(State::Done);
                             return Poll::Ready(Err(RetryError::CoolingDown { info }));

@@ -16,8 +16,8 @@
 //!   at once, its [`RetryInfo`] holding the hint and the reason.
 //! - **A shared cooldown**: a 429 or 503 with a hint closes the origin for every request
 //!   through the layer's clones until the hint has passed; requests issued meanwhile wait (or
-//!   fail fast with [`RetryError::CoolingDown`] if their deadline is earlier), and are released
-//!   with jitter, not all at once.
+//!   fail fast with [`RetryError::CoolingDown`] if their deadline is earlier, or the wait longer
+//!   than `max_retry_after`), and are released with jitter, not all at once.
 //! - **A retry budget** shared by clones (a share of recent successes plus a floor per
 //!   second), so an outage cannot multiply the load; and `max_attempts` (3 by default).
 //! - **Any request body**, not only clonable ones: the body is recorded as it is sent (for
