@@ -70,6 +70,8 @@ pub mod auth;
 #[cfg(feature = "classify")]
 pub mod classify;
 mod error;
+#[cfg(feature = "classify")]
+mod frames;
 mod key;
 #[cfg(feature = "mock")]
 pub mod mock;

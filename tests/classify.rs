@@ -22,6 +22,7 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tower::{Layer, ServiceExt, service_fn};
+use tower_infoplug::classify::ClassifyBody;
 use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
 use tower_infoplug::{BodyIssue, ClassifyLayer, ErrorCode, ResponseExt};
 
@@ -81,10 +82,15 @@ fn data(bytes: &'static [u8]) -> Result<Frame<Bytes>, &'static str> {
 }
 
 /// Serves one response with `status` and `body` through the default classifier.
-async fn classify_one<B>(
-    status: u16,
-    body: B,
-) -> Response<tower_infoplug::classify::ClassifyBody<B>>
+async fn classify_one<B>(status: u16, body: B) -> Response<ClassifyBody<B>>
+where
+    B: Body + Send + 'static,
+{
+    classify_with(ClassifyLayer::new(), status, body).await
+}
+
+/// Serves one response with `status` and `body` through `layer`.
+async fn classify_with<B>(layer: ClassifyLayer, status: u16, body: B) -> Response<ClassifyBody<B>>
 where
     B: Body + Send + 'static,
 {
@@ -97,7 +103,7 @@ where
             Ok::<_, Infallible>(res)
         }
     });
-    ClassifyLayer::new()
+    layer
         .layer(transport)
         .oneshot(Request::new(()))
         .await
@@ -167,20 +173,7 @@ async fn a_long_unannounced_body_is_read_only_past_the_limit_once() {
     let (mut body, polls) = Scripted::new(frames);
     body.hint = SizeHint::new(); // like a chunked response: no length announced
     let layer = ClassifyLayer::builder().body_limit(4096).build().unwrap();
-    let body = std::sync::Mutex::new(Some(body));
-    let transport = service_fn(move |_req: Request<()>| {
-        let body = body.lock().unwrap().take().unwrap();
-        async move {
-            let mut res = Response::new(body);
-            *res.status_mut() = StatusCode::BAD_REQUEST;
-            Ok::<_, Infallible>(res)
-        }
-    });
-    let res = layer
-        .layer(transport)
-        .oneshot(Request::new(()))
-        .await
-        .unwrap();
+    let res = classify_with(layer, 400, body).await;
     assert_eq!(
         res.api_error().unwrap().body_issue(),
         Some(&BodyIssue::TooLarge)

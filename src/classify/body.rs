@@ -3,9 +3,11 @@ use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
+
+use crate::frames::{hint_plus, into_bytes};
 
 pin_project! {
     /// The response body of [`Classify`](super::Classify): the transport's body, unchanged.
@@ -74,10 +76,6 @@ impl<B: Body> ClassifyBody<B> {
     }
 }
 
-pub(super) fn into_bytes<D: Buf>(mut data: D) -> Bytes {
-    data.copy_to_bytes(data.remaining())
-}
-
 impl<B> Body for ClassifyBody<B>
 where
     B: Body,
@@ -140,12 +138,7 @@ where
                     // The stream is known to fail; how much it would have carried is unknown.
                     Tail::Error(_) => SizeHint::new(),
                 };
-                let mut hint = SizeHint::new();
-                hint.set_lower(rest.lower().saturating_add(buffered));
-                if let Some(upper) = rest.upper() {
-                    hint.set_upper(upper.saturating_add(buffered));
-                }
-                hint
+                hint_plus(&rest, buffered)
             }
         }
     }

@@ -10,10 +10,11 @@ use http_body::{Body, Frame};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
-use super::body::{ClassifyBody, Tail, into_bytes};
+use super::body::{ClassifyBody, Tail};
 use super::layer::Settings;
 use super::parse::{Outcome, classify};
 use super::{SentCredential, is_classified};
+use crate::frames::into_bytes;
 
 pin_project! {
     /// The response future of [`Classify`](super::Classify).

@@ -3,10 +3,12 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
+
+use crate::frames::{hint_plus, into_bytes};
 
 /// A boxed error, as tower uses them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -200,7 +202,7 @@ where
             KindProj::Once { body } => body.poll_frame(cx).map(|frame| {
                 frame.map(|frame| {
                     frame
-                        .map(|frame| frame.map_data(|mut d| d.copy_to_bytes(d.remaining())))
+                        .map(|frame| frame.map_data(into_bytes))
                         .map_err(Into::into)
                 })
             }),
@@ -234,7 +236,7 @@ where
                         Poll::Ready(Some(Err(err.into())))
                     }
                     Poll::Ready(Some(Ok(frame))) => {
-                        let frame = frame.map_data(|mut d| d.copy_to_bytes(d.remaining()));
+                        let frame = frame.map_data(into_bytes);
                         if !state.overflowed {
                             let kept = if let Some(data) = frame.data_ref() {
                                 state.kept_bytes = state.kept_bytes.saturating_add(data.len());
@@ -300,12 +302,7 @@ where
                     .source
                     .as_ref()
                     .map_or_else(|| SizeHint::with_exact(0), |s| s.size_hint());
-                let mut hint = SizeHint::new();
-                hint.set_lower(rest.lower().saturating_add(kept));
-                if let Some(upper) = rest.upper() {
-                    hint.set_upper(upper.saturating_add(kept));
-                }
-                hint
+                hint_plus(&rest, kept)
             }
         }
     }
