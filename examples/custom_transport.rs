@@ -1,0 +1,138 @@
+//! The stack over transports that are not hyper: an in-memory recorder built with
+//! `service_fn`, and reqwest behind a small adapter.
+//!
+//! ```text
+//! cargo run --example custom_transport --all-features
+//! ```
+//!
+//! What the layers need from a transport:
+//!
+//! - a `tower::Service<http::Request<ReplayBody<B>>>` that is `Clone` (the retry layer calls a
+//!   fresh clone for each attempt, after polling it ready);
+//! - `Response = http::Response<R>` with `R: http_body::Body` (the classifier reads error
+//!   bodies, the retry layer drains retried ones);
+//! - for the default retry policy, an error type implementing `std::error::Error`, whose
+//!   source chain tells a refused connection (never sent) from a failure after sending;
+//! - absolute request URIs, so the key can be scoped to the API's origin.
+//!
+//! `ReplayBody<B>` yields `Bytes` and fails with a `BoxError`, which most clients take as is.
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use tower::{Layer, Service, ServiceExt, service_fn};
+use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
+use tower_infoplug::retry::ReplayBody;
+use tower_infoplug::{ApiKey, InfoPlugLayer, ResponseExt, RetryInfo};
+
+/// reqwest as a tower service of `http` types.
+#[derive(Clone)]
+struct Reqwest(reqwest::Client);
+
+impl<B> Service<Request<ReplayBody<B>>> for Reqwest
+where
+    B: http_body::Body + Send + Sync + 'static,
+    B::Error: Into<tower_infoplug::retry::BoxError>,
+{
+    type Response = Response<reqwest::Body>;
+    type Error = reqwest::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, reqwest::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), reqwest::Error>> {
+        // reqwest queues internally: always ready.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<ReplayBody<B>>) -> Self::Future {
+        let client = self.0.clone();
+        let req = req.map(reqwest::Body::wrap);
+        Box::pin(async move {
+            let req = reqwest::Request::try_from(req)?;
+            Ok(Response::from(client.execute(req).await?))
+        })
+    }
+}
+
+fn layer() -> InfoPlugLayer {
+    InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), "http://api.test")
+        .retry(|r| r.backoff(Duration::from_millis(20), Duration::from_millis(100)))
+        .build()
+        .unwrap()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // 1. An in-memory transport that records what it is sent and rate-limits the first
+    //    attempt (a 429 is retried even for a POST: the server did no work).
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = seen.clone();
+    let recorder = service_fn(move |req: Request<ReplayBody<Full<Bytes>>>| {
+        let log = log.clone();
+        async move {
+            let key = req
+                .headers()
+                .get("x-infoplug-api-key")
+                .map(|_| "key")
+                .unwrap_or("no key");
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            let mut log = log.lock().unwrap();
+            log.push(format!("{key}, {} body bytes", body.len()));
+            let status = if log.len() == 1 { 429 } else { 200 };
+            let res = Response::builder()
+                .status(status)
+                .body(Full::new(Bytes::from_static(b"{}")))
+                .unwrap();
+            Ok::<_, Infallible>(res)
+        }
+    });
+    let client = layer().layer(recorder);
+    let req = Request::post("http://api.test/v1/search")
+        .body(Full::new(Bytes::from_static(b"{\"q\":\"rust\"}")))?;
+    let res = client.oneshot(req).await?;
+    let attempts = res
+        .extensions()
+        .get::<RetryInfo>()
+        .map_or(1, RetryInfo::attempts);
+    println!(
+        "in-memory transport: {} after {attempts} attempts",
+        res.status()
+    );
+    for (i, line) in seen.lock().unwrap().iter().enumerate() {
+        println!("  attempt {}: {line}", i + 1);
+    }
+
+    // 2. reqwest, against the emulator on loopback.
+    let emulator = Emulator::new();
+    let server = emulator.serve().await?;
+    emulator.push_all([Reply::unavailable(), Reply::status(402)]);
+    let layer = InfoPlugLayer::builder(ApiKey::new(TEST_KEY)?, &server.base_url())
+        .retry(|r| r.backoff(Duration::from_millis(20), Duration::from_millis(100)))
+        .build()?;
+    let client = layer.layer(Reqwest(reqwest::Client::new()));
+    let req = Request::get(server.uri("/v1/profile")?).body(Full::new(Bytes::new()))?;
+    let res = client.oneshot(req).await?;
+    let attempts = res
+        .extensions()
+        .get::<RetryInfo>()
+        .map_or(1, RetryInfo::attempts);
+    let code = res
+        .api_error()
+        .map(|e| e.code().to_string())
+        .unwrap_or_default();
+    println!("reqwest: {} {code} after {attempts} attempts", res.status());
+    println!("  the emulator saw {} requests", emulator.request_count());
+    Ok(())
+}

@@ -1,0 +1,321 @@
+//! The examples that run unattended, run as users run them: as programs.
+//!
+//! `cargo test --all-features` builds the examples before it runs the tests; these tests find
+//! the binaries next to their own.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{http_client, read_body};
+use http::Request;
+use http_body_util::Full;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
+
+/// The built example `name`.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let path = dir.join("examples").join(name);
+    let built = std::fs::metadata(&path).and_then(|m| m.modified());
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.rs"));
+    let edited = std::fs::metadata(&source)
+        .and_then(|m| m.modified())
+        .unwrap();
+    // `cargo test --test examples` alone does not rebuild the examples: refuse to test an old
+    // binary rather than pass or fail on code that is no longer there.
+    match built {
+        Ok(built) if built >= edited => path,
+        _ => panic!(
+            "{} is missing or older than its source; run `cargo test --all-features` \
+             (or `cargo build --examples --all-features` first)",
+            path.display()
+        ),
+    }
+}
+
+/// Runs an example to its end (within a minute), returning its standard output.
+async fn run_to_end(name: &str) -> String {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        Command::new(example(name)).output(),
+    )
+    .await
+    .expect("finishes within a minute")
+    .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{name} failed:\n{stdout}\n{stderr}");
+    stdout
+}
+
+/// The whitespace-separated words of the line that starts with `label`.
+fn row<'a>(stdout: &'a str, label: &str) -> Vec<&'a str> {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(label))
+        .unwrap_or_else(|| panic!("no {label:?} row in:\n{stdout}"));
+    line[label.len()..].split_whitespace().collect()
+}
+
+#[tokio::test]
+async fn the_quickstart_prints_the_scripted_outcomes() {
+    let out = run_to_end("quickstart").await;
+    assert_eq!(row(&out, "profile")[..3], ["200", "-", "1"], "{out}");
+    assert_eq!(row(&out, "rate limited")[..3], ["200", "-", "2"], "{out}");
+    assert_eq!(row(&out, "503 storm")[..3], ["200", "-", "4"], "{out}");
+    assert_eq!(
+        row(&out, "bad parameter")[..3],
+        ["400", "invalid_parameter", "1"],
+        "{out}"
+    );
+    assert!(out.contains("(parameter `linkedin_url`)"), "{out}");
+    assert_eq!(row(&out, "search (POST)")[..3], ["200", "-", "1"], "{out}");
+    assert_eq!(
+        row(&out, "out of credits")[..3],
+        ["402", "insufficient_credits", "1"],
+        "{out}"
+    );
+    // The 429's Retry-After: 1 was waited for.
+    let waited: u64 = row(&out, "rate limited")[3]
+        .trim_end_matches("ms")
+        .parse()
+        .unwrap();
+    assert!(waited >= 1000, "{out}");
+    assert!(out.contains("saw 10 requests (10 with the key)"), "{out}");
+}
+
+#[tokio::test]
+async fn the_custom_transports_retry_and_classify() {
+    let out = run_to_end("custom_transport").await;
+    assert!(
+        out.contains("in-memory transport: 200 OK after 2 attempts"),
+        "{out}"
+    );
+    assert!(out.contains("attempt 2: key, 12 body bytes"), "{out}");
+    assert!(
+        out.contains("reqwest: 402 Payment Required insufficient_credits after 2 attempts"),
+        "{out}"
+    );
+}
+
+/// A running example that prints `listening on IP:PORT` first; interrupted when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    async fn start(name: &str, args: &[&str], key: Option<&str>) -> Self {
+        let mut command = Command::new(example(name));
+        command
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command.env_remove("INFOPLUG_API_KEY");
+        if let Some(key) = key {
+            command.env("INFOPLUG_API_KEY", key);
+        }
+        let mut child = command.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("prints its address within 30 s")
+            .unwrap()
+            .unwrap_or_default();
+        let addr = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+        Self {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    /// Sends SIGINT, as Ctrl-C does, and waits for a clean exit.
+    async fn interrupt(mut self) {
+        let pid = self.child.id().unwrap().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("exits within 10 s of Ctrl-C")
+            .unwrap();
+        assert!(exit.success(), "{exit:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_emulator_example_serves_until_interrupted() {
+    let server = Server::start("emulator", &["--listen", "127.0.0.1:0"], None).await;
+    let req = Request::get(format!("{}/v1/profile", server.base))
+        .header("x-infoplug-api-key", TEST_KEY)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = http_client().request(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    server.interrupt().await;
+}
+
+#[tokio::test]
+async fn the_gateway_holds_the_key_and_reports_what_it_did() {
+    let api = Emulator::new();
+    let upstream = api.serve().await.unwrap();
+    let gateway = Server::start(
+        "gateway",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &upstream.base_url(),
+            "--max-attempts",
+            "3",
+        ],
+        Some(TEST_KEY),
+    )
+    .await;
+    let client = http_client();
+    let send = |method: &str, path: &str, body: &'static str| {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", gateway.base))
+            .header("x-infoplug-api-key", "a-client-must-not-choose-the-key")
+            .header("connection", "keep-alive, x-hop")
+            .header("x-hop", "dropped")
+            .header("x-trace", "kept")
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap();
+        client.request(req)
+    };
+
+    // A plain success: forwarded with the gateway's key, one attempt.
+    let res = send(
+        "GET",
+        "/v1/profile?linkedin_url=https://linkedin.com/in/x",
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-infoplug-attempts"], "1");
+    assert!(res.headers().get("x-infoplug-error").is_none());
+    let seen = &api.requests()[0];
+    assert_eq!(seen.header("x-infoplug-api-key"), Some(TEST_KEY));
+    assert_eq!(seen.uri.path(), "/v1/profile");
+    assert_eq!(
+        seen.uri.query(),
+        Some("linkedin_url=https://linkedin.com/in/x")
+    );
+    assert_eq!(seen.header("x-trace"), Some("kept"));
+    assert_eq!(seen.header("x-hop"), None);
+
+    // A 503 then success: retried behind the gateway; a POST body goes through whole.
+    api.push(Reply::rate_limited(0));
+    let res = send("POST", "/v1/search", "{\"q\":\"rust\"}")
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-infoplug-attempts"], "2");
+    let bodies: Vec<_> = api.requests()[1..].iter().map(|r| r.body.clone()).collect();
+    assert_eq!(bodies, vec![Bytes::from_static(b"{\"q\":\"rust\"}"); 2]);
+
+    // A contract error: streamed back unchanged, with its code.
+    api.push(Reply::status(402));
+    let res = send("GET", "/v1/jobs", "").await.unwrap();
+    assert_eq!(res.status(), 402);
+    assert_eq!(res.headers()["x-infoplug-error"], "insufficient_credits");
+    let body = read_body(res.into_body()).await.unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["message"], "insufficient_credits");
+    gateway.interrupt().await;
+
+    // An upstream that is not there: a 502 in the contract's format.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dead = Server::start(
+        "gateway",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &format!("http://{closed}"),
+            "--max-attempts",
+            "2",
+        ],
+        Some(TEST_KEY),
+    )
+    .await;
+    let req = Request::get(format!("{}/v1/profile", dead.base))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    assert_eq!(res.status(), 502);
+    assert_eq!(res.headers()["x-infoplug-attempts"], "2");
+    let body = read_body(res.into_body()).await.unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["message"], "error");
+    assert!(
+        json["details"]
+            .as_str()
+            .unwrap()
+            .contains("could not be reached"),
+        "{json}"
+    );
+    dead.interrupt().await;
+}
+
+#[tokio::test]
+async fn the_gateway_refuses_to_start_without_a_usable_key() {
+    for (key, expected) in [
+        (None, "INFOPLUG_API_KEY"),
+        (Some("ip_live_secret\n"), "offset 14"),
+    ] {
+        let mut command = Command::new(example("gateway"));
+        command.args([
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "http://127.0.0.1:9",
+        ]);
+        command.env_remove("INFOPLUG_API_KEY");
+        if let Some(key) = key {
+            command.env("INFOPLUG_API_KEY", key);
+        }
+        let out = tokio::time::timeout(Duration::from_secs(30), command.output())
+            .await
+            .unwrap()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(out.stdout.is_empty(), "nothing listens");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(!stderr.contains("ip_live_secret"), "{stderr}");
+    }
+    let out = Command::new(example("gateway"))
+        .args(["--listen"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("usage: gateway"));
+}
