@@ -111,6 +111,16 @@ async fn the_custom_transports_retry_and_classify() {
     );
 }
 
+#[tokio::test]
+async fn the_hyper_client_talks_to_a_started_emulator_by_default() {
+    let out = run_to_end("hyper_client").await;
+    assert!(out.contains("200 OK after 1 attempt(s): ok"), "{out}");
+    assert!(
+        out.contains("400 Bad Request after 1 attempt(s)") && out.contains("limit_out_of_range"),
+        "{out}"
+    );
+}
+
 /// A running example that prints `listening on IP:PORT` first; interrupted when dropped.
 struct Server {
     child: Child,
