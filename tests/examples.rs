@@ -48,13 +48,14 @@ fn example(name: &str) -> PathBuf {
 
 /// Runs an example to its end (within a minute), returning its standard output.
 async fn run_to_end(name: &str) -> String {
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        Command::new(example(name)).output(),
-    )
-    .await
-    .expect("finishes within a minute")
-    .unwrap();
+    let mut command = Command::new(example(name));
+    command
+        .env_remove("INFOPLUG_BASE_URL")
+        .env_remove("INFOPLUG_API_KEY");
+    let out = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .expect("finishes within a minute")
+        .unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{name} failed:\n{stdout}\n{stderr}");
