@@ -1,26 +1,58 @@
-//! Smoke benchmark: what the layers cost on the success path over an in-memory transport,
-//! next to the tower-http building block that does the nearest thing.
+//! What each layer costs, next to the tower and tower-http building blocks that do the nearest
+//! thing, all measured in one run; then the table of ratios the README shows.
 //!
 //! ```text
 //! cargo bench --bench stack --all-features
 //! ```
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//!
+//! Groups (criterion ids `group/row`):
+//!
+//! - `success`: a small 200 from an in-memory transport, through each layer alone, the whole
+//!   preset, and tower-http's `SetRequestHeader` (sensitive value), `tower::retry` with a
+//!   clone-only policy, and both stacked;
+//! - `error`: a 400 with a 101-byte contract body, bare and classified;
+//! - `retry`: a 429 then a 200 with zero wait, through `tower::retry` and through ours (the
+//!   difference from the success row is the cost of one extra attempt);
+//! - `body`: a 200 with a 1 MiB body read to the end, bare and through the preset (no per-byte
+//!   work on 2xx bodies means the two are the same);
+//! - `loopback`: a keep-alive HTTP/1.1 round trip over 127.0.0.1 with hyper, plain and
+//!   through the preset, for scale.
+//!
+//! In-memory futures are ready at once, so they are polled with a no-op waker instead of an
+//! executor, which would dominate the figures.
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::indexing_slicing
+)]
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
+use std::path::PathBuf;
 use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
-use http::{HeaderName, HeaderValue, Request, Response};
-use http_body_util::Full;
-use tower::{Layer, Service, ServiceBuilder, service_fn};
+use criterion::Criterion;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_http::set_header::SetRequestHeaderLayer;
+use tower_infoplug::retry::{Jitter, ReplayBody, RetryLayer};
 use tower_infoplug::{ApiKey, AuthLayer, ClassifyLayer, InfoPlugLayer, Origin};
 
-/// Polls a future that is ready at once; the transport below never waits.
+const KEY: &str = "ip_bench_0123456789abcdef";
+const BASE: &str = "https://api.infoplug.io";
+const URI: &str = "https://api.infoplug.io/v1/profile";
+const ERROR_BODY: &str = r#"{"message":"invalid_parameter","parameter":"linkedin_url","details":"Missing or invalid linkedin_url"}"#;
+
+/// Polls a future that is ready at once; the in-memory transports never wait.
 fn now<F: Future>(future: F) -> F::Output {
     match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(output) => output,
@@ -28,22 +60,82 @@ fn now<F: Future>(future: F) -> F::Output {
     }
 }
 
-/// The floor: a transport that answers a small 200 at once, for any request body.
-fn transport<B>() -> impl Service<
+/// A transport answering `status` with `body`, for any request body.
+fn transport<B>(
+    status: u16,
+    body: &'static [u8],
+) -> impl Service<
     Request<B>,
     Response = Response<Full<Bytes>>,
     Error = Infallible,
     Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>>,
 > + Clone {
-    service_fn(|req: Request<B>| {
+    service_fn(move |req: Request<B>| {
         black_box(&req);
-        std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(
-            b"{\"data\":{}}",
-        )))))
+        let mut res = Response::new(Full::new(Bytes::from_static(body)));
+        *res.status_mut() = StatusCode::from_u16(status).unwrap();
+        std::future::ready(Ok(res))
     })
 }
 
-/// tower's own retry with the cheapest useful policy: clone the request, never retry a 2xx.
+fn ok<B>() -> impl Service<
+    Request<B>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>>,
+> + Clone {
+    transport(200, b"{\"data\":{}}")
+}
+
+/// A transport that answers 429 and 200 in turn.
+fn flip<B>() -> impl Service<
+    Request<B>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>>,
+> + Clone {
+    let limited = Arc::new(AtomicBool::new(false));
+    service_fn(move |req: Request<B>| {
+        black_box(&req);
+        let was = limited.fetch_xor(true, Ordering::Relaxed);
+        let (status, body) = if was {
+            (200, &b"{\"data\":{}}"[..])
+        } else {
+            (429, &br#"{"message":"rate_limit_exceeded"}"#[..])
+        };
+        let mut res = Response::new(Full::new(Bytes::from_static(body)));
+        *res.status_mut() = StatusCode::from_u16(status).unwrap();
+        std::future::ready(Ok(res))
+    })
+}
+
+fn request() -> Request<Full<Bytes>> {
+    Request::get(URI).body(Full::new(Bytes::new())).unwrap()
+}
+
+/// One request through `svc`: ready, call, and (when `read`) the body read to its end.
+fn bench<S, B>(c: &mut Criterion, id: &str, mut svc: S, read: bool)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    c.bench_function(id, |b| {
+        b.iter(|| {
+            now(std::future::poll_fn(|cx| svc.poll_ready(cx))).unwrap();
+            let res = now(svc.call(request())).unwrap();
+            if read {
+                black_box(now(res.into_body().collect()).unwrap());
+            } else {
+                black_box(res);
+            }
+        });
+    });
+}
+
+/// tower's own retry with the cheapest useful policy: clone the request, retry 429 and 5xx
+/// at once.
 #[derive(Clone)]
 struct CloneOnly;
 
@@ -66,91 +158,343 @@ impl<E> tower::retry::Policy<Request<Full<Bytes>>, Response<Full<Bytes>>, E> for
     }
 }
 
-fn bench_one<S>(c: &mut Criterion, name: &str, mut svc: S)
-where
-    S: Service<Request<Full<Bytes>>>,
-    S::Error: std::fmt::Debug,
-{
-    c.bench_function(name, |b| {
+/// No jitter: backoff waits are zero, so retries measure the layer, not the clock.
+struct NoJitter;
+
+impl Jitter for NoJitter {
+    fn sample(&self) -> f64 {
+        0.0
+    }
+}
+
+fn key() -> ApiKey {
+    ApiKey::new(KEY).unwrap()
+}
+
+fn set_header() -> SetRequestHeaderLayer<HeaderValue> {
+    let mut sensitive = HeaderValue::from_static(KEY);
+    sensitive.set_sensitive(true);
+    SetRequestHeaderLayer::overriding(HeaderName::from_static("x-infoplug-api-key"), sensitive)
+}
+
+fn preset() -> InfoPlugLayer {
+    InfoPlugLayer::builder(key(), BASE)
+        .retry(|r| r.jitter(NoJitter))
+        .build()
+        .unwrap()
+}
+
+fn success(c: &mut Criterion) {
+    let origin = Origin::parse(BASE).unwrap();
+    bench(c, "success/bare", ok(), false);
+    bench(
+        c,
+        "success/set_request_header",
+        set_header().layer(ok()),
+        false,
+    );
+    bench(c, "success/auth", AuthLayer::new(key()).layer(ok()), false);
+    bench(
+        c,
+        "success/auth_scoped",
+        AuthLayer::new(key()).for_origin(origin).layer(ok()),
+        false,
+    );
+    bench(
+        c,
+        "success/classify",
+        ClassifyLayer::new().layer(ok()),
+        false,
+    );
+    bench(
+        c,
+        "success/tower_retry",
+        tower::retry::RetryLayer::new(CloneOnly).layer(ok()),
+        false,
+    );
+    bench(c, "success/retry", RetryLayer::new().layer(ok()), false);
+    bench(
+        c,
+        "success/tower_retry_set_header",
+        ServiceBuilder::new()
+            .layer(tower::retry::RetryLayer::new(CloneOnly))
+            .layer(set_header())
+            .service(ok()),
+        false,
+    );
+    bench(c, "success/stack", preset().layer(ok()), false);
+}
+
+fn error_path(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
+    // The classifier arms its read deadline on Tokio's timer, as it does in real use.
+    let _context = runtime.enter();
+    bench(
+        c,
+        "error/bare",
+        transport(400, ERROR_BODY.as_bytes()),
+        false,
+    );
+    bench(
+        c,
+        "error/classify",
+        ClassifyLayer::new().layer(transport(400, ERROR_BODY.as_bytes())),
+        false,
+    );
+    bench(
+        c,
+        "error/stack",
+        preset().layer(transport(400, ERROR_BODY.as_bytes())),
+        false,
+    );
+}
+
+fn retry_path(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
+    let _context = runtime.enter();
+    bench(
+        c,
+        "retry/tower_retry",
+        tower::retry::RetryLayer::new(CloneOnly).layer(flip()),
+        false,
+    );
+    let ours = RetryLayer::builder()
+        .jitter(NoJitter)
+        .no_budget()
+        .build()
+        .unwrap();
+    bench(c, "retry/retry", ours.layer(flip()), false);
+    let stack = InfoPlugLayer::builder(key(), BASE)
+        .retry(|r| r.jitter(NoJitter).no_budget())
+        .build()
+        .unwrap();
+    bench(c, "retry/stack", stack.layer(flip()), false);
+}
+
+fn big_body(c: &mut Criterion) {
+    static MIB: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let body: &'static [u8] = MIB.get_or_init(|| vec![b'x'; 1024 * 1024]);
+    bench(c, "body/bare", transport(200, body), true);
+    bench(c, "body/stack", preset().layer(transport(200, body)), true);
+}
+
+fn loopback(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let addr = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|_req| async {
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
+                            b"{\"data\":{}}",
+                        ))))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        addr
+    });
+    let uri = format!("http://{addr}/v1/profile");
+    let plain = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    c.bench_function("loopback/plain", |b| {
         b.iter(|| {
-            let req = Request::get("https://api.infoplug.io/v1/profile")
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            now(std::future::poll_fn(|cx| svc.poll_ready(cx))).unwrap();
-            black_box(now(svc.call(req)).unwrap())
+            runtime.block_on(async {
+                let req = Request::get(uri.as_str())
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                let res = plain.request(req).await.unwrap();
+                black_box(res.into_body().collect().await.unwrap());
+            });
+        });
+    });
+    let stack = InfoPlugLayer::new(key(), &format!("http://{addr}"))
+        .unwrap()
+        .layer(Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>());
+    c.bench_function("loopback/stack", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let req = Request::get(uri.as_str())
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                let res = stack.clone().oneshot(req).await.unwrap();
+                black_box(res.into_body().collect().await.unwrap());
+            });
         });
     });
 }
 
-fn success_path(c: &mut Criterion) {
-    let key = ApiKey::new("ip_bench_0123456789abcdef").unwrap();
-    let origin = Origin::parse("https://api.infoplug.io").unwrap();
-    let mut sensitive = HeaderValue::from_static("ip_bench_0123456789abcdef");
-    sensitive.set_sensitive(true);
-
-    bench_one(c, "bare transport", transport());
-    bench_one(
-        c,
-        "tower-http SetRequestHeader",
-        SetRequestHeaderLayer::overriding(HeaderName::from_static("x-infoplug-api-key"), sensitive)
-            .layer(transport()),
-    );
-    bench_one(
-        c,
-        "AuthLayer",
-        AuthLayer::new(key.clone()).layer(transport()),
-    );
-    bench_one(
-        c,
-        "AuthLayer scoped to origin",
-        AuthLayer::new(key.clone())
-            .for_origin(origin.clone())
-            .layer(transport()),
-    );
-    bench_one(
-        c,
-        "ClassifyLayer (2xx)",
-        ClassifyLayer::new().layer(transport()),
-    );
-    bench_one(
-        c,
-        "Classify + Auth",
-        ServiceBuilder::new()
-            .layer(ClassifyLayer::new())
-            .layer(AuthLayer::new(key.clone()).for_origin(origin))
-            .service(transport()),
-    );
-    bench_one(
-        c,
-        "tower::retry (clone-only policy)",
-        tower::retry::RetryLayer::new(CloneOnly).layer(transport()),
-    );
-    let mut sensitive = HeaderValue::from_static("ip_bench_0123456789abcdef");
-    sensitive.set_sensitive(true);
-    bench_one(
-        c,
-        "tower::retry + SetRequestHeader",
-        ServiceBuilder::new()
-            .layer(tower::retry::RetryLayer::new(CloneOnly))
-            .layer(SetRequestHeaderLayer::overriding(
-                HeaderName::from_static("x-infoplug-api-key"),
-                sensitive,
-            ))
-            .service(transport()),
-    );
-    bench_one(
-        c,
-        "RetryLayer",
-        tower_infoplug::RetryLayer::new().layer(transport()),
-    );
-    bench_one(
-        c,
-        "InfoPlugLayer (whole stack)",
-        InfoPlugLayer::new(key, "https://api.infoplug.io")
-            .unwrap()
-            .layer(transport()),
-    );
+/// The mean of a row of this run, in ns, from criterion's estimates.
+fn mean_ns(id: &str) -> Option<f64> {
+    let dir =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    let path = dir.join("criterion").join(id).join("new/estimates.json");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    json["mean"]["point_estimate"].as_f64()
 }
 
-criterion_group!(benches, success_path);
-criterion_main!(benches);
+/// Prints the README's table: each row, its ratio to the floor, and to its tower/tower-http
+/// equivalent, from the estimates this run wrote.
+fn print_table() {
+    let rows: [(&str, &str, &str, Option<&str>); 19] = [
+        (
+            "success/bare",
+            "bare transport (the floor)",
+            "success/bare",
+            None,
+        ),
+        (
+            "success/set_request_header",
+            "tower-http `SetRequestHeader` (sensitive)",
+            "success/bare",
+            None,
+        ),
+        (
+            "success/auth",
+            "`AuthLayer`",
+            "success/bare",
+            Some("success/set_request_header"),
+        ),
+        (
+            "success/auth_scoped",
+            "`AuthLayer` scoped to an origin",
+            "success/bare",
+            Some("success/set_request_header"),
+        ),
+        (
+            "success/classify",
+            "`ClassifyLayer` (2xx)",
+            "success/bare",
+            None,
+        ),
+        (
+            "success/tower_retry",
+            "`tower::retry`, clone-only policy",
+            "success/bare",
+            None,
+        ),
+        (
+            "success/retry",
+            "`RetryLayer`",
+            "success/bare",
+            Some("success/tower_retry"),
+        ),
+        (
+            "success/tower_retry_set_header",
+            "`tower::retry` + `SetRequestHeader`",
+            "success/bare",
+            None,
+        ),
+        (
+            "success/stack",
+            "`InfoPlugLayer` (whole stack)",
+            "success/bare",
+            Some("success/tower_retry_set_header"),
+        ),
+        (
+            "error/bare",
+            "400 + 101-byte body, bare",
+            "error/bare",
+            None,
+        ),
+        (
+            "error/classify",
+            "400, `ClassifyLayer` (read + parse)",
+            "error/bare",
+            None,
+        ),
+        ("error/stack", "400, `InfoPlugLayer`", "error/bare", None),
+        (
+            "retry/tower_retry",
+            "429 → 200, `tower::retry`",
+            "success/bare",
+            None,
+        ),
+        (
+            "retry/retry",
+            "429 → 200, `RetryLayer` (zero wait)",
+            "success/bare",
+            Some("retry/tower_retry"),
+        ),
+        (
+            "retry/stack",
+            "429 → 200, `InfoPlugLayer` (zero wait)",
+            "success/bare",
+            Some("retry/tower_retry"),
+        ),
+        (
+            "body/bare",
+            "200 + 1 MiB body read, bare",
+            "body/bare",
+            None,
+        ),
+        (
+            "body/stack",
+            "200 + 1 MiB body read, `InfoPlugLayer`",
+            "body/bare",
+            None,
+        ),
+        (
+            "loopback/plain",
+            "loopback keep-alive round trip, hyper",
+            "loopback/plain",
+            None,
+        ),
+        (
+            "loopback/stack",
+            "loopback round trip, `InfoPlugLayer`",
+            "loopback/plain",
+            None,
+        ),
+    ];
+    if mean_ns("success/bare").is_none() {
+        return;
+    }
+    println!("\n| row | ns/request | vs floor | vs tower equivalent |");
+    println!("|---|---:|---:|---:|");
+    for (id, label, floor, equivalent) in rows {
+        let Some(ns) = mean_ns(id) else { continue };
+        let ratio =
+            |other: &str| mean_ns(other).map_or_else(String::new, |o| format!("{:.2}", ns / o));
+        let vs_equivalent =
+            equivalent.map_or_else(String::new, |e| format!("{} (`{e}`)", ratio(e)));
+        println!("| {label} | {ns:.0} | {} | {vs_equivalent} |", ratio(floor));
+    }
+    if let (Some(extra), Some(one)) = (mean_ns("retry/stack"), mean_ns("success/stack")) {
+        println!(
+            "\nOne extra attempt through the stack: {:.0} ns.",
+            extra - one
+        );
+    }
+    if let (Some(plain), Some(stack)) = (mean_ns("loopback/plain"), mean_ns("loopback/stack")) {
+        println!(
+            "Stack overhead on a loopback round trip: {:.0} ns ({:.2}% of {:.1} µs).",
+            stack - plain,
+            (stack - plain) / plain * 100.0,
+            plain / 1000.0
+        );
+    }
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut c = Criterion::default().configure_from_args();
+    success(&mut c);
+    error_path(&mut c, &runtime);
+    retry_path(&mut c, &runtime);
+    big_body(&mut c);
+    loopback(&mut c, &runtime);
+    c.final_summary();
+    print_table();
+}

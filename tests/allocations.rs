@@ -1,0 +1,358 @@
+//! Heap allocations per request, counted, for the rows of the benchmark.
+//!
+//! The claims checked: on the success path the layers allocate nothing beyond what their tower
+//! and tower-http equivalents allocate, except the `RetryInfo` every final response carries
+//! (three blocks); a 2xx body costs no allocation per byte or per frame; an empty request body
+//! costs no replay buffer.
+//!
+//! One test in its own binary, so no other test's allocations are counted. Run with
+//! `--nocapture` to see the table.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tower::{Layer, Service, ServiceBuilder, service_fn};
+use tower_http::set_header::SetRequestHeaderLayer;
+use tower_infoplug::retry::{Jitter, RetryLayer};
+use tower_infoplug::{ApiKey, AuthLayer, ClassifyLayer, InfoPlugLayer, Origin};
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+const KEY: &str = "ip_bench_0123456789abcdef";
+const BASE: &str = "https://api.infoplug.io";
+const URI: &str = "https://api.infoplug.io/v1/profile";
+const REQUESTS: u64 = 200;
+
+fn now<F: Future>(future: F) -> F::Output {
+    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("always ready"),
+    }
+}
+
+fn transport<B>(
+    status: u16,
+    body: &'static [u8],
+    chunks: usize,
+) -> impl Service<
+    Request<B>,
+    Response = Response<Chunks>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Chunks>, Infallible>>,
+> + Clone {
+    service_fn(move |_req: Request<B>| {
+        let mut res = Response::new(Chunks {
+            data: body,
+            size: body.len().div_ceil(chunks.max(1)).max(1),
+        });
+        *res.status_mut() = StatusCode::from_u16(status).unwrap();
+        std::future::ready(Ok(res))
+    })
+}
+
+/// A body yielding a static buffer in frames of `size` bytes, without allocating.
+struct Chunks {
+    data: &'static [u8],
+    size: usize,
+}
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        if self.data.is_empty() {
+            return Poll::Ready(None);
+        }
+        let n = self.size.min(self.data.len());
+        let (head, rest) = self.data.split_at(n);
+        self.data = rest;
+        Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(head)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.data.len() as u64)
+    }
+}
+
+fn ok<B>() -> impl Service<
+    Request<B>,
+    Response = Response<Chunks>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Chunks>, Infallible>>,
+> + Clone {
+    transport(200, b"{\"data\":{}}", 1)
+}
+
+fn flip<B>() -> impl Service<
+    Request<B>,
+    Response = Response<Chunks>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Chunks>, Infallible>>,
+> + Clone {
+    let limited = Arc::new(AtomicBool::new(false));
+    service_fn(move |_req: Request<B>| {
+        let was = limited.fetch_xor(true, Ordering::Relaxed);
+        let (status, body) = if was {
+            (200, &b"{}"[..])
+        } else {
+            (429, &br#"{"message":"rate_limit_exceeded"}"#[..])
+        };
+        let mut res = Response::new(Chunks {
+            data: body,
+            size: body.len(),
+        });
+        *res.status_mut() = StatusCode::from_u16(status).unwrap();
+        std::future::ready(Ok(res))
+    })
+}
+
+#[derive(Clone)]
+struct CloneOnly;
+
+impl<Res, E> tower::retry::Policy<Request<Full<Bytes>>, Response<Res>, E> for CloneOnly {
+    type Future = std::future::Ready<()>;
+
+    fn retry(
+        &mut self,
+        _: &mut Request<Full<Bytes>>,
+        result: &mut Result<Response<Res>, E>,
+    ) -> Option<Self::Future> {
+        match result {
+            Ok(res) if res.status() != 429 && !res.status().is_server_error() => None,
+            _ => Some(std::future::ready(())),
+        }
+    }
+
+    fn clone_request(&mut self, req: &Request<Full<Bytes>>) -> Option<Request<Full<Bytes>>> {
+        Some(req.clone())
+    }
+}
+
+struct NoJitter;
+
+impl Jitter for NoJitter {
+    fn sample(&self) -> f64 {
+        0.0
+    }
+}
+
+/// Average heap blocks allocated per request through `svc` (request and response included,
+/// and the response body read to its end when `read`).
+fn per_request<S, B>(mut svc: S, read: bool) -> f64
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let mut one = || {
+        now(std::future::poll_fn(|cx| svc.poll_ready(cx))).unwrap();
+        let res = now(svc.call(Request::get(URI).body(Full::new(Bytes::new())).unwrap())).unwrap();
+        if read {
+            drop(now(res.into_body().collect()).unwrap());
+        }
+    };
+    for _ in 0..20 {
+        one(); // warm-up: one-time allocations (shared key bytes, lazily built state)
+    }
+    let before = dhat::HeapStats::get().total_blocks;
+    for _ in 0..REQUESTS {
+        one();
+    }
+    (dhat::HeapStats::get().total_blocks - before) as f64 / REQUESTS as f64
+}
+
+fn key() -> ApiKey {
+    ApiKey::new(KEY).unwrap()
+}
+
+fn set_header() -> SetRequestHeaderLayer<HeaderValue> {
+    let mut sensitive = HeaderValue::from_static(KEY);
+    sensitive.set_sensitive(true);
+    SetRequestHeaderLayer::overriding(HeaderName::from_static("x-infoplug-api-key"), sensitive)
+}
+
+fn preset() -> InfoPlugLayer {
+    InfoPlugLayer::builder(key(), BASE)
+        .retry(|r| r.jitter(NoJitter))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn allocations_per_request_stay_within_the_claims() {
+    let _profiler = dhat::Profiler::builder().testing().build();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _context = runtime.enter();
+    static MIB: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let mib: &'static [u8] = MIB.get_or_init(|| vec![b'x'; 1024 * 1024]);
+    let error_body: &'static [u8] = br#"{"message":"invalid_parameter","parameter":"linkedin_url","details":"Missing or invalid linkedin_url"}"#;
+
+    let rows = [
+        ("success/bare", per_request(ok(), false)),
+        (
+            "success/set_request_header",
+            per_request(set_header().layer(ok()), false),
+        ),
+        (
+            "success/auth",
+            per_request(AuthLayer::new(key()).layer(ok()), false),
+        ),
+        (
+            "success/auth_scoped",
+            per_request(
+                AuthLayer::new(key())
+                    .for_origin(Origin::parse(BASE).unwrap())
+                    .layer(ok()),
+                false,
+            ),
+        ),
+        (
+            "success/classify",
+            per_request(ClassifyLayer::new().layer(ok()), false),
+        ),
+        (
+            "success/tower_retry",
+            per_request(tower::retry::RetryLayer::new(CloneOnly).layer(ok()), false),
+        ),
+        (
+            "success/retry",
+            per_request(RetryLayer::new().layer(ok()), false),
+        ),
+        (
+            "success/tower_retry_set_header",
+            per_request(
+                ServiceBuilder::new()
+                    .layer(tower::retry::RetryLayer::new(CloneOnly))
+                    .layer(set_header())
+                    .service(ok()),
+                false,
+            ),
+        ),
+        ("success/stack", per_request(preset().layer(ok()), false)),
+        (
+            "error/bare",
+            per_request(transport(400, error_body, 1), false),
+        ),
+        (
+            "error/classify",
+            per_request(
+                ClassifyLayer::new().layer(transport(400, error_body, 1)),
+                false,
+            ),
+        ),
+        (
+            "error/stack",
+            per_request(preset().layer(transport(400, error_body, 1)), false),
+        ),
+        (
+            "retry/tower_retry",
+            per_request(
+                tower::retry::RetryLayer::new(CloneOnly).layer(flip()),
+                false,
+            ),
+        ),
+        (
+            "retry/stack",
+            per_request(
+                InfoPlugLayer::builder(key(), BASE)
+                    .retry(|r| r.jitter(NoJitter).no_budget())
+                    .build()
+                    .unwrap()
+                    .layer(flip()),
+                false,
+            ),
+        ),
+        (
+            "body/bare (1 MiB, 16 frames)",
+            per_request(transport(200, mib, 16), true),
+        ),
+        (
+            "body/stack (1 MiB, 16 frames)",
+            per_request(preset().layer(transport(200, mib, 16)), true),
+        ),
+        (
+            "body/bare (1 MiB, 256 frames)",
+            per_request(transport(200, mib, 256), true),
+        ),
+        (
+            "body/stack (1 MiB, 256 frames)",
+            per_request(preset().layer(transport(200, mib, 256)), true),
+        ),
+    ];
+    let get = |id: &str| rows.iter().find(|(row, _)| *row == id).unwrap().1;
+    println!("\n| row | allocations/request | beyond the floor |");
+    println!("|---|---:|---:|");
+    for (row, n) in &rows {
+        let floor = if row.starts_with("error") {
+            get("error/bare")
+        } else if row.starts_with("body") && row.ends_with("16 frames)") {
+            get("body/bare (1 MiB, 16 frames)")
+        } else if row.starts_with("body") {
+            get("body/bare (1 MiB, 256 frames)")
+        } else {
+            get("success/bare")
+        };
+        println!("| {row} | {n:.1} | {:+.1} |", n - floor);
+    }
+
+    // Auth allocates what tower-http's SetRequestHeader allocates (the header map's storage),
+    // origin scoping included.
+    assert_eq!(get("success/auth"), get("success/set_request_header"));
+    assert_eq!(
+        get("success/auth_scoped"),
+        get("success/set_request_header")
+    );
+    // The classifier allocates nothing for a 2xx.
+    assert_eq!(get("success/classify"), get("success/bare"));
+    // The retry layer allocates what tower::retry does, plus the RetryInfo extension: three
+    // blocks (the extensions map, its table, the boxed value). No replay buffer for an empty
+    // body, no boxed future.
+    assert_eq!(
+        get("success/retry"),
+        get("success/tower_retry") + 3.0,
+        "{rows:?}"
+    );
+    assert_eq!(
+        get("success/stack"),
+        get("success/tower_retry_set_header") + 3.0,
+        "{rows:?}"
+    );
+    // No allocation per byte or per frame of a 2xx body: reading 1 MiB in 16 or 256 frames
+    // through the stack costs what the stack costs for a tiny body.
+    let overhead = get("success/stack") - get("success/bare");
+    assert_eq!(
+        get("body/stack (1 MiB, 16 frames)") - get("body/bare (1 MiB, 16 frames)"),
+        overhead
+    );
+    assert_eq!(
+        get("body/stack (1 MiB, 256 frames)") - get("body/bare (1 MiB, 256 frames)"),
+        overhead
+    );
+}
