@@ -25,6 +25,10 @@ pub struct Origin {
     https: bool,
     host: Box<str>,
     port: u16,
+    /// `host:port`, and `host` alone when the port is the scheme's default: the spellings of
+    /// this origin's authority that a request URI compares equal to without parsing.
+    with_port: Box<str>,
+    bare: Option<Box<str>>,
 }
 
 impl Origin {
@@ -70,10 +74,14 @@ impl Origin {
         if host.is_empty() {
             return Err(invalid("it needs a host"));
         }
+        let host = host.to_ascii_lowercase();
+        let port = authority.port_u16().unwrap_or(default_port(https));
         Ok(Self {
             https,
-            host: host.to_ascii_lowercase().into_boxed_str(),
-            port: authority.port_u16().unwrap_or(default_port(https)),
+            with_port: format!("{host}:{port}").into_boxed_str(),
+            bare: (port == default_port(https)).then(|| host.clone().into_boxed_str()),
+            host: host.into_boxed_str(),
+            port,
         })
     }
 
@@ -109,8 +117,20 @@ impl Origin {
                 // Authority form (`CONNECT host:port`): no scheme to compare.
                 None => self.https,
             };
-            return https == self.https
-                && self.host_is(authority.host())
+            if https != self.https {
+                return false;
+            }
+            // The common case, without parsing: the authority is spelled as ours.
+            let raw = authority.as_str();
+            if raw.eq_ignore_ascii_case(&self.with_port)
+                || self
+                    .bare
+                    .as_deref()
+                    .is_some_and(|bare| raw.eq_ignore_ascii_case(bare))
+            {
+                return true;
+            }
+            return self.host_is(authority.host())
                 && authority.port_u16().unwrap_or(default_port(https)) == self.port;
         }
         let Some(host) = headers.get(HOST) else {
