@@ -113,6 +113,16 @@ fn request() -> Request<Full<Bytes>> {
     Request::get(URI).body(Full::new(Bytes::new())).unwrap()
 }
 
+/// Requests run for one row in profiling mode.
+const PROFILE_REQUESTS: u64 = 100_000;
+
+/// With `INFOPLUG_PROFILE_ROW=<row id>`, that in-memory row alone runs
+/// [`PROFILE_REQUESTS`] times without criterion, for `valgrind --tool=callgrind`: instruction
+/// counts are repeatable where times on a shared machine are not.
+fn profile_row() -> Option<String> {
+    std::env::var("INFOPLUG_PROFILE_ROW").ok()
+}
+
 /// One request through `svc`: ready, call, and (when `read`) the body read to its end.
 fn bench<S, B>(c: &mut Criterion, id: &str, mut svc: S, read: bool)
 where
@@ -121,17 +131,22 @@ where
     B: http_body::Body,
     B::Error: std::fmt::Debug,
 {
-    c.bench_function(id, |b| {
-        b.iter(|| {
-            now(std::future::poll_fn(|cx| svc.poll_ready(cx))).unwrap();
-            let res = now(svc.call(request())).unwrap();
-            if read {
-                black_box(now(res.into_body().collect()).unwrap());
-            } else {
-                black_box(res);
-            }
-        });
-    });
+    let mut one = || {
+        now(std::future::poll_fn(|cx| svc.poll_ready(cx))).unwrap();
+        let res = now(svc.call(request())).unwrap();
+        if read {
+            black_box(now(res.into_body().collect()).unwrap());
+        } else {
+            black_box(res);
+        }
+    };
+    match profile_row() {
+        Some(row) if row == id => (0..PROFILE_REQUESTS).for_each(|_| one()),
+        Some(_) => {}
+        None => {
+            c.bench_function(id, |b| b.iter(&mut one));
+        }
+    }
 }
 
 /// tower's own retry with the cheapest useful policy: clone the request, retry 429 and 5xx
@@ -494,6 +509,9 @@ fn main() {
     error_path(&mut c, &runtime);
     retry_path(&mut c, &runtime);
     big_body(&mut c);
+    if profile_row().is_some() {
+        return;
+    }
     loopback(&mut c, &runtime);
     c.final_summary();
     print_table();

@@ -38,9 +38,10 @@ pin_project! {
             #[pin]
             future: F,
         },
+        // The timer is boxed: it exists only for error responses, and inline it would make
+        // every future (and every move of one) much larger on the success path.
         Reading {
-            #[pin]
-            deadline: Option<Sleep>,
+            deadline: Option<Pin<Box<Sleep>>>,
             read: Option<Read<B>>,
         },
         Done,
@@ -105,7 +106,7 @@ where
                         .settings
                         .read_timeout
                         .filter(|_| tokio::runtime::Handle::try_current().is_ok())
-                        .map(tokio::time::sleep);
+                        .map(|t| Box::pin(tokio::time::sleep(t)));
                     this.state.set(State::Reading {
                         deadline,
                         read: Some(Read {
@@ -117,16 +118,15 @@ where
                         }),
                     });
                 }
-                StateProj::Reading { mut deadline, read } => {
+                StateProj::Reading { deadline, read } => {
                     let Some(reading) = read.as_mut() else {
                         // Only reachable by polling again after completion.
                         return Poll::Pending;
                     };
-                    let (outcome, tail) =
-                        match poll_read(reading, deadline.as_mut(), *this.settings, cx) {
-                            Poll::Pending => return Poll::Pending,
-                            Poll::Ready(done) => done,
-                        };
+                    let (outcome, tail) = match poll_read(reading, deadline, *this.settings, cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(done) => done,
+                    };
                     let Some(read) = read.take() else {
                         return Poll::Pending;
                     };
@@ -164,15 +164,15 @@ enum Ending {
 /// Reads frames until the body ends, fails, passes the limit or the deadline passes.
 fn poll_read<B: Body>(
     read: &mut Read<B>,
-    mut deadline: Pin<&mut Option<Sleep>>,
+    deadline: &mut Option<Pin<Box<Sleep>>>,
     settings: Settings,
     cx: &mut Context<'_>,
 ) -> Poll<(Ending, Tail<B::Error>)> {
     loop {
         // Checked before every frame, so a body that is always ready with tiny frames cannot
         // hold the read past the deadline either.
-        if let Some(sleep) = deadline.as_mut().as_pin_mut()
-            && sleep.poll(cx).is_ready()
+        if let Some(sleep) = deadline.as_mut()
+            && sleep.as_mut().poll(cx).is_ready()
         {
             return Poll::Ready((Ending::TimedOut, Tail::Inner));
         }
