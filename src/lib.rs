@@ -27,27 +27,37 @@
 //! # Example
 //!
 //! ```
-//! use http::Request;
-//! use http_body_util::Empty;
-//! use tower::{Layer, ServiceExt};
-//! use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use tower::{Layer, ServiceExt, service_fn};
 //! use tower_infoplug::{ApiKey, ErrorCode, InfoPlugLayer, ResponseExt, RetryInfo};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let api = Emulator::new(); // the embedded InfoPlug emulator, in process
-//! api.push_all([Reply::rate_limited(2), Reply::status(402)]);
+//! // Stands in for the network: a 429 asking for 2 s, then a 402, each with the contract's body.
+//! static CALLS: AtomicUsize = AtomicUsize::new(0);
+//! let api = service_fn(|req: Request<_>| async move {
+//!     assert_eq!(req.headers()["x-infoplug-api-key"], "ip_live_key");
+//!     let res = match CALLS.fetch_add(1, Ordering::SeqCst) {
+//!         0 => Response::builder().status(429).header("retry-after", "2")
+//!             .body(Full::new(Bytes::from_static(br#"{"message":"rate_limit_exceeded"}"#))),
+//!         _ => Response::builder().status(402)
+//!             .body(Full::new(Bytes::from_static(br#"{"message":"insufficient_credits"}"#))),
+//!     };
+//!     res
+//! });
 //!
-//! let client = InfoPlugLayer::new(ApiKey::new(TEST_KEY)?, "https://api.infoplug.test")?.layer(api.clone());
+//! let client = InfoPlugLayer::new(ApiKey::new("ip_live_key")?, "https://api.infoplug.test")?.layer(api);
 //!
-//! let req = Request::get("https://api.infoplug.test/v1/profile").body(Empty::<bytes::Bytes>::new())?;
+//! let req = Request::get("https://api.infoplug.test/v1/profile").body(Full::<Bytes>::default())?;
 //! let res = client.oneshot(req).await?;
 //! let err = res.api_error().expect("402 is classified");
 //! assert_eq!(err.code(), &ErrorCode::InsufficientCredits);
 //! assert!(!err.is_retryable());
 //! // The 429 was retried after its Retry-After; the 402 was final.
 //! assert_eq!(res.extensions().get::<RetryInfo>().unwrap().attempts(), 2);
-//! assert_eq!(api.requests()[0].header("x-infoplug-api-key"), Some(TEST_KEY));
 //! # Ok(())
 //! # }
 //! ```
@@ -63,7 +73,8 @@
 //! | `mock` | no | [`mock`]: the embedded emulator, in process and on loopback |
 //! | `full` | no | all of the above |
 //!
-//! The examples in these docs use the emulator, so run the doctests with `--all-features`.
+//! The embedded emulator (`mock`) is what the examples and the integration tests run
+//! against; run them with `cargo test --all-features`.
 
 #[cfg(feature = "auth")]
 pub mod auth;

@@ -16,28 +16,33 @@ pub const BASE_URL_ENV: &str = "INFOPLUG_BASE_URL";
 /// [`AuthLayer`], with the key scoped to the API's origin.
 ///
 /// ```
-/// use http::Request;
-/// use http_body_util::Empty;
-/// use tower::{Layer, ServiceExt};
-/// use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
-/// use tower_infoplug::{ApiKey, ErrorCode, InfoPlugLayer, ResponseExt, RetryInfo};
+/// use bytes::Bytes;
+/// use http::{Request, Response};
+/// use http_body_util::{BodyExt, Full};
+/// use tower::{Layer, ServiceExt, service_fn};
+/// use tower_infoplug::{ApiKey, InfoPlugLayer, RetryInfo};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let api = Emulator::new(); // stands in for the transport
-/// api.push_all([Reply::rate_limited(1), Reply::status(402)]);
+/// // Stands in for the network: reports which key arrived.
+/// let transport = service_fn(|req: Request<_>| async move {
+///     let key = req.headers().get("x-infoplug-api-key").map(|v| v.to_str().unwrap().to_owned());
+///     Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(key.unwrap_or_default()))))
+/// });
 ///
-/// let client = InfoPlugLayer::builder(ApiKey::new(TEST_KEY)?, "http://api.test")
+/// let client = InfoPlugLayer::builder(ApiKey::new("ip_live_key")?, "https://api.infoplug.test")
 ///     .max_attempts(4)
 ///     .build()?
-///     .layer(api.clone());
+///     .layer(transport);
 ///
-/// let req = Request::get("http://api.test/v1/profile").body(Empty::<bytes::Bytes>::new())?;
-/// let res = client.oneshot(req).await?;
-/// // The 429 was retried after its Retry-After; the 402 is final.
-/// assert_eq!(res.api_error().unwrap().code(), &ErrorCode::InsufficientCredits);
-/// assert_eq!(res.extensions().get::<RetryInfo>().unwrap().attempts(), 2);
-/// assert_eq!(api.requests()[1].header("x-infoplug-api-key"), Some(TEST_KEY));
+/// let req = Request::get("https://api.infoplug.test/v1/profile").body(Full::<Bytes>::default())?;
+/// let res = client.clone().oneshot(req).await?;
+/// assert_eq!(res.extensions().get::<RetryInfo>().unwrap().attempts(), 1);
+/// assert_eq!(res.into_body().collect().await?.to_bytes(), "ip_live_key");
+///
+/// // Another origin (a download link, a redirect target) never gets the key.
+/// let req = Request::get("https://cdn.example/export.csv").body(Full::<Bytes>::default())?;
+/// assert!(client.oneshot(req).await?.into_body().collect().await?.to_bytes().is_empty());
 /// # Ok(())
 /// # }
 /// ```

@@ -42,27 +42,39 @@
 //! # Example
 //!
 //! ```
+//! use std::sync::atomic::{AtomicUsize, Ordering};
 //! use std::time::Duration;
-//! use http::Request;
-//! use http_body_util::Empty;
-//! use tower::{ServiceBuilder, ServiceExt};
-//! use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //! use tower_infoplug::retry::{RetryInfo, RetryLayer, StopReason};
-//! use tower_infoplug::{ApiKey, AuthLayer, ClassifyLayer};
+//! use tower_infoplug::ClassifyLayer;
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let api = Emulator::new();
-//! api.push_all([Reply::rate_limited(2), Reply::unavailable()]);
+//! // Stands in for the network: a 429 asking for 2 s, a 503, then a 200.
+//! static CALLS: AtomicUsize = AtomicUsize::new(0);
+//! let api = service_fn(|_req: Request<_>| async {
+//!     let (status, retry_after) = match CALLS.fetch_add(1, Ordering::SeqCst) {
+//!         0 => (429, "2"),
+//!         1 => (503, ""),
+//!         _ => (200, ""),
+//!     };
+//!     let mut res = Response::builder().status(status);
+//!     if !retry_after.is_empty() {
+//!         res = res.header("retry-after", retry_after);
+//!     }
+//!     res.body(Full::<Bytes>::default())
+//! });
 //!
 //! let client = ServiceBuilder::new()
 //!     .layer(RetryLayer::new())
 //!     .layer(ClassifyLayer::new())
-//!     .layer(AuthLayer::new(ApiKey::new(TEST_KEY)?))
-//!     .service(api.clone());
+//!     .service(api);
 //!
 //! let started = tokio::time::Instant::now();
-//! let res = client.oneshot(Request::get("/v1/profile").body(Empty::<bytes::Bytes>::new())?).await?;
+//! let res = client.oneshot(Request::get("/v1/profile").body(Full::<Bytes>::default())?).await?;
 //! assert_eq!(res.status(), 200);
 //!
 //! let info = res.extensions().get::<RetryInfo>().unwrap();
