@@ -120,14 +120,11 @@ impl Origin {
             if https != self.https {
                 return false;
             }
-            // The common case, without parsing: the authority is spelled as ours.
+            // The common case, without parsing: the authority is spelled as ours (exactly, which
+            // is a memcmp, then ignoring case).
             let raw = authority.as_str();
-            if raw.eq_ignore_ascii_case(&self.with_port)
-                || self
-                    .bare
-                    .as_deref()
-                    .is_some_and(|bare| raw.eq_ignore_ascii_case(bare))
-            {
+            let spelled = |ours: &str| raw == ours || raw.eq_ignore_ascii_case(ours);
+            if spelled(&self.with_port) || self.bare.as_deref().is_some_and(spelled) {
                 return true;
             }
             return self.host_is(authority.host())
