@@ -448,3 +448,33 @@ where
         Box::pin(async move { Ok(emulator.handle(req).await) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_test_key_is_valid() {
+        assert!(ApiKey::new(TEST_KEY).is_ok());
+        assert_eq!(Emulator::new().key().raw(), TEST_KEY);
+    }
+
+    #[test]
+    fn recordings_never_print_credentials() {
+        let mut headers = HeaderMap::new();
+        headers.insert(X_INFOPLUG_API_KEY, "k-secret".parse().unwrap());
+        headers.insert(AUTHORIZATION, "Bearer b-secret".parse().unwrap());
+        headers.insert("x-trace", "visible".parse().unwrap());
+        let recorded = Recorded {
+            method: Method::GET,
+            uri: Uri::from_static("/v1/x"),
+            headers,
+            body: Bytes::new(),
+            body_complete: true,
+            at: Instant::now(),
+        };
+        let shown = format!("{recorded:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("visible"), "{shown}");
+    }
+}
