@@ -33,32 +33,20 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
 use std::path::PathBuf;
-use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use criterion::Criterion;
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
-use tower_http::set_header::SetRequestHeaderLayer;
-use tower_infoplug::retry::{Jitter, ReplayBody, RetryLayer};
-use tower_infoplug::{ApiKey, AuthLayer, ClassifyLayer, InfoPlugLayer, Origin};
+use tower_infoplug::retry::{ReplayBody, RetryLayer};
+use tower_infoplug::{AuthLayer, ClassifyLayer, InfoPlugLayer, Origin};
 
-const KEY: &str = "ip_bench_0123456789abcdef";
-const BASE: &str = "https://api.infoplug.io";
-const URI: &str = "https://api.infoplug.io/v1/profile";
-const ERROR_BODY: &str = r#"{"message":"invalid_parameter","parameter":"linkedin_url","details":"Missing or invalid linkedin_url"}"#;
+mod support;
 
-/// Polls a future that is ready at once; the in-memory transports never wait.
-fn now<F: Future>(future: F) -> F::Output {
-    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("the in-memory transport is always ready"),
-    }
-}
+use support::{BASE, CloneOnly, ERROR_BODY, NoJitter, URI, key, now, set_header};
 
 /// A transport answering `status` with `body`, for any request body.
 fn transport<B>(
@@ -149,49 +137,6 @@ where
     }
 }
 
-/// tower's own retry with the cheapest useful policy: clone the request, retry 429 and 5xx
-/// at once.
-#[derive(Clone)]
-struct CloneOnly;
-
-impl<E> tower::retry::Policy<Request<Full<Bytes>>, Response<Full<Bytes>>, E> for CloneOnly {
-    type Future = std::future::Ready<()>;
-
-    fn retry(
-        &mut self,
-        _req: &mut Request<Full<Bytes>>,
-        result: &mut Result<Response<Full<Bytes>>, E>,
-    ) -> Option<Self::Future> {
-        match result {
-            Ok(res) if !res.status().is_server_error() && res.status() != 429 => None,
-            _ => Some(std::future::ready(())),
-        }
-    }
-
-    fn clone_request(&mut self, req: &Request<Full<Bytes>>) -> Option<Request<Full<Bytes>>> {
-        Some(req.clone())
-    }
-}
-
-/// No jitter: backoff waits are zero, so retries measure the layer, not the clock.
-struct NoJitter;
-
-impl Jitter for NoJitter {
-    fn sample(&self) -> f64 {
-        0.0
-    }
-}
-
-fn key() -> ApiKey {
-    ApiKey::new(KEY).unwrap()
-}
-
-fn set_header() -> SetRequestHeaderLayer<HeaderValue> {
-    let mut sensitive = HeaderValue::from_static(KEY);
-    sensitive.set_sensitive(true);
-    SetRequestHeaderLayer::overriding(HeaderName::from_static("x-infoplug-api-key"), sensitive)
-}
-
 fn preset() -> InfoPlugLayer {
     InfoPlugLayer::builder(key(), BASE)
         .retry(|r| r.jitter(NoJitter))
@@ -243,22 +188,17 @@ fn success(c: &mut Criterion) {
 fn error_path(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
     // The classifier arms its read deadline on Tokio's timer, as it does in real use.
     let _context = runtime.enter();
-    bench(
-        c,
-        "error/bare",
-        transport(400, ERROR_BODY.as_bytes()),
-        false,
-    );
+    bench(c, "error/bare", transport(400, ERROR_BODY), false);
     bench(
         c,
         "error/classify",
-        ClassifyLayer::new().layer(transport(400, ERROR_BODY.as_bytes())),
+        ClassifyLayer::new().layer(transport(400, ERROR_BODY)),
         false,
     );
     bench(
         c,
         "error/stack",
-        preset().layer(transport(400, ERROR_BODY.as_bytes())),
+        preset().layer(transport(400, ERROR_BODY)),
         false,
     );
 }

@@ -17,33 +17,26 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, Service, ServiceBuilder, service_fn};
-use tower_http::set_header::SetRequestHeaderLayer;
-use tower_infoplug::retry::{Jitter, RetryLayer};
-use tower_infoplug::{ApiKey, AuthLayer, ClassifyLayer, InfoPlugLayer, Origin};
+use tower_infoplug::retry::RetryLayer;
+use tower_infoplug::{AuthLayer, ClassifyLayer, InfoPlugLayer, Origin};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
-const KEY: &str = "ip_bench_0123456789abcdef";
-const BASE: &str = "https://api.infoplug.io";
-const URI: &str = "https://api.infoplug.io/v1/profile";
-const REQUESTS: u64 = 200;
+#[path = "../benches/support/mod.rs"]
+mod support;
 
-fn now<F: Future>(future: F) -> F::Output {
-    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("always ready"),
-    }
-}
+use support::{BASE, CloneOnly, ERROR_BODY, NoJitter, URI, key, now, set_header};
+
+const REQUESTS: u64 = 200;
 
 fn transport<B>(
     status: u16,
@@ -129,36 +122,6 @@ fn flip<B>() -> impl Service<
     })
 }
 
-#[derive(Clone)]
-struct CloneOnly;
-
-impl<Res, E> tower::retry::Policy<Request<Full<Bytes>>, Response<Res>, E> for CloneOnly {
-    type Future = std::future::Ready<()>;
-
-    fn retry(
-        &mut self,
-        _: &mut Request<Full<Bytes>>,
-        result: &mut Result<Response<Res>, E>,
-    ) -> Option<Self::Future> {
-        match result {
-            Ok(res) if res.status() != 429 && !res.status().is_server_error() => None,
-            _ => Some(std::future::ready(())),
-        }
-    }
-
-    fn clone_request(&mut self, req: &Request<Full<Bytes>>) -> Option<Request<Full<Bytes>>> {
-        Some(req.clone())
-    }
-}
-
-struct NoJitter;
-
-impl Jitter for NoJitter {
-    fn sample(&self) -> f64 {
-        0.0
-    }
-}
-
 /// Average heap blocks allocated per request through `svc` (request and response included,
 /// and the response body read to its end when `read`).
 fn per_request<S, B>(mut svc: S, read: bool) -> f64
@@ -185,16 +148,6 @@ where
     (dhat::HeapStats::get().total_blocks - before) as f64 / REQUESTS as f64
 }
 
-fn key() -> ApiKey {
-    ApiKey::new(KEY).unwrap()
-}
-
-fn set_header() -> SetRequestHeaderLayer<HeaderValue> {
-    let mut sensitive = HeaderValue::from_static(KEY);
-    sensitive.set_sensitive(true);
-    SetRequestHeaderLayer::overriding(HeaderName::from_static("x-infoplug-api-key"), sensitive)
-}
-
 fn preset() -> InfoPlugLayer {
     InfoPlugLayer::builder(key(), BASE)
         .retry(|r| r.jitter(NoJitter))
@@ -212,7 +165,7 @@ fn allocations_per_request_stay_within_the_claims() {
     let _context = runtime.enter();
     static MIB: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     let mib: &'static [u8] = MIB.get_or_init(|| vec![b'x'; 1024 * 1024]);
-    let error_body: &'static [u8] = br#"{"message":"invalid_parameter","parameter":"linkedin_url","details":"Missing or invalid linkedin_url"}"#;
+    let error_body = ERROR_BODY;
 
     let rows = [
         ("success/bare", per_request(ok(), false)),
