@@ -481,6 +481,34 @@ async fn a_trickling_body_delays_the_next_attempt_by_the_drain_bound_at_most() {
     assert_eq!(arrivals(&api), [Duration::ZERO, Duration::ZERO]);
 }
 
+/// A jitter source that returns what no jitter should.
+struct Broken(f64);
+
+impl Jitter for Broken {
+    fn sample(&self) -> f64 {
+        self.0
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_misbehaving_jitter_source_cannot_break_the_waits() {
+    for sample in [f64::NAN, -1.0, 7.0, f64::INFINITY, f64::NEG_INFINITY] {
+        let api = Emulator::new();
+        api.push(Reply::rate_limited(2));
+        let client = stack(&api, RetryLayer::builder().jitter(Broken(sample)));
+        // One request takes the 429 and closes the gate; one waits on it (the release spread
+        // uses the jitter too).
+        let first = tokio::spawn(client.clone().oneshot(get("/v1/a")));
+        tokio::time::sleep(S).await;
+        let second = client.oneshot(get("/v1/b")).await.unwrap();
+        assert_eq!(second.status(), 200, "{sample}");
+        let first = first.await.unwrap().unwrap();
+        assert_eq!(first.status(), 200, "{sample}");
+        let waited = info(&first).waited();
+        assert!((2 * S..=3 * S).contains(&waited), "{sample}: {waited:?}");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_cooldown_is_per_origin_and_can_be_turned_off() {
     let api = Emulator::new();

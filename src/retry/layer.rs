@@ -37,9 +37,15 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    /// A jitter sample in `[0, 1)`.
+    /// A jitter sample in `[0, 1]`, whatever the (user-supplied) source returns: NaN counts as
+    /// 0, and out-of-range values are clamped, so no wait arithmetic can panic on them.
     pub(super) fn sample(&self) -> f64 {
-        self.jitter.sample()
+        let sample = self.jitter.sample();
+        if sample.is_nan() {
+            0.0
+        } else {
+            sample.clamp(0.0, 1.0)
+        }
     }
 }
 
