@@ -510,6 +510,30 @@ async fn a_misbehaving_jitter_source_cannot_break_the_waits() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn huge_durations_from_users_and_servers_do_not_overflow() {
+    let api = Emulator::new();
+    api.push_all([
+        Reply::rate_limited(999_999_999_999),
+        Reply::unavailable().header("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT"),
+    ]);
+    let client = stack(
+        &api,
+        builder()
+            .deadline(Duration::MAX)
+            .max_retry_after(Duration::MAX)
+            .drain(usize::MAX, Duration::MAX)
+            .hint_jitter(Duration::MAX),
+    );
+    let mut req = get("/v1/x");
+    req.extensions_mut().insert(Deadline::after(Duration::MAX));
+    // The first hint is honoured (the cap allows it); the test only needs it not to panic.
+    let call = tokio::spawn(client.clone().oneshot(req));
+    tokio::time::sleep(S).await;
+    assert_eq!(api.request_count(), 1);
+    call.abort();
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_cooldown_is_per_origin_and_can_be_turned_off() {
     let api = Emulator::new();
     let client = stack(&api, builder());

@@ -101,7 +101,7 @@ impl Deadline {
 
     /// `duration` from now.
     pub fn after(duration: Duration) -> Self {
-        Self(Instant::now() + duration)
+        Self(super::later(Instant::now(), duration))
     }
 
     /// When it is.

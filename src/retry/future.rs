@@ -18,7 +18,7 @@ use super::cooldown::Partition;
 use super::hints::wait_hint;
 use super::layer::Shared;
 use super::policy::{Attempt, Decision, Failure, Outcome, RetryPolicy};
-use super::{RetryError, RetryInfo, StopReason};
+use super::{RetryError, RetryInfo, StopReason, later};
 use crate::ApiError;
 
 pin_project! {
@@ -233,13 +233,13 @@ where
                             let settings = &this.plan.shared.settings;
                             let drain = drain.map(|body| Drain {
                                 body: Box::pin(body),
-                                until: now + settings.drain_timeout,
+                                until: later(now, settings.drain_timeout),
                                 left: settings.drain_limit,
                             });
                             this.state.set(State::Pausing {
                                 sleep: None,
                                 started: now,
-                                resume_at: now + wait,
+                                resume_at: later(now, wait),
                                 drain,
                             });
                         }
@@ -318,7 +318,7 @@ impl<B: Body, P> Plan<B, P> {
             .saturating_duration_since(now)
             .min(self.shared.settings.hint_jitter)
             .mul_f64(self.shared.sample());
-        Some(until + spread)
+        Some(later(until, spread))
     }
 
     fn on_response<R, E>(&mut self, mut res: Response<R>) -> Step<R, E>
@@ -341,7 +341,7 @@ impl<B: Body, P> Plan<B, P> {
             && let Some(partition) = self.partition()
             && let Some(cooldown) = &self.shared.cooldown
         {
-            cooldown.close(partition, Instant::now() + floor);
+            cooldown.close(partition, later(Instant::now(), floor));
         }
         let decision = self.policy.decide(&Attempt {
             method: &self.head.method,
@@ -459,7 +459,7 @@ impl<B: Body, P> Plan<B, P> {
         if let Some(until) = self.cooling_until() {
             wait = wait.max(until.saturating_duration_since(now));
         }
-        if self.deadline.is_some_and(|d| now + wait >= d) {
+        if self.deadline.is_some_and(|d| later(now, wait) >= d) {
             return Err(StopReason::DeadlineTooClose);
         }
         if let Some(budget) = &self.shared.budget

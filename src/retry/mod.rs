@@ -133,3 +133,13 @@ pub use policy::{
     Attempt, Decision, DefaultPolicy, Failure, Outcome, PolicyFn, RetryPolicy, policy_fn,
 };
 pub use service::Retry;
+
+/// `at + after`, or a point a century away when that would overflow: durations come from users
+/// (`deadline(Duration::MAX)`) and servers (`Retry-After: 999999999999`), and adding them to an
+/// `Instant` must not panic.
+pub(crate) fn later(at: tokio::time::Instant, after: std::time::Duration) -> tokio::time::Instant {
+    const CENTURY: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+    at.checked_add(after)
+        .or_else(|| at.checked_add(CENTURY))
+        .unwrap_or(at)
+}

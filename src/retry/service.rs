@@ -78,7 +78,11 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let from_setting = self.shared.settings.deadline.map(|d| Instant::now() + d);
+        let from_setting = self
+            .shared
+            .settings
+            .deadline
+            .map(|d| super::later(Instant::now(), d));
         let from_request = req.extensions().get::<Deadline>().map(|d| d.0);
         let deadline = match (from_setting, from_request) {
             (Some(a), Some(b)) => Some(a.min(b)),
