@@ -59,19 +59,23 @@ impl Cooldown {
         self.latest.load(Ordering::Relaxed) != 0
     }
 
-    /// Whether any gate may be closed now: one atomic load, and a clock read only when some
-    /// gate ever closed.
-    pub(crate) fn any_closed(&self, now: Instant) -> bool {
-        let latest = self.latest.load(Ordering::Acquire);
-        latest != 0 && self.since_epoch(now) < latest
+    /// The partition of `uri`, computed once per request: `cache` keeps it between attempts.
+    pub(crate) fn partition_cached(&self, cache: &mut Option<Partition>, uri: &Uri) -> Partition {
+        *cache.get_or_insert_with(|| self.partition(uri))
     }
 
-    /// Until when `partition` is closed, if it is closed at `now`.
-    pub(crate) fn closed_until(&self, partition: Partition, now: Instant) -> Option<Instant> {
+    /// Until when the partition is closed, if it is closed at `now`. The partition is only
+    /// computed (hashed), and the lock only taken, when some gate is still closed.
+    pub(crate) fn closed_until(
+        &self,
+        now: Instant,
+        partition: impl FnOnce() -> Partition,
+    ) -> Option<Instant> {
         let latest = self.latest.load(Ordering::Acquire);
         if latest == 0 || self.since_epoch(now) >= latest {
             return None;
         }
+        let partition = partition();
         let gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
         gates.get(&partition).copied().filter(|until| *until > now)
     }
@@ -125,15 +129,15 @@ mod tests {
         let api = cooldown.partition(&uri("https://api.infoplug.io/"));
         let other = cooldown.partition(&uri("https://other.example/"));
         let now = Instant::now();
-        assert_eq!(cooldown.closed_until(api, now), None);
+        assert_eq!(cooldown.closed_until(now, || api), None);
         cooldown.close(api, now + Duration::from_secs(5));
         cooldown.close(api, now + Duration::from_secs(2));
         assert_eq!(
-            cooldown.closed_until(api, now),
+            cooldown.closed_until(now, || api),
             Some(now + Duration::from_secs(5))
         );
-        assert_eq!(cooldown.closed_until(other, now), None);
+        assert_eq!(cooldown.closed_until(now, || other), None);
         tokio::time::advance(Duration::from_secs(5)).await;
-        assert_eq!(cooldown.closed_until(api, Instant::now()), None);
+        assert_eq!(cooldown.closed_until(Instant::now(), || api), None);
     }
 }

@@ -290,30 +290,22 @@ impl<B: Body, P> Plan<B, P> {
         }
     }
 
-    fn partition(&mut self) -> Option<Partition> {
-        let cooldown = self.shared.cooldown.as_ref()?;
-        Some(
-            *self
-                .partition
-                .get_or_insert_with(|| cooldown.partition(&self.head.uri)),
-        )
-    }
-
     /// When the origin's cooldown ends (plus the jitter that spreads waiters), if it is on.
     fn cooling_until(&mut self) -> Option<Instant> {
-        if !self.shared.cooldown.as_ref()?.ever_closed() {
+        let Self {
+            shared,
+            partition,
+            head,
+            ..
+        } = self;
+        let cooldown = shared.cooldown.as_ref()?;
+        // No clock read at all while no gate ever closed.
+        if !cooldown.ever_closed() {
             return None;
         }
         let now = Instant::now();
-        if !self.shared.cooldown.as_ref()?.any_closed(now) {
-            return None;
-        }
-        let partition = self.partition()?;
-        let until = self
-            .shared
-            .cooldown
-            .as_ref()?
-            .closed_until(partition, now)?;
+        let until =
+            cooldown.closed_until(now, || cooldown.partition_cached(partition, &head.uri))?;
         let spread = until
             .saturating_duration_since(now)
             .min(self.shared.settings.hint_jitter)
@@ -338,9 +330,9 @@ impl<B: Body, P> Plan<B, P> {
             self.last_hint = hint;
         }
         if let Some(floor) = hint.filter(|h| !h.is_zero())
-            && let Some(partition) = self.partition()
             && let Some(cooldown) = &self.shared.cooldown
         {
+            let partition = cooldown.partition_cached(&mut self.partition, &self.head.uri);
             cooldown.close(partition, later(Instant::now(), floor));
         }
         let decision = self.policy.decide(&Attempt {
