@@ -66,15 +66,7 @@ impl ApiKey {
 
     /// Reads the key from the environment variable `name`.
     pub fn from_env_var(name: &str) -> Result<Self, ConfigError> {
-        match std::env::var(name) {
-            Ok(value) => Self::new(value),
-            Err(std::env::VarError::NotPresent) => Err(ConfigError::MissingEnvVar {
-                name: name.to_owned(),
-            }),
-            Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::NonUnicodeEnvVar {
-                name: name.to_owned(),
-            }),
-        }
+        Self::new(env_var(name)?)
     }
 
     /// The key as a header value (`<key>`), marked sensitive.
@@ -207,6 +199,30 @@ impl fmt::Debug for KeySource {
     }
 }
 
+/// The value of the environment variable `name`; a missing or non-Unicode one is an error
+/// naming the variable (never its value).
+pub(crate) fn env_var(name: &str) -> Result<String, ConfigError> {
+    std::env::var(name).map_err(|err| match err {
+        std::env::VarError::NotPresent => ConfigError::MissingEnvVar {
+            name: name.to_owned(),
+        },
+        std::env::VarError::NotUnicode(_) => ConfigError::NonUnicodeEnvVar {
+            name: name.to_owned(),
+        },
+    })
+}
+
+/// The token of a `Bearer <token>` credential (the scheme in any case), trimmed; `None` for
+/// any other credential.
+#[cfg_attr(not(any(feature = "classify", feature = "mock")), allow(dead_code))]
+pub(crate) fn bearer_token(credential: &str) -> Option<&str> {
+    let scheme = credential.get(..7)?;
+    scheme
+        .eq_ignore_ascii_case("bearer ")
+        .then(|| credential.get(7..).map(str::trim))
+        .flatten()
+}
+
 /// Checks key material: non-empty, bounded, visible ASCII only.
 fn validate(key: &[u8]) -> Result<(), ConfigError> {
     if key.is_empty() {
@@ -307,6 +323,16 @@ mod tests {
         let err = ApiKey::from_env_var("CARGO_PKG_DESCRIPTION").unwrap_err();
         assert!(matches!(err, ConfigError::InvalidApiKey { .. }), "{err}");
         assert!(!err.to_string().contains("InfoPlug"), "{err}");
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_in_any_case() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bEaReR  abc "), Some("abc"));
+        assert_eq!(bearer_token("Bearer "), Some(""));
+        assert_eq!(bearer_token("abc"), None);
+        assert_eq!(bearer_token("Basic abcdef"), None);
+        assert_eq!(bearer_token("Beare\u{e9}x"), None);
     }
 
     #[test]

@@ -61,19 +61,7 @@ impl InfoPlugLayer {
 
     /// The key from `INFOPLUG_API_KEY` and the base URL from `INFOPLUG_BASE_URL`.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let base_url = match std::env::var(BASE_URL_ENV) {
-            Ok(url) => url,
-            Err(std::env::VarError::NotPresent) => {
-                return Err(ConfigError::MissingEnvVar {
-                    name: BASE_URL_ENV.to_owned(),
-                });
-            }
-            Err(std::env::VarError::NotUnicode(_)) => {
-                return Err(ConfigError::NonUnicodeEnvVar {
-                    name: BASE_URL_ENV.to_owned(),
-                });
-            }
-        };
+        let base_url = crate::key::env_var(BASE_URL_ENV)?;
         Self::new(crate::ApiKey::from_env()?, &base_url)
     }
 

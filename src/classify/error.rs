@@ -228,12 +228,7 @@ impl ApiError {
         let Ok(full) = credential.to_str() else {
             return;
         };
-        let token = full
-            .get(..7)
-            .filter(|p| p.eq_ignore_ascii_case("bearer "))
-            .and_then(|_| full.get(7..))
-            .map(str::trim);
-        let secrets = [Some(full.trim()), token];
+        let secrets = [Some(full.trim()), crate::key::bearer_token(full)];
         let scrub = |text: &mut String| {
             for secret in secrets.iter().flatten().filter(|s| !s.is_empty()) {
                 if text.contains(secret) {

@@ -289,10 +289,7 @@ impl Emulator {
             return None;
         }
         let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-        Some(match value.get(..7) {
-            Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => value.get(7..)?.trim(),
-            _ => value.trim(),
-        })
+        Some(crate::key::bearer_token(value).unwrap_or_else(|| value.trim()))
     }
 
     /// The API's own behaviour: key, rate limit, parameters, credits, in that order.
