@@ -98,7 +98,7 @@ where
 }
 
 /// Clamps a sample into `[0, 1]`; NaN counts as 0.
-fn unit(sample: f64) -> f64 {
+pub(super) fn unit(sample: f64) -> f64 {
     if sample.is_nan() {
         0.0
     } else {

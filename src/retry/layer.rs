@@ -40,12 +40,7 @@ impl Shared {
     /// A jitter sample in `[0, 1]`, whatever the (user-supplied) source returns: NaN counts as
     /// 0, and out-of-range values are clamped, so no wait arithmetic can panic on them.
     pub(super) fn sample(&self) -> f64 {
-        let sample = self.jitter.sample();
-        if sample.is_nan() {
-            0.0
-        } else {
-            sample.clamp(0.0, 1.0)
-        }
+        super::backoff::unit(self.jitter.sample())
     }
 }
 
