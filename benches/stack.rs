@@ -46,7 +46,7 @@ use tower_infoplug::{AuthLayer, ClassifyLayer, InfoPlugLayer, Origin};
 
 mod support;
 
-use support::{BASE, CloneOnly, ERROR_BODY, NoJitter, URI, key, now, set_header};
+use support::{BASE, CloneOnly, ERROR_BODY, NoJitter, key, send_one, set_header};
 
 /// A transport answering `status` with `body`, for any request body.
 fn transport<B>(
@@ -97,10 +97,6 @@ fn flip<B>() -> impl Service<
     })
 }
 
-fn request() -> Request<Full<Bytes>> {
-    Request::get(URI).body(Full::new(Bytes::new())).unwrap()
-}
-
 /// Requests run for one row in profiling mode.
 const PROFILE_REQUESTS: u64 = 100_000;
 
@@ -111,7 +107,8 @@ fn profile_row() -> Option<String> {
     std::env::var("INFOPLUG_PROFILE_ROW").ok()
 }
 
-/// One request through `svc`: ready, call, and (when `read`) the body read to its end.
+/// Benchmarks one request at a time through `svc` (see [`send_one`]), or in profiling mode
+/// sends [`PROFILE_REQUESTS`] of them.
 fn bench<S, B>(c: &mut Criterion, id: &str, mut svc: S, read: bool)
 where
     S: Service<Request<Full<Bytes>>, Response = Response<B>>,
@@ -119,15 +116,7 @@ where
     B: http_body::Body,
     B::Error: std::fmt::Debug,
 {
-    let mut one = || {
-        now(std::future::poll_fn(|cx| svc.poll_ready(cx))).unwrap();
-        let res = now(svc.call(request())).unwrap();
-        if read {
-            black_box(now(res.into_body().collect()).unwrap());
-        } else {
-            black_box(res);
-        }
-    };
+    let mut one = || send_one(&mut svc, read);
     match profile_row() {
         Some(row) if row == id => (0..PROFILE_REQUESTS).for_each(|_| one()),
         Some(_) => {}

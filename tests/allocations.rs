@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use tower::{Layer, Service, ServiceBuilder, service_fn};
 use tower_infoplug::retry::RetryLayer;
 use tower_infoplug::{AuthLayer, ClassifyLayer, InfoPlugLayer, Origin};
@@ -34,7 +34,7 @@ static ALLOC: dhat::Alloc = dhat::Alloc;
 #[path = "../benches/support/mod.rs"]
 mod support;
 
-use support::{BASE, CloneOnly, ERROR_BODY, NoJitter, URI, key, now, set_header};
+use support::{BASE, CloneOnly, ERROR_BODY, NoJitter, key, send_one, set_header};
 
 const REQUESTS: u64 = 200;
 
@@ -131,13 +131,7 @@ where
     B: http_body::Body,
     B::Error: std::fmt::Debug,
 {
-    let mut one = || {
-        now(std::future::poll_fn(|cx| svc.poll_ready(cx))).unwrap();
-        let res = now(svc.call(Request::get(URI).body(Full::new(Bytes::new())).unwrap())).unwrap();
-        if read {
-            drop(now(res.into_body().collect()).unwrap());
-        }
-    };
+    let mut one = || send_one(&mut svc, read);
     for _ in 0..20 {
         one(); // warm-up: one-time allocations (shared key bytes, lazily built state)
     }

@@ -4,12 +4,14 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::panic)]
 
 use std::future::Future;
+use std::hint::black_box;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
+use tower::Service;
 use tower_http::set_header::SetRequestHeaderLayer;
 use tower_infoplug::ApiKey;
 use tower_infoplug::retry::Jitter;
@@ -25,6 +27,28 @@ pub fn now<F: Future>(future: F) -> F::Output {
     match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(output) => output,
         Poll::Pending => panic!("the in-memory transport is always ready"),
+    }
+}
+
+/// The request every in-memory row sends.
+pub fn request() -> Request<Full<Bytes>> {
+    Request::get(URI).body(Full::new(Bytes::new())).unwrap()
+}
+
+/// One request through `svc`: ready, call, and (when `read`) the body read to its end.
+pub fn send_one<S, B>(svc: &mut S, read: bool)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    now(std::future::poll_fn(|cx| svc.poll_ready(cx))).unwrap();
+    let res = now(svc.call(request())).unwrap();
+    if read {
+        black_box(now(res.into_body().collect()).unwrap());
+    } else {
+        black_box(res);
     }
 }
 
