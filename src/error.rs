@@ -45,6 +45,9 @@ pub enum ConfigError {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// A setting needs the API origin, and none was given (see
+    /// [`AuthLayer::for_origin`](crate::AuthLayer::for_origin)).
+    MissingOrigin,
     /// A numeric or duration setting is out of its allowed range.
     OutOfRange {
         /// The setting's name, as in the builder method.
@@ -81,6 +84,9 @@ impl fmt::Display for ConfigError {
             Self::InvalidOrigin { input, reason } => {
                 write!(f, "{input:?} cannot be used as the API origin: {reason}")
             }
+            Self::MissingOrigin => f.write_str(
+                "a key guard needs the API origin: scope the AuthLayer with `for_origin` first",
+            ),
             Self::OutOfRange { setting, expected } => {
                 write!(f, "`{setting}` is out of range: expected {expected}")
             }

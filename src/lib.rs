@@ -94,7 +94,7 @@ pub mod retry;
 mod trace;
 
 #[cfg(feature = "auth")]
-pub use auth::{AuthHeader, AuthLayer};
+pub use auth::{AuthHeader, AuthLayer, KeyGuardLayer};
 #[cfg(feature = "classify")]
 pub use classify::{ApiError, BodyIssue, ClassifyLayer, ErrorCode, ResponseExt};
 pub use error::ConfigError;

@@ -81,6 +81,12 @@ impl InfoPlugLayer {
         &self.retry
     }
 
+    /// A [`KeyGuardLayer`](crate::KeyGuardLayer) for this stack's key and origin, to place next
+    /// to the transport when a redirect follower sits between this layer and the transport.
+    pub fn guard(&self) -> crate::KeyGuardLayer {
+        self.auth.guard_unchecked()
+    }
+
     /// The origin the key is scoped to.
     pub fn origin(&self) -> Option<&Origin> {
         self.auth.origin()

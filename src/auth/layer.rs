@@ -5,7 +5,7 @@ use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Uri};
 use tower_layer::Layer;
 
-use super::Auth;
+use super::{Auth, KeyGuardLayer};
 use crate::{ApiKey, ConfigError, KeySource, Origin, X_INFOPLUG_API_KEY};
 
 /// Which header carries the key, and in which form.
@@ -154,6 +154,25 @@ impl AuthLayer {
         self.config.origin.as_ref()
     }
 
+    /// A [`KeyGuardLayer`] for this layer's key, to place next to the transport when a
+    /// redirect follower (or anything else that re-sends requests) sits between this layer and
+    /// the transport.
+    ///
+    /// Fails with [`ConfigError::MissingOrigin`] when the layer has no
+    /// [origin](Self::for_origin): without one, every request is taken to be for the API.
+    pub fn guard(&self) -> Result<KeyGuardLayer, ConfigError> {
+        if self.config.has_origin() {
+            Ok(self.guard_unchecked())
+        } else {
+            Err(ConfigError::MissingOrigin)
+        }
+    }
+
+    /// [`Self::guard`] for a layer known to have an origin (without one it removes nothing).
+    pub(crate) fn guard_unchecked(&self) -> KeyGuardLayer {
+        KeyGuardLayer::from_config(Arc::clone(&self.config))
+    }
+
     /// Wraps `inner`; the same as [`Layer::layer`].
     pub fn wrap<S>(&self, inner: S) -> Auth<S> {
         Auth::from_config(inner, Arc::clone(&self.config))
@@ -181,19 +200,10 @@ impl Config {
     /// Puts the key on a request for the API origin and keeps it off any other; returns the
     /// credential the request carries afterwards, so an error that echoes it can be redacted.
     pub(super) fn stamp(&self, uri: &Uri, headers: &mut HeaderMap) -> Option<HeaderValue> {
-        let name = self.header.name();
-        if !self.origin.as_ref().is_none_or(|o| o.matches(uri, headers)) {
-            // Another origin. If our key is on the request anyway (a redirect follower copied
-            // it from the original request), take it off.
-            let ours = headers
-                .get(name)
-                .is_some_and(|sent| self.key.with_key(|key| sent == self.header.value(key)));
-            if ours {
-                headers.remove(name);
-                crate::trace::debug!(header = %name, "removed the API key from a request for another origin");
-            }
+        if self.keep_off(uri, headers) {
             return None;
         }
+        let name = self.header.name();
         // `get_mut` then `insert` rather than the entry API: on the usual empty map `get_mut`
         // returns before hashing, and the entry API measured slower.
         if !self.override_existing
@@ -205,6 +215,38 @@ impl Config {
         let value = self.key.with_key(|key| self.header.value(key).clone());
         headers.insert(name.clone(), value.clone());
         Some(value)
+    }
+
+    /// For a request that is not for the API origin, takes any credential of ours off it and
+    /// returns `true`; returns `false` for a request the key may go to.
+    ///
+    /// "Ours" is any value of `X-INFOPLUG-API-KEY` (whichever header the layer uses) and of a
+    /// custom header the layer uses, so that a per-request tenant key copied by a redirect
+    /// follower does not travel either; in `Authorization`, it is our key. A different
+    /// `Authorization` value stays: it may be that origin's own credential, and redirect
+    /// followers already drop `Authorization` across origins.
+    pub(super) fn keep_off(&self, uri: &Uri, headers: &mut HeaderMap) -> bool {
+        if self.origin.as_ref().is_none_or(|o| o.matches(uri, headers)) {
+            return false;
+        }
+        let name = self.header.name();
+        let ours = headers.get(name).is_some_and(|sent| {
+            *name != header::AUTHORIZATION
+                || self.key.with_key(|key| sent == self.header.value(key))
+        });
+        if ours {
+            headers.remove(name);
+            crate::trace::debug!(header = %name, "removed the API key from a request for another origin");
+        }
+        if *name != X_INFOPLUG_API_KEY && headers.remove(X_INFOPLUG_API_KEY).is_some() {
+            crate::trace::debug!(header = %X_INFOPLUG_API_KEY, "removed the API key from a request for another origin");
+        }
+        true
+    }
+
+    /// Whether the key is scoped to an origin.
+    pub(super) fn has_origin(&self) -> bool {
+        self.origin.is_some()
     }
 }
 
@@ -292,10 +334,27 @@ mod tests {
         // The same headers copied to a redirect target lose our key...
         assert!(stamp(&layer, "https://evil.example/v1", &mut headers).is_none());
         assert!(headers.get(&X_INFOPLUG_API_KEY).is_none());
-        // ...but a value that is not our key, set by the caller for that origin, stays.
-        headers.insert(X_INFOPLUG_API_KEY, "their-own".parse().unwrap());
+        // ...and so does a tenant's key, which the same follower would copy as well.
+        headers.insert(X_INFOPLUG_API_KEY, "tenant-7".parse().unwrap());
         assert!(stamp(&layer, "https://evil.example/v1", &mut headers).is_none());
-        assert_eq!(headers[&X_INFOPLUG_API_KEY], "their-own");
+        assert!(headers.get(&X_INFOPLUG_API_KEY).is_none());
+    }
+
+    #[test]
+    fn another_origins_own_authorization_stays_but_ours_goes() {
+        let layer = layer()
+            .header(AuthHeader::bearer())
+            .for_origin(Origin::parse("https://api.infoplug.io").unwrap());
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, "Bearer k-123".parse().unwrap());
+        assert!(stamp(&layer, "https://evil.example/v1", &mut headers).is_none());
+        assert!(headers.get(header::AUTHORIZATION).is_none());
+        headers.insert(
+            header::AUTHORIZATION,
+            "Bearer storage-token".parse().unwrap(),
+        );
+        assert!(stamp(&layer, "https://storage.example/f", &mut headers).is_none());
+        assert_eq!(headers[header::AUTHORIZATION], "Bearer storage-token");
     }
 
     #[test]

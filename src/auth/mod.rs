@@ -11,7 +11,9 @@
 //!   request win (one stack for many tenants); [`AuthLayer::override_existing`] turns that off;
 //! - with [`AuthLayer::for_origin`], adds the key only to requests for the API's own origin
 //!   (scheme, host and port), and removes it from requests for any other origin, so a redirect
-//!   to another host or a pre-signed download URL does not receive it;
+//!   to another host or a pre-signed download URL does not receive it; when something between
+//!   this layer and the transport re-sends requests (a redirect follower), place
+//!   [`AuthLayer::guard`] next to the transport so that those requests are checked too;
 //! - takes the key from a string, the `INFOPLUG_API_KEY` environment variable, or a
 //!   [`KeyHandle`](crate::KeyHandle) that can be rotated while the stack runs;
 //! - tells the [`ClassifyLayer`](crate::ClassifyLayer), in either order, which credential was
@@ -50,9 +52,11 @@
 //! ```
 
 mod future;
+mod guard;
 mod layer;
 mod service;
 
 pub use future::ResponseFuture;
+pub use guard::{KeyGuard, KeyGuardLayer};
 pub use layer::{AuthHeader, AuthLayer};
 pub use service::Auth;
