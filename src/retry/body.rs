@@ -308,6 +308,14 @@ where
     }
 }
 
+/// An empty body: what a redirect follower such as tower-http's `FollowRedirect` sends on a
+/// hop whose original body was empty (or after a `303 See Other`).
+impl<B: Body> Default for ReplayBody<B> {
+    fn default() -> Self {
+        Self { kind: Kind::Empty }
+    }
+}
+
 impl<B: Body> fmt::Debug for ReplayBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
