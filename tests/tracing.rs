@@ -7,61 +7,15 @@
     clippy::indexing_slicing
 )]
 
-use std::fmt::{self, Write as _};
-use std::sync::{Arc, Mutex};
+mod common;
 
 use bytes::Bytes;
+use common::Capture;
 use http::Request;
 use http_body_util::Full;
 use tower::{Layer, ServiceExt};
 use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
 use tower_infoplug::{ApiKey, AuthHeader, InfoPlugLayer};
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Metadata, Subscriber};
-
-/// Records every event and span field as text.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<String>>>);
-
-struct Text(String);
-
-impl Visit for Text {
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        let _ = write!(self.0, "{}={value:?} ", field.name());
-    }
-}
-
-impl Subscriber for Capture {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-
-    fn new_span(&self, attrs: &Attributes<'_>) -> Id {
-        let mut text = Text(format!("span {} ", attrs.metadata().name()));
-        attrs.record(&mut text);
-        self.0.lock().unwrap().push(text.0);
-        Id::from_u64(1)
-    }
-
-    fn record(&self, _: &Id, values: &Record<'_>) {
-        let mut text = Text(String::new());
-        values.record(&mut text);
-        self.0.lock().unwrap().push(text.0);
-    }
-
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-
-    fn event(&self, event: &Event<'_>) {
-        let mut text = Text(format!("{} ", event.metadata().level()));
-        event.record(&mut text);
-        self.0.lock().unwrap().push(text.0);
-    }
-
-    fn enter(&self, _: &Id) {}
-
-    fn exit(&self, _: &Id) {}
-}
 
 #[tokio::test(start_paused = true)]
 async fn decisions_are_traced_without_the_key() {
@@ -90,8 +44,7 @@ async fn decisions_are_traced_without_the_key() {
         let _ = format!("{res:?}");
     }
 
-    let lines = capture.0.lock().unwrap().clone();
-    let all = lines.join("\n");
+    let all = capture.text();
     assert!(all.contains("retrying after a response"), "{all}");
     assert!(
         all.contains("status=429") && all.contains("status=503"),
