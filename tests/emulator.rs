@@ -221,3 +221,20 @@ async fn a_dropped_server_stops_accepting() {
     server.shutdown().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test]
+async fn an_outage_answers_after_the_script_until_it_ends() {
+    let emulator = Emulator::builder().credits(5).build();
+    emulator.push(Reply::status(500));
+    emulator.set_outage(Some(Reply::unavailable()));
+    let send = || emulator.clone().oneshot(request(Method::GET, "/v1/x", ""));
+    assert_eq!(send().await.unwrap().status(), 500);
+    for _ in 0..3 {
+        assert_eq!(send().await.unwrap().status(), 503);
+    }
+    emulator.set_outage(None);
+    assert_eq!(send().await.unwrap().status(), 200);
+    // Only the request the API itself answered used a credit.
+    assert_eq!(emulator.credits(), 4);
+    assert_eq!(emulator.request_count(), 5);
+}

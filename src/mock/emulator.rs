@@ -45,6 +45,8 @@ struct Config {
 
 struct State {
     script: VecDeque<Reply>,
+    /// Answers every request the script does not, while set.
+    outage: Option<Reply>,
     requests: Vec<Recorded>,
     credits: u64,
     /// Start of the current rate-limit window and how many requests it has admitted.
@@ -165,6 +167,7 @@ impl EmulatorBuilder {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
                     script: VecDeque::new(),
+                    outage: None,
                     requests: Vec::new(),
                     credits: self.config.credits,
                     window: None,
@@ -206,6 +209,13 @@ impl Emulator {
     /// Queues several replies, in order.
     pub fn push_all(&self, replies: impl IntoIterator<Item = Reply>) {
         self.state().script.extend(replies);
+    }
+
+    /// Answers every request with `reply` (after any queued replies) until called again with
+    /// `None`: an outage, a proxy down, a long rate limit. Requests answered this way do not
+    /// use credits or count against the rate limit.
+    pub fn set_outage(&self, reply: Option<Reply>) {
+        self.state().outage = reply;
     }
 
     /// How many scripted replies are still queued.
@@ -265,9 +275,10 @@ impl Emulator {
         let key = self.presented_key(&recorded.headers).map(str::to_owned);
         let reply = {
             let mut state = self.state();
-            let reply = match state.script.pop_front() {
-                Some(reply) => reply,
-                None => self.behave(&mut state, &recorded, at),
+            let reply = match (state.script.pop_front(), &state.outage) {
+                (Some(reply), _) => reply,
+                (None, Some(outage)) => outage.clone(),
+                (None, None) => self.behave(&mut state, &recorded, at),
             };
             state.requests.push(recorded);
             reply

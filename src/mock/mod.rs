@@ -20,7 +20,9 @@
 //! faults a real deployment produces ([`Reply::unavailable`], [`Reply::proxy_html`],
 //! [`Reply::malformed`], [`Reply::oversized`], slow bodies with [`Reply::chunk_delay`],
 //! truncated ones with [`Reply::truncate_after`], slow heads with [`Reply::delay`]). Scripted
-//! replies are sent whatever the request, key check included.
+//! replies are sent whatever the request, key check included. [`Emulator::set_outage`] answers
+//! every further request with one reply until it is lifted: an outage that ends when the test
+//! says so.
 //!
 //! Every request is recorded ([`Emulator::requests`]: method, URI, headers, body, arrival time
 //! on Tokio's clock), so tests can assert from the server's side: how many attempts arrived,
