@@ -1,0 +1,326 @@
+//! The stack under hostile conditions: retry storms, herds after a 429, callers that give up,
+//! error bodies of many megabytes.
+//!
+//! Over loopback HTTP (hyper-util's client against the emulator on 127.0.0.1) in real time,
+//! with every wait a fraction of a second (hints are HTTP-dates read against a wall clock set
+//! just before them), and in memory under paused time where the rule is about time.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use common::read_body;
+use http::{Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use tokio::time::Instant;
+use tower::{Layer, ServiceBuilder, ServiceExt, service_fn};
+use tower_infoplug::auth::Auth;
+use tower_infoplug::classify::Classify;
+use tower_infoplug::mock::{Emulator, EmulatorServer, Reply, TEST_KEY};
+use tower_infoplug::retry::{
+    Deadline, ReplayBody, Retry, RetryBuilder, RetryInfo, RetryLayer, StopReason,
+};
+use tower_infoplug::{ApiKey, AuthLayer, BodyIssue, ClassifyLayer, InfoPlugLayer, ResponseExt};
+
+const S: Duration = Duration::from_secs(1);
+const MS: Duration = Duration::from_millis(1);
+
+type HttpClient = Client<HttpConnector, ReplayBody<Full<Bytes>>>;
+
+/// The preset over hyper-util's client, with `retry`'s settings and millisecond backoff.
+fn stack(server: &EmulatorServer, retry: RetryBuilder) -> Retry<Classify<Auth<HttpClient>>> {
+    InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), &server.base_url())
+        .retry(|_| retry.backoff(MS, 5 * MS))
+        .build()
+        .unwrap()
+        .layer(common::http_client_for())
+}
+
+fn get(server: &EmulatorServer) -> Request<Full<Bytes>> {
+    let uri = server.uri("/v1/profile").unwrap();
+    Request::get(uri).body(Full::default()).unwrap()
+}
+
+fn info<B>(res: &Response<B>) -> RetryInfo {
+    res.extensions().get::<RetryInfo>().cloned().unwrap()
+}
+
+/// Arrival times at the server, from the first.
+fn arrivals(api: &Emulator) -> Vec<Duration> {
+    let seen = api.requests();
+    seen.iter().map(|r| r.at - seen[0].at).collect()
+}
+
+/// A date for the emulator to name in `Retry-After`, and a wall clock `lead` before it.
+fn hint_of(lead: Duration) -> (Reply, impl Fn() -> SystemTime + Send + Sync + 'static) {
+    let date = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+    let reply = Reply::status(429).header("retry-after", &httpdate::fmt_http_date(date));
+    (reply, move || date - lead)
+}
+
+#[tokio::test]
+async fn a_503_storm_stays_within_the_budget_and_retries_resume_after_recovery() {
+    const CALLERS: usize = 40;
+    // A reserve of 1 retry a second, 10 for the budget's ten-second window, and half a retry
+    // per success.
+    const RESERVE: usize = 10;
+    let api = Emulator::builder().no_rate_limit().build();
+    let server = api.serve().await.unwrap();
+    let client = stack(
+        &server,
+        RetryLayer::builder().max_attempts(4).budget(0.5, 1),
+    );
+
+    api.set_outage(Some(Reply::unavailable()));
+    let calls: Vec<_> = (0..CALLERS)
+        .map(|_| tokio::spawn(client.clone().oneshot(get(&server))))
+        .collect();
+    let mut out_of_budget = 0;
+    for call in calls {
+        // Every caller gets an answer: the server's last 503, not an error.
+        let res = call.await.unwrap().unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        if info(&res).stop_reason() == StopReason::BudgetExhausted {
+            out_of_budget += 1;
+        }
+    }
+    // Without a budget, 4 attempts each would be 160 requests. With it: one each, plus the
+    // reserve (there are no successes to earn more); the callers want more, so all of it.
+    let storm = api.request_count();
+    assert_eq!(storm, CALLERS + RESERVE);
+    assert!(out_of_budget >= CALLERS - RESERVE, "{out_of_budget}");
+
+    // Recovery: every call succeeds at once, and the successes earn retries again.
+    api.set_outage(None);
+    for _ in 0..20 {
+        let res = client.clone().oneshot(get(&server)).await.unwrap();
+        assert_eq!((res.status(), info(&res).attempts()), (StatusCode::OK, 1));
+    }
+    // The reserve is spent for this window, so these retries are paid by the 20 successes.
+    for _ in 0..5 {
+        api.push(Reply::unavailable());
+        let res = client.clone().oneshot(get(&server)).await.unwrap();
+        assert_eq!((res.status(), info(&res).attempts()), (StatusCode::OK, 2));
+    }
+    assert_eq!(api.request_count(), storm + 20 + 10);
+}
+
+#[tokio::test]
+async fn a_herd_told_to_wait_stays_away_for_the_window_and_comes_back_spread() {
+    const HERD: usize = 20;
+    const LATE: usize = 5;
+    const WINDOW: Duration = Duration::from_millis(300);
+    let api = Emulator::builder().no_rate_limit().build();
+    let server = api.serve().await.unwrap();
+    let (limited, clock) = hint_of(WINDOW);
+    let client = stack(
+        &server,
+        RetryLayer::builder()
+            .wall_clock(clock)
+            .hint_jitter(200 * MS),
+    );
+
+    api.set_outage(Some(limited));
+    let mut calls: Vec<_> = (0..HERD)
+        .map(|_| tokio::spawn(client.clone().oneshot(get(&server))))
+        .collect();
+    // Every first attempt was under way before the first 429 came back; wait for them all.
+    while api.request_count() < HERD {
+        tokio::time::sleep(MS).await;
+    }
+    // A moment for the clients to read the 429s: the window has begun for the stack.
+    tokio::time::sleep(50 * MS).await;
+    api.set_outage(None);
+    // Callers that come during the window wait for it too, through any clone of the stack.
+    calls.extend((0..LATE).map(|_| tokio::spawn(client.clone().oneshot(get(&server)))));
+    for call in calls {
+        let res = call.await.unwrap().unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+
+    let times = arrivals(&api);
+    assert_eq!(times.len(), HERD * 2 + LATE);
+    let after = &times[HERD..];
+    assert!(after.iter().all(|t| *t >= WINDOW), "{times:?}");
+    // Spread over the jitter (200 ms), not at one instant: no 10 ms holds half of them.
+    let spread = after
+        .iter()
+        .max()
+        .unwrap()
+        .saturating_sub(*after.iter().min().unwrap());
+    assert!(spread >= 50 * MS, "{after:?}");
+    let crowded = after
+        .iter()
+        .map(|t| after.iter().filter(|u| u.abs_diff(*t) < 5 * MS).count())
+        .max()
+        .unwrap();
+    assert!(crowded <= after.len() / 2, "{after:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outer_timeout_bounds_the_total_time_including_waits() {
+    let api = Emulator::new();
+    api.push(Reply::rate_limited(30));
+    let client = ServiceBuilder::new()
+        .timeout(5 * S)
+        .layer(RetryLayer::new())
+        .layer(ClassifyLayer::new())
+        .layer(AuthLayer::new(ApiKey::new(TEST_KEY).unwrap()))
+        .service(api.clone());
+    let start = Instant::now();
+    let err = client
+        .oneshot(
+            Request::get("/v1/x")
+                .body(Full::<Bytes>::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is::<tower::timeout::error::Elapsed>(), "{err}");
+    assert_eq!(start.elapsed(), 5 * S);
+    // The wait was dropped with the future: nothing more is sent, ever.
+    tokio::time::sleep(120 * S).await;
+    assert_eq!(api.request_count(), 1);
+}
+
+#[tokio::test]
+async fn callers_that_give_up_mid_attempt_or_mid_wait_send_nothing_later() {
+    let api = Emulator::new();
+    let server = api.serve().await.unwrap();
+    let (limited, clock) = hint_of(200 * MS);
+    let client = stack(&server, RetryLayer::builder().wall_clock(clock));
+
+    // During an attempt: the answer is slow to come.
+    api.push(Reply::unavailable().delay(200 * MS));
+    let call = client.clone().oneshot(get(&server));
+    assert!(tokio::time::timeout(50 * MS, call).await.is_err());
+    // During the wait after a 429.
+    api.push(limited.clone());
+    let call = client.clone().oneshot(get(&server));
+    assert!(tokio::time::timeout(100 * MS, call).await.is_err());
+    // An outer timeout around the whole stack, ending while the 429's cooldown holds the
+    // request back: it is never sent.
+    let bounded = tower::timeout::Timeout::new(client.clone(), 100 * MS);
+    let start = Instant::now();
+    assert!(bounded.oneshot(get(&server)).await.is_err());
+    assert!(start.elapsed() < 200 * MS, "{:?}", start.elapsed());
+
+    // Long after the hint and the slow reply, the server saw the two first attempts only.
+    tokio::time::sleep(500 * MS).await;
+    assert_eq!(api.request_count(), 2);
+
+    // A hint past the request's deadline is not slept on: the 429 comes back at once.
+    api.push(limited);
+    let mut req = get(&server);
+    req.extensions_mut().insert(Deadline::after(100 * MS));
+    let start = Instant::now();
+    let res = client.oneshot(req).await.unwrap();
+    assert!(start.elapsed() < 100 * MS, "{:?}", start.elapsed());
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(info(&res).stop_reason(), StopReason::DeadlineTooClose);
+}
+
+/// A 10 MiB error body: a contract envelope around varied filler, so a reordered or dropped
+/// chunk shows.
+fn ten_mib_error_body() -> Bytes {
+    let head = br#"{"message":"invalid_parameter","parameter":"q","details":""#;
+    let mut body = head.to_vec();
+    let filler = (0u32..).map(|i| b'a' + (i.wrapping_mul(2_654_435_761) >> 27) as u8 % 26);
+    body.extend(filler.take(10 * 1024 * 1024 - head.len() - 2));
+    body.extend_from_slice(b"\"}");
+    Bytes::from(body)
+}
+
+/// Yields a body in 16 KiB chunks and counts the bytes handed out.
+struct Counted {
+    rest: Bytes,
+    taken: Arc<AtomicUsize>,
+}
+
+impl Body for Counted {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.rest.is_empty() {
+            return Poll::Ready(None);
+        }
+        let at = self.rest.len().min(16 * 1024);
+        let chunk = self.rest.split_to(at);
+        self.taken.fetch_add(chunk.len(), Ordering::SeqCst);
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.rest.len() as u64)
+    }
+}
+
+#[tokio::test]
+async fn a_10_mib_error_body_is_read_to_the_limit_only_and_passed_on_byte_identical() {
+    let body = ten_mib_error_body();
+
+    // In memory: how much did the classifier take before handing the response on?
+    let taken = Arc::new(AtomicUsize::new(0));
+    let transport = {
+        let (body, taken) = (body.clone(), taken.clone());
+        service_fn(move |_: Request<()>| {
+            let body = Counted {
+                rest: body.clone(),
+                taken: taken.clone(),
+            };
+            async move {
+                let mut res = Response::new(body);
+                *res.status_mut() = StatusCode::BAD_REQUEST;
+                Ok::<_, Infallible>(res)
+            }
+        })
+    };
+    let res = ClassifyLayer::new()
+        .layer(transport)
+        .oneshot(Request::new(()))
+        .await
+        .unwrap();
+    let read_ahead = taken.load(Ordering::SeqCst);
+    assert!(read_ahead <= 64 * 1024 + 16 * 1024, "{read_ahead}");
+    assert_eq!(
+        res.api_error().unwrap().body_issue(),
+        Some(&BodyIssue::TooLarge)
+    );
+    assert_eq!(res.body().size_hint().exact(), Some(body.len() as u64));
+    assert!(read_body(res.into_body()).await.unwrap() == body);
+
+    // Over loopback, through the whole stack.
+    let api = Emulator::new();
+    let server = api.serve().await.unwrap();
+    api.push(Reply::json(400, body.clone()).chunked(64 * 1024));
+    let res = stack(&server, RetryLayer::builder())
+        .oneshot(get(&server))
+        .await
+        .unwrap();
+    assert_eq!(
+        res.api_error().unwrap().body_issue(),
+        Some(&BodyIssue::TooLarge)
+    );
+    let received = read_body(res.into_body()).await.unwrap();
+    assert_eq!(received.len(), body.len());
+    assert!(received == body, "the body changed on the way");
+}
