@@ -228,7 +228,13 @@ impl Emulator {
         self.state().requests.clone()
     }
 
-    /// How many requests were received so far.
+    /// Every request received since the last call, in order of arrival, and forgets them: a
+    /// long-running test keeps the recording from growing.
+    pub fn take_requests(&self) -> Vec<Recorded> {
+        std::mem::take(&mut self.state().requests)
+    }
+
+    /// How many requests were received so far (since the last [`take_requests`](Self::take_requests)).
     pub fn request_count(&self) -> usize {
         self.state().requests.len()
     }
