@@ -83,6 +83,9 @@ pub mod classify;
 mod error;
 #[cfg(feature = "classify")]
 mod frames;
+#[cfg(all(fuzzing, feature = "retry"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod key;
 #[cfg(feature = "mock")]
 pub mod mock;

@@ -117,7 +117,7 @@ mod budget;
 mod cooldown;
 mod error;
 mod future;
-mod hints;
+pub(crate) mod hints;
 mod info;
 mod layer;
 mod policy;

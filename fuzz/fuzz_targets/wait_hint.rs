@@ -1,0 +1,37 @@
+//! A whole header map: `Retry-After`, `RateLimit`, `RateLimit-Reset`, `X-RateLimit-Reset`, in
+//! any number and order. Never panics; `Retry-After` wins whenever it parses on its own.
+#![no_main]
+
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use libfuzzer_sys::fuzz_target;
+use tower_infoplug::fuzzing::{retry_after, wait_hint};
+
+const NAMES: [&str; 5] = [
+    "retry-after",
+    "ratelimit",
+    "ratelimit-reset",
+    "x-ratelimit-reset",
+    "ratelimit-policy",
+];
+
+fuzz_target!(|input: (u64, Vec<(u8, &[u8])>)| {
+    let (now_secs, fields) = input;
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(now_secs % 253_402_300_800);
+    let mut headers = HeaderMap::new();
+    for (name, value) in fields {
+        let Ok(value) = HeaderValue::from_bytes(value) else {
+            continue;
+        };
+        let name = NAMES
+            .get(usize::from(name) % NAMES.len())
+            .copied()
+            .unwrap_or("ratelimit");
+        headers.append(HeaderName::from_static(name), value);
+    }
+    let hint = wait_hint(&headers, now);
+    if let Some(first) = headers.get("retry-after").and_then(|v| retry_after(v, now)) {
+        assert_eq!(hint, Some(first));
+    }
+});
