@@ -324,3 +324,54 @@ async fn a_10_mib_error_body_is_read_to_the_limit_only_and_passed_on_byte_identi
     assert_eq!(received.len(), body.len());
     assert!(received == body, "the body changed on the way");
 }
+
+#[tokio::test]
+async fn a_connection_reset_mid_error_body_ends_in_an_error_downstream() {
+    // A purpose-built fault server: the head and the start of a JSON error body, then a TCP
+    // reset (zero linger) instead of the rest.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = vec![0; 4096];
+        let _ = socket.read(&mut request).await.unwrap();
+        socket
+            .write_all(
+                b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n\
+                  content-length: 200\r\n\r\n{\"message\":\"invalid_par",
+            )
+            .await
+            .unwrap();
+        socket.flush().await.unwrap();
+        tokio::time::sleep(20 * MS).await;
+        socket.set_zero_linger().unwrap();
+        drop(socket);
+    });
+
+    let client = InfoPlugLayer::new(ApiKey::new(TEST_KEY).unwrap(), &format!("http://{addr}"))
+        .unwrap()
+        .layer(common::http_client_for::<ReplayBody<Full<Bytes>>>());
+    let req = Request::get(format!("http://{addr}/v1/x"))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let res = client.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        res.api_error().unwrap().body_issue(),
+        Some(&BodyIssue::Incomplete)
+    );
+    // The bytes that came, then the transport's error: never a clean short body.
+    let mut body = res.into_body();
+    let mut got = Vec::new();
+    let end = loop {
+        match http_body_util::BodyExt::frame(&mut body).await {
+            Some(Ok(frame)) => got.extend_from_slice(&frame.into_data().unwrap()),
+            Some(Err(err)) => break Some(err),
+            None => break None,
+        }
+    };
+    assert_eq!(got, b"{\"message\":\"invalid_par");
+    assert!(end.is_some(), "the reset must surface as an error");
+    server.await.unwrap();
+}
