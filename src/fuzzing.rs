@@ -1,0 +1,20 @@
+//! Entry points for the cargo-fuzz targets in `fuzz/`. Built only with `--cfg fuzzing`, which
+//! cargo-fuzz sets; not part of the API.
+
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, HeaderValue};
+
+/// `Retry-After` alone, read against `now`.
+pub fn retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duration> {
+    crate::retry::hints::retry_after(value, now)
+}
+
+/// The wait hint of a header map with every hint field enabled.
+pub fn wait_hint(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let fields = crate::retry::hints::HintFields {
+        rate_limit: true,
+        x_rate_limit_reset: true,
+    };
+    crate::retry::hints::wait_hint(headers, fields, now)
+}
