@@ -121,7 +121,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let layer = InfoPlugLayer::builder(ApiKey::new(TEST_KEY)?, &server.base_url())
         .retry(|r| r.backoff(Duration::from_millis(20), Duration::from_millis(100)))
         .build()?;
-    let client = layer.layer(Reqwest(reqwest::Client::new()));
+    // reqwest follows redirects itself, below the auth layer, and on a hop to another host it
+    // drops `Authorization` but not `X-INFOPLUG-API-KEY`: leave redirects to the stack.
+    let reqwest = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let client = layer.layer(Reqwest(reqwest));
     let req = Request::get(server.uri("/v1/profile")?).body(Full::new(Bytes::new()))?;
     let res = client.oneshot(req).await?;
     let attempts = res
