@@ -118,10 +118,10 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let (uri, headers) = (req.uri().clone(), req.headers_mut());
-        self.config.keep_off(&uri, headers);
-        self.inner.call(req)
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let (mut parts, body) = req.into_parts();
+        self.config.keep_off(&parts.uri, &mut parts.headers);
+        self.inner.call(Request::from_parts(parts, body))
     }
 }
 
