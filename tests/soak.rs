@@ -20,13 +20,13 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tower::{Layer, ServiceExt};
 use tower_infoplug::mock::{Emulator, EmulatorServer, Reply, TEST_KEY};
@@ -100,7 +100,7 @@ async fn soak(duration: Duration, rate: u32) -> Figures {
         .layer(common::http_client_for::<ReplayBody<Full<Bytes>>>());
 
     let figures = Arc::new(std::sync::Mutex::new(Figures::default()));
-    let in_flight = Arc::new(AtomicUsize::new(0));
+    let mut in_flight = Vec::new();
     let period = Duration::from_secs(1) / rate;
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -114,17 +114,15 @@ async fn soak(duration: Duration, rate: u32) -> Figures {
             api.push(reply);
         }
         let req = request(&server, n);
-        in_flight.fetch_add(1, Ordering::SeqCst);
         figures.lock().unwrap().sent += 1;
-        let task = (client.clone(), figures.clone(), in_flight.clone());
-        tokio::spawn(async move {
-            let (client, figures, in_flight) = task;
+        let (client, tally) = (client.clone(), figures.clone());
+        in_flight.push(tokio::spawn(async move {
             let outcome = client.oneshot(req).await;
             let body = match outcome {
                 Ok(res) => Some((res.status(), common::read_body(res.into_body()).await)),
                 Err(_) => None,
             };
-            let mut f = figures.lock().unwrap();
+            let mut f = tally.lock().unwrap();
             match body {
                 None => f.errors += 1,
                 Some((status, body)) => {
@@ -141,18 +139,16 @@ async fn soak(duration: Duration, rate: u32) -> Figures {
                     }
                 }
             }
-            drop(f);
-            in_flight.fetch_sub(1, Ordering::SeqCst);
-        });
+        }));
         n += 1;
 
         // Now and then, let everything in flight finish and take the measures.
         if Instant::now() >= next_quiet {
-            quiet(&in_flight, &api, &figures).await;
+            quiet(&mut in_flight, &api, &figures).await;
             next_quiet = Instant::now() + duration / 6;
         }
     }
-    quiet(&in_flight, &api, &figures).await;
+    quiet(&mut in_flight, &api, &figures).await;
     drop(client);
     drop(server);
     Arc::try_unwrap(figures)
@@ -173,10 +169,15 @@ fn request(server: &EmulatorServer, n: u64) -> Request<Full<Bytes>> {
     }
 }
 
-/// Waits until nothing is in flight, then records the server's count, the heap and the tasks.
-async fn quiet(in_flight: &AtomicUsize, api: &Emulator, figures: &std::sync::Mutex<Figures>) {
-    while in_flight.load(Ordering::SeqCst) > 0 {
-        tokio::time::sleep(MS).await;
+/// Waits until every request in flight has its outcome (a failed check in one of them fails
+/// the soak here), then records the server's count, the heap and the tasks.
+async fn quiet(
+    in_flight: &mut Vec<JoinHandle<()>>,
+    api: &Emulator,
+    figures: &std::sync::Mutex<Figures>,
+) {
+    for task in in_flight.drain(..) {
+        task.await.unwrap();
     }
     let seen = api.take_requests().len();
     let heap = dhat::HeapStats::get().curr_bytes;
