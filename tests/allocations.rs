@@ -229,7 +229,7 @@ fn allocations_per_request_stay_within_the_claims() {
             "retry/stack",
             per_request(
                 InfoPlugLayer::builder(key(), BASE)
-                    .retry(|r| r.jitter(NoJitter).no_budget())
+                    .retry(|r| r.jitter(NoJitter).no_budget().pacing(false))
                     .build()
                     .unwrap()
                     .layer(flip()),

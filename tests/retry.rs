@@ -138,7 +138,15 @@ async fn a_hint_is_a_floor_plus_bounded_jitter() {
     let client = stack(&api, RetryLayer::builder().jitter(Fixed(0.5)));
     let start = Instant::now();
     client.oneshot(get("/v1/x")).await.unwrap();
-    // max(2 s, backoff 50 ms) + half of min(2 s, 1 s) of jitter.
+    // max(2 s, backoff 50 ms) + half of max(10% of 2 s, 100 ms): with pacing on, the spread
+    // keeps one caller off the exact second, and crowds are the pacer's.
+    assert_eq!(start.elapsed(), 2 * S + 100 * MS);
+
+    // Pacing off: half of min(2 s, hint_jitter 1 s), as before pacing existed.
+    api.push(Reply::rate_limited(2));
+    let client = stack(&api, RetryLayer::builder().jitter(Fixed(0.5)).pacing(false));
+    let start = Instant::now();
+    client.oneshot(get("/v1/x")).await.unwrap();
     assert_eq!(start.elapsed(), 2 * S + 500 * MS);
 }
 

@@ -115,18 +115,6 @@ pub(crate) fn backoff(retry: u32, base: Duration, cap: Duration, sample: f64) ->
     ceiling.mul_f64(unit(sample))
 }
 
-/// The wait when the server named a floor: `max(floor, backoff)` plus upward jitter of at most
-/// `min(floor, max_jitter)`, so a crowd told to come back at the same second does not.
-pub(crate) fn hinted(
-    floor: Duration,
-    backoff: Duration,
-    max_jitter: Duration,
-    sample: f64,
-) -> Duration {
-    let spread = floor.min(max_jitter).mul_f64(unit(sample));
-    floor.max(backoff).saturating_add(spread)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,16 +135,6 @@ mod tests {
         assert_eq!(backoff(9, base, cap, 0.0), Duration::ZERO);
         assert_eq!(backoff(9, base, cap, 0.25), 250 * MS);
         assert_eq!(backoff(0, base, cap, 1.0), base);
-    }
-
-    #[test]
-    fn a_hint_is_a_floor_with_bounded_upward_jitter() {
-        let s = Duration::from_secs(1);
-        assert_eq!(hinted(2 * s, 100 * MS, s, 0.0), 2 * s);
-        assert_eq!(hinted(2 * s, 100 * MS, s, 0.5), 2 * s + 500 * MS);
-        assert_eq!(hinted(2 * s, 5 * s, s, 0.0), 5 * s);
-        // Small hints get proportionally small jitter.
-        assert_eq!(hinted(200 * MS, Duration::ZERO, s, 1.0), 400 * MS);
     }
 
     #[test]
@@ -187,18 +165,6 @@ mod tests {
         ) {
             let wait = backoff(retry, Duration::from_millis(base), Duration::from_millis(cap), sample);
             prop_assert!(wait <= Duration::from_millis(cap));
-        }
-
-        #[test]
-        fn a_hinted_wait_is_never_earlier_than_asked(
-            floor in 0u64..1_000_000,
-            back in 0u64..1_000_000,
-            sample in any::<f64>(),
-        ) {
-            let floor = Duration::from_millis(floor);
-            let wait = hinted(floor, Duration::from_millis(back), Duration::from_secs(1), sample);
-            prop_assert!(wait >= floor);
-            prop_assert!(wait <= floor.max(Duration::from_millis(back)) + Duration::from_secs(1));
         }
     }
 }

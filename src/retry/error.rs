@@ -25,10 +25,13 @@ pub enum RetryError<E> {
         /// What the layer did before giving up.
         info: RetryInfo,
     },
-    /// The API's origin is cooling down (after a 429 or 503 with a wait hint) past the
-    /// request's deadline, or for longer than `max_retry_after`, so the request was not sent
-    /// (again).
+    /// The server asked clients of this origin and credential to wait (a 429 or 503 with a
+    /// hint shut the shared gate, or the pacing after a 429 has no earlier slot) longer than
+    /// `max_retry_after`, or past the request's deadline, so the request was not sent
+    /// (again). [`retry_after`](Self::retry_after) says how long it asked for.
     CoolingDown {
+        /// The status that shut the gate or started the pacing (429 or 503).
+        status: http::StatusCode,
         /// What the layer did before giving up.
         info: RetryInfo,
     },
@@ -38,10 +41,16 @@ impl<E> RetryError<E> {
     /// What the layer did before giving up.
     pub fn info(&self) -> &RetryInfo {
         match self {
-            Self::Transport { info, .. } | Self::TimedOut { info } | Self::CoolingDown { info } => {
-                info
-            }
+            Self::Transport { info, .. }
+            | Self::TimedOut { info }
+            | Self::CoolingDown { info, .. } => info,
         }
+    }
+
+    /// How long the server asked to wait, when that is why the request was not sent: for a
+    /// gateway's `Retry-After`, say.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.info().retry_after()
     }
 
     /// The transport's error, if that is what ended the request.
@@ -61,8 +70,16 @@ impl<E: fmt::Display> fmt::Display for RetryError<E> {
                 write!(f, "request failed after {attempts} attempt(s): {error}")
             }
             Self::TimedOut { .. } => write!(f, "attempt {attempts} timed out"),
-            Self::CoolingDown { .. } => {
-                f.write_str("the API asked clients to wait past this request's deadline; not sent")
+            Self::CoolingDown { status, info } => {
+                write!(
+                    f,
+                    "the API answered {} and asked clients to wait",
+                    status.as_u16()
+                )?;
+                if let Some(wait) = info.retry_after() {
+                    write!(f, " {:.1} s", wait.as_secs_f64())?;
+                }
+                f.write_str(", longer than this request may wait; not sent")
             }
         }
     }

@@ -6,18 +6,18 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Buf;
-use http::{Request, Response, request::Parts};
+use http::{Request, Response, StatusCode, request::Parts};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep, sleep_until};
 use tower_service::Service;
 
-use super::backoff::{backoff, hinted};
 use super::body::{Replay, ReplayBody};
-use super::cooldown::Partition;
-use super::hints::wait_hint;
+use super::hints::{quota, wait_hint};
 use super::layer::Shared;
+use super::plan::{Inputs, Plan, Step, Stop};
 use super::policy::{Attempt, Decision, Failure, Outcome, RetryPolicy};
+use super::state::{Partition, Signal};
 use super::{RetryError, RetryInfo, StopReason, later};
 use crate::ApiError;
 
@@ -33,26 +33,38 @@ pin_project! {
         B: Body,
     {
         #[pin]
-        state: State<S::Future, R>,
+        state: State<S::Future, B, R>,
         service: S,
         // Whether `service` has been polled ready and not called since.
         ready: bool,
-        plan: Plan<B, P>,
+        request: Bookkeeping<B, P>,
     }
 }
 
 pin_project! {
+    /// Each state that leads to an attempt carries the body that attempt sends.
     #[project = StateProj]
-    enum State<F, R> {
-        // Waiting for the origin's cooldown to end before an attempt. Timers are boxed: they
-        // exist only while waiting, and inline they would make every future (and every move of
-        // one) several hundred bytes larger on the success path.
-        Cooling {
+    enum State<F, B, R>
+    where
+        B: Body,
+    {
+        // Asking the planner whether, and when, `body` may go.
+        Planning {
+            body: ReplayBody<B>,
+            step: Step,
+        },
+        // Waiting for the time the planner chose (a gate, a pacing slot). Timers are boxed:
+        // they exist only while waiting, and inline they would make every future (and every
+        // move of one) several hundred bytes larger on the success path.
+        Waiting {
             sleep: Pin<Box<Sleep>>,
             started: Instant,
+            body: ReplayBody<B>,
         },
-        // Checking the cooldown, then readiness, then sending.
-        Preparing,
+        // Polling readiness, then sending.
+        Sending {
+            body: ReplayBody<B>,
+        },
         Calling {
             #[pin]
             future: F,
@@ -64,24 +76,28 @@ pin_project! {
             started: Instant,
             resume_at: Instant,
             drain: Option<Drain<R>>,
+            body: ReplayBody<B>,
         },
         Done,
     }
 }
 
-/// The retry bookkeeping of one request.
-struct Plan<B: Body, P> {
+/// What the layer knows and has done for one request.
+struct Bookkeeping<B: Body, P> {
     head: Parts,
     replay: Replay<B>,
-    /// The body of the next attempt.
-    body: Option<ReplayBody<B>>,
     policy: P,
     shared: Arc<Shared>,
+    /// Computed the first time shared state needs it.
     partition: Option<Partition>,
     deadline: Option<Instant>,
     attempts: u32,
     waited: Duration,
     last_hint: Option<Duration>,
+    /// When the attempt in flight was sent, if anything was throttled then.
+    sent: Option<Instant>,
+    /// Whether the attempt in flight (or about to go) is the gate's probe.
+    probe: bool,
 }
 
 /// The body of a response that is being retried, read and dropped so the connection can be
@@ -92,9 +108,14 @@ struct Drain<R> {
     left: usize,
 }
 
-enum Step<R, E> {
+/// What comes of an attempt.
+enum Next<B: Body, R, E> {
     Return(Result<Response<R>, RetryError<E>>),
-    Pause { wait: Duration, drain: Option<R> },
+    Retry {
+        at: Instant,
+        body: ReplayBody<B>,
+        drain: Option<R>,
+    },
 }
 
 impl<S, B, R, P> ResponseFuture<S, B, R, P>
@@ -112,13 +133,15 @@ where
         let (head, body) = req.into_parts();
         let (replay, first) = Replay::start(body, shared.settings.replay_limit);
         Self {
-            state: State::Preparing,
+            state: State::Planning {
+                body: first,
+                step: Step::Fresh,
+            },
             service,
             ready: true,
-            plan: Plan {
+            request: Bookkeeping {
                 head,
                 replay,
-                body: Some(first),
                 policy,
                 shared,
                 partition: None,
@@ -126,6 +149,8 @@ where
                 attempts: 0,
                 waited: Duration::ZERO,
                 last_hint: None,
+                sent: None,
+                probe: false,
             },
         }
     }
@@ -144,65 +169,81 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Cooling { sleep, started } => {
+                StateProj::Planning { body, step } => {
+                    let body = std::mem::take(body);
+                    // The common case: nothing throttled anywhere, so no clock and no lock.
+                    if !this.request.shared.state.throttled() {
+                        this.state.set(State::Sending { body });
+                        continue;
+                    }
+                    let now = Instant::now();
+                    match this.request.plan(now, *step) {
+                        Plan::Go { at, probe, .. } => {
+                            this.request.probe |= probe;
+                            if at <= now {
+                                this.state.set(State::Sending { body });
+                                continue;
+                            }
+                            if *this.ready {
+                                // Give back what readiness reserved (a concurrency permit, a
+                                // buffer slot) while waiting; it is asked for again afterwards.
+                                let fresh = this.service.clone();
+                                *this.service = fresh;
+                                *this.ready = false;
+                            }
+                            crate::trace::debug!(
+                                wait_ms = at.saturating_duration_since(now).as_millis() as u64,
+                                "holding the request for the partition's gate or pacing"
+                            );
+                            this.state.set(State::Waiting {
+                                sleep: Box::pin(sleep_until(at)),
+                                started: now,
+                                body,
+                            });
+                        }
+                        Plan::Stop(stop) => {
+                            let error = this.request.cooling_down(stop);
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(error));
+                        }
+                    }
+                }
+                StateProj::Waiting {
+                    sleep,
+                    started,
+                    body,
+                } => {
                     if sleep.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
                     }
-                    this.plan.waited += started.elapsed();
-                    this.state.set(State::Preparing);
+                    this.request.waited += started.elapsed();
+                    let body = std::mem::take(body);
+                    this.state.set(State::Planning {
+                        body,
+                        step: Step::Resume,
+                    });
                 }
-                StateProj::Preparing => {
-                    if let Some(until) = this.plan.cooling_until() {
-                        // A wait the layer would not sleep on for a hint (past the deadline,
-                        // or longer than `max_retry_after`) is not slept on for a cooldown.
-                        let too_long = until.saturating_duration_since(Instant::now())
-                            > this.plan.shared.settings.max_retry_after;
-                        if too_long || this.plan.deadline.is_some_and(|d| until >= d) {
-                            let info = this.plan.info(StopReason::DeadlineTooClose);
-                            this.state.set(State::Done);
-                            return Poll::Ready(Err(RetryError::CoolingDown { info }));
-                        }
-                        if *this.ready {
-                            // Give back what readiness reserved (a concurrency permit, a
-                            // buffer slot) while waiting; it is asked for again afterwards.
-                            let fresh = this.service.clone();
-                            *this.service = fresh;
-                            *this.ready = false;
-                        }
-                        crate::trace::debug!(
-                            wait_ms =
-                                until.saturating_duration_since(Instant::now()).as_millis() as u64,
-                            "waiting for the origin's cooldown before sending"
-                        );
-                        this.state.set(State::Cooling {
-                            sleep: Box::pin(sleep_until(until)),
-                            started: Instant::now(),
-                        });
-                        continue;
-                    }
+                StateProj::Sending { body } => {
                     if !*this.ready {
                         match this.service.poll_ready(cx) {
                             Poll::Pending => return Poll::Pending,
                             Poll::Ready(Err(error)) => {
-                                let info = this.plan.info(StopReason::Final);
+                                let info = this.request.info(StopReason::Final, None);
                                 this.state.set(State::Done);
                                 return Poll::Ready(Err(RetryError::Transport { error, info }));
                             }
                             Poll::Ready(Ok(())) => *this.ready = true,
                         }
                     }
-                    let Some(body) = this.plan.body.take() else {
-                        // Every path into this state sets the body; nothing to send otherwise.
-                        this.state.set(State::Done);
-                        return Poll::Pending;
-                    };
-                    this.plan.attempts += 1;
+                    let body = std::mem::take(body);
+                    let request = &mut *this.request;
+                    request.attempts += 1;
+                    request.sent = request.shared.state.throttled().then(Instant::now);
                     *this.ready = false;
                     let future = this
                         .service
-                        .call(Request::from_parts(this.plan.head.clone(), body));
-                    let timeout = this
-                        .plan
+                        .call(Request::from_parts(request.head.clone(), body));
+                    let timeout = request
                         .shared
                         .settings
                         .attempt_timeout
@@ -210,9 +251,9 @@ where
                     this.state.set(State::Calling { future, timeout });
                 }
                 StateProj::Calling { future, timeout } => {
-                    let step = match future.poll(cx) {
-                        Poll::Ready(Ok(res)) => this.plan.on_response(res),
-                        Poll::Ready(Err(error)) => this.plan.on_failure(Some(error)),
+                    let next = match future.poll(cx) {
+                        Poll::Ready(Ok(res)) => this.request.on_response(res),
+                        Poll::Ready(Err(error)) => this.request.on_failure(Some(error)),
                         Poll::Pending => {
                             let timed_out = timeout
                                 .as_mut()
@@ -220,17 +261,17 @@ where
                             if !timed_out {
                                 return Poll::Pending;
                             }
-                            this.plan.on_failure(None)
+                            this.request.on_failure(None)
                         }
                     };
-                    match step {
-                        Step::Return(output) => {
+                    match next {
+                        Next::Return(output) => {
                             this.state.set(State::Done);
                             return Poll::Ready(output);
                         }
-                        Step::Pause { wait, drain } => {
+                        Next::Retry { at, body, drain } => {
                             let now = Instant::now();
-                            let settings = &this.plan.shared.settings;
+                            let settings = &this.request.shared.settings;
                             let drain = drain.map(|body| Drain {
                                 body: Box::pin(body),
                                 until: later(now, settings.drain_timeout),
@@ -239,8 +280,9 @@ where
                             this.state.set(State::Pausing {
                                 sleep: None,
                                 started: now,
-                                resume_at: later(now, wait),
+                                resume_at: at,
                                 drain,
+                                body,
                             });
                         }
                     }
@@ -250,6 +292,7 @@ where
                     started,
                     resume_at,
                     drain,
+                    body,
                 } => {
                     if drain.as_mut().is_some_and(|d| d.poll(cx)) {
                         *drain = None;
@@ -257,8 +300,12 @@ where
                     let now = Instant::now();
                     let draining = drain.as_ref().filter(|d| now < d.until);
                     if now >= *resume_at && draining.is_none() {
-                        this.plan.waited += now.saturating_duration_since(*started);
-                        this.state.set(State::Preparing);
+                        this.request.waited += now.saturating_duration_since(*started);
+                        let body = std::mem::take(body);
+                        this.state.set(State::Planning {
+                            body,
+                            step: Step::Resume,
+                        });
                         continue;
                     }
                     let wake_at = match draining {
@@ -280,60 +327,112 @@ where
     }
 }
 
-impl<B: Body, P> Plan<B, P> {
-    fn info(&self, stop: StopReason) -> RetryInfo {
+impl<B: Body, P> Bookkeeping<B, P> {
+    fn info(&self, stop: StopReason, retry_after: Option<Duration>) -> RetryInfo {
         RetryInfo {
             attempts: self.attempts,
             waited: self.waited,
             last_hint: self.last_hint,
+            retry_after,
             stop,
         }
     }
 
-    /// When the origin's cooldown ends (plus the jitter that spreads waiters), if it is on.
-    fn cooling_until(&mut self) -> Option<Instant> {
+    fn partition(&mut self) -> Partition {
         let Self {
-            shared,
             partition,
             head,
+            shared,
             ..
         } = self;
-        let cooldown = shared.cooldown.as_ref()?;
-        // No clock read at all while no gate ever closed.
-        if !cooldown.ever_closed() {
-            return None;
-        }
-        let now = Instant::now();
-        let until =
-            cooldown.closed_until(now, || cooldown.partition_cached(partition, &head.uri))?;
-        let spread = until
-            .saturating_duration_since(now)
-            .min(self.shared.settings.hint_jitter)
-            .mul_f64(self.shared.sample());
-        Some(later(until, spread))
+        partition
+            .get_or_insert_with(|| shared.state.partition(&head.uri, &head.headers))
+            .clone()
     }
 
-    fn on_response<R, E>(&mut self, mut res: Response<R>) -> Step<R, E>
+    /// Asks the planner, under the shared state's lock.
+    fn plan(&mut self, now: Instant, step: Step) -> Plan {
+        let partition = self.partition();
+        let shared = &self.shared;
+        let inputs = Inputs {
+            now,
+            samples: [shared.sample(), shared.sample()],
+            attempts: self.attempts,
+            deadline: self.deadline,
+            replayable: self.replay.can_replay(),
+            step,
+        };
+        shared.state.plan(&shared.settings, &partition, &inputs)
+    }
+
+    /// The error of a request the planner would not send.
+    fn cooling_down<E>(&self, stop: Stop) -> RetryError<E> {
+        crate::trace::debug!(
+            attempts = self.attempts,
+            retry_after_ms = stop.retry_after.map(|d| d.as_millis() as u64),
+            "not sending: the server asked clients to wait longer than this request may"
+        );
+        RetryError::CoolingDown {
+            status: stop.status.unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            info: self.info(stop.reason, stop.retry_after),
+        }
+    }
+
+    /// Tells the shared state what the attempt showed.
+    fn observe(&mut self, signal: Signal) {
+        let probe = std::mem::take(&mut self.probe);
+        let sent = self.sent.take();
+        let Self {
+            partition,
+            head,
+            shared,
+            ..
+        } = self;
+        let state = &shared.state;
+        state.observe(
+            signal,
+            || {
+                partition
+                    .get_or_insert_with(|| state.partition(&head.uri, &head.headers))
+                    .clone()
+            },
+            Instant::now,
+            sent,
+            probe,
+        );
+    }
+
+    /// Plans the retry the policy asked for: when it goes, with which body, or why not.
+    fn retry(&mut self, hint: Option<Duration>) -> Result<(Instant, ReplayBody<B>), Stop> {
+        let now = Instant::now();
+        match self.plan(now, Step::Retry { hint }) {
+            Plan::Go { at, probe, .. } => {
+                let body = self.replay.next().ok_or(Stop {
+                    reason: StopReason::BodyNotReplayable,
+                    retry_after: None,
+                    status: None,
+                })?;
+                self.probe = probe;
+                Ok((at, body))
+            }
+            Plan::Stop(stop) => Err(stop),
+        }
+    }
+
+    fn on_response<R, E>(&mut self, mut res: Response<R>) -> Next<B, R, E>
     where
         P: RetryPolicy<E>,
     {
         let status = res.status();
-        let hint = match status.as_u16() {
-            429 | 503 => wait_hint(
-                res.headers(),
-                self.shared.settings.hint_fields,
-                self.shared.clock.now(),
-            ),
-            _ => None,
+        let settings = &self.shared.settings;
+        let throttling = matches!(status.as_u16(), 429 | 503);
+        let hint = if throttling {
+            wait_hint(res.headers(), settings.hint_fields, self.shared.clock.now())
+        } else {
+            None
         };
         if hint.is_some() {
             self.last_hint = hint;
-        }
-        if let Some(floor) = hint.filter(|h| !h.is_zero())
-            && let Some(cooldown) = &self.shared.cooldown
-        {
-            let partition = cooldown.partition_cached(&mut self.partition, &self.head.uri);
-            cooldown.close(partition, later(Instant::now(), floor));
         }
         let decision = self.policy.decide(&Attempt {
             method: &self.head.method,
@@ -346,15 +445,32 @@ impl<B: Body, P> Plan<B, P> {
                 hint,
             },
         });
-        let stop = match decision {
-            Decision::Stop => {
-                if let Some(budget) = &self.shared.budget {
-                    budget.deposit();
+        let signal = if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            if throttling && decision == Decision::Retry {
+                Signal::Throttled {
+                    status,
+                    hint,
+                    quota: settings
+                        .hint_fields
+                        .rate_limit
+                        .then(|| quota(res.headers()))
+                        .flatten(),
                 }
-                StopReason::Final
+            } else {
+                Signal::Answered
             }
-            Decision::Retry => match self.plan_retry(hint) {
-                Ok(wait) => {
+        } else {
+            Signal::Healthy
+        };
+        self.observe(signal);
+        let stop = match decision {
+            Decision::Stop => Stop {
+                reason: StopReason::Final,
+                retry_after: None,
+                status: None,
+            },
+            Decision::Retry => match self.retry(hint) {
+                Ok((at, body)) => {
                     crate::trace::debug!(
                         attempt = self.attempts,
                         status = status.as_u16(),
@@ -363,28 +479,30 @@ impl<B: Body, P> Plan<B, P> {
                             .get::<ApiError>()
                             .map(|e| e.code().as_str()),
                         hint_ms = hint.map(|h| h.as_millis() as u64),
-                        wait_ms = wait.as_millis() as u64,
+                        wait_ms = at.saturating_duration_since(Instant::now()).as_millis() as u64,
                         "retrying after a response"
                     );
-                    return Step::Pause {
-                        wait,
+                    return Next::Retry {
+                        at,
+                        body,
                         drain: Some(res.into_body()),
                     };
                 }
-                Err(reason) => reason,
+                Err(stop) => stop,
             },
         };
         crate::trace::debug!(
             attempts = self.attempts,
             status = status.as_u16(),
-            reason = ?stop,
+            reason = ?stop.reason,
             "returning the response"
         );
-        res.extensions_mut().insert(self.info(stop));
-        Step::Return(Ok(res))
+        res.extensions_mut()
+            .insert(self.info(stop.reason, stop.retry_after));
+        Next::Return(Ok(res))
     }
 
-    fn on_failure<R, E>(&mut self, error: Option<E>) -> Step<R, E>
+    fn on_failure<R, E>(&mut self, error: Option<E>) -> Next<B, R, E>
     where
         P: RetryPolicy<E>,
     {
@@ -400,70 +518,36 @@ impl<B: Body, P> Plan<B, P> {
                 failure,
             },
         });
+        self.observe(Signal::Failed);
         let stop = match decision {
-            Decision::Stop => StopReason::Final,
-            Decision::Retry => match self.plan_retry(None) {
-                Ok(wait) => {
+            Decision::Stop => Stop {
+                reason: StopReason::Final,
+                retry_after: None,
+                status: None,
+            },
+            Decision::Retry => match self.retry(None) {
+                Ok((at, body)) => {
                     crate::trace::debug!(
                         attempt = self.attempts,
                         failure = ?failure,
-                        wait_ms = wait.as_millis() as u64,
+                        wait_ms = at.saturating_duration_since(Instant::now()).as_millis() as u64,
                         "retrying after a failed attempt"
                     );
-                    return Step::Pause { wait, drain: None };
+                    return Next::Retry {
+                        at,
+                        body,
+                        drain: None,
+                    };
                 }
-                Err(reason) => reason,
+                Err(stop) => stop,
             },
         };
-        crate::trace::debug!(attempts = self.attempts, failure = ?failure, reason = ?stop, "giving up");
-        let info = self.info(stop);
-        Step::Return(Err(match error {
+        crate::trace::debug!(attempts = self.attempts, failure = ?failure, reason = ?stop.reason, "giving up");
+        let info = self.info(stop.reason, stop.retry_after);
+        Next::Return(Err(match error {
             Some(error) => RetryError::Transport { error, info },
             None => RetryError::TimedOut { info },
         }))
-    }
-
-    /// The wait before the next attempt, or why there is none.
-    fn plan_retry(&mut self, hint: Option<Duration>) -> Result<Duration, StopReason> {
-        let settings = &self.shared.settings;
-        if self.attempts >= settings.max_attempts {
-            return Err(StopReason::AttemptsExhausted);
-        }
-        if hint.is_some_and(|h| h > settings.max_retry_after) {
-            return Err(StopReason::HintTooLong);
-        }
-        if !self.replay.can_replay() {
-            return Err(StopReason::BodyNotReplayable);
-        }
-        let backoff = backoff(
-            self.attempts,
-            settings.base_backoff,
-            settings.max_backoff,
-            self.shared.sample(),
-        );
-        let mut wait = match hint {
-            Some(floor) if !floor.is_zero() => {
-                hinted(floor, backoff, settings.hint_jitter, self.shared.sample())
-            }
-            _ => backoff,
-        };
-        let now = Instant::now();
-        if let Some(until) = self.cooling_until() {
-            wait = wait.max(until.saturating_duration_since(now));
-        }
-        if self.deadline.is_some_and(|d| later(now, wait) >= d) {
-            return Err(StopReason::DeadlineTooClose);
-        }
-        if let Some(budget) = &self.shared.budget
-            && !budget.withdraw()
-        {
-            return Err(StopReason::BudgetExhausted);
-        }
-        self.body = self.replay.next();
-        if self.body.is_none() {
-            return Err(StopReason::BodyNotReplayable);
-        }
-        Ok(wait)
     }
 }
 
@@ -495,8 +579,8 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("attempts", &self.plan.attempts)
-            .field("waited", &self.plan.waited)
+            .field("attempts", &self.request.attempts)
+            .field("waited", &self.request.waited)
             .finish_non_exhaustive()
     }
 }

@@ -6,7 +6,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, HeaderValue, header::RETRY_AFTER};
+use http::{HeaderMap, HeaderValue, header::HeaderName, header::RETRY_AFTER};
+
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
 /// The longest delta-seconds value read as a number; longer digit strings are ignored rather
 /// than saturated, since no server means a wait of centuries.
@@ -24,13 +27,17 @@ pub(crate) struct HintFields {
 }
 
 /// The server's wait hint: `Retry-After` first, then (if enabled) `RateLimit` /
-/// `RateLimit-Reset`, then `X-RateLimit-Reset`.
+/// `RateLimit-Reset`, then `X-RateLimit-Reset`. Of several lines of one field, the largest
+/// valid value wins: an invalid line hides nothing, and the safer reading is the longer wait.
 pub(crate) fn wait_hint(
     headers: &HeaderMap,
     fields: HintFields,
     now: SystemTime,
 ) -> Option<Duration> {
-    if let Some(hint) = headers.get(RETRY_AFTER).and_then(|v| retry_after(v, now)) {
+    let largest = |name, read: &dyn Fn(&HeaderValue) -> Option<Duration>| {
+        headers.get_all(name).iter().filter_map(read).max()
+    };
+    if let Some(hint) = largest(RETRY_AFTER, &|v| retry_after(v, now)) {
         return Some(hint);
     }
     if fields.rate_limit {
@@ -39,15 +46,13 @@ pub(crate) fn wait_hint(
             .iter()
             .filter_map(rate_limit_reset)
             .max()
-            .or_else(|| headers.get("ratelimit-reset").and_then(delta_seconds));
+            .or_else(|| largest(RATELIMIT_RESET, &delta_seconds));
         if hint.is_some() {
             return hint;
         }
     }
     if fields.x_rate_limit_reset {
-        return headers
-            .get("x-ratelimit-reset")
-            .and_then(|v| x_rate_limit_reset(v, now));
+        return largest(X_RATELIMIT_RESET, &|v| x_rate_limit_reset(v, now));
     }
     None
 }
@@ -74,20 +79,79 @@ fn seconds(text: &str) -> Option<u64> {
     text.parse().ok()
 }
 
-/// The reset of one `RateLimit` field value: `t=<seconds>` (current draft, `"policy";r=0;t=30`)
-/// or `reset=<seconds>` (earlier drafts, `limit=100, remaining=0, reset=30`); the largest one
-/// named.
+/// The wait one `RateLimit` field value names: the largest reset (`t=`, or `reset=` in
+/// earlier drafts) of the policies that are exhausted. A policy whose remaining quota (`r=`,
+/// `remaining=`) is above zero names no wait: `"burst";r=0;t=1, "daily";r=900;t=86000` is a
+/// one-second wait, not a day.
 fn rate_limit_reset(value: &HeaderValue) -> Option<Duration> {
-    value
-        .to_str()
-        .ok()?
-        .split([',', ';'])
-        .filter_map(|param| {
-            let (name, value) = param.trim().split_once('=')?;
-            matches!(name.trim(), "t" | "reset").then(|| seconds(value.trim()))?
-        })
+    policies(value.to_str().ok()?)
+        .filter(|p| p.remaining.is_none_or(|r| r == 0))
+        .filter_map(|p| p.reset)
         .max()
         .map(Duration::from_secs)
+}
+
+/// The quota, in requests a second, of the policy a 429's `RateLimit` field says is exhausted,
+/// as its `RateLimit-Policy` field states it (`"burst";q=200;w=1`): the pacer's rate.
+pub(crate) fn quota(headers: &HeaderMap) -> Option<f64> {
+    let exhausted: Vec<&str> = headers
+        .get_all("ratelimit")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(policies)
+        .filter(|p| p.remaining == Some(0))
+        .map(|p| p.name)
+        .collect();
+    headers
+        .get_all("ratelimit-policy")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(policies)
+        .filter(|p| exhausted.contains(&p.name))
+        .filter_map(|p| {
+            let (quota, window) = (p.quota?, p.window?);
+            (quota > 0 && window > 0).then(|| quota as f64 / window as f64)
+        })
+        .min_by(f64::total_cmp)
+}
+
+/// One policy of a `RateLimit` or `RateLimit-Policy` field.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Policy<'a> {
+    name: &'a str,
+    remaining: Option<u64>,
+    reset: Option<u64>,
+    quota: Option<u64>,
+    window: Option<u64>,
+}
+
+/// The policies of a field value: the current draft's list (`"name";r=0;t=30, ...`), or the
+/// earlier drafts' single dictionary (`limit=100, remaining=0, reset=30`).
+fn policies(value: &str) -> impl Iterator<Item = Policy<'_>> {
+    let members: Vec<&str> = if value.contains(';') {
+        value.split(',').collect()
+    } else {
+        vec![value]
+    };
+    members.into_iter().map(|member| {
+        let mut policy = Policy::default();
+        for param in member.split([',', ';']) {
+            let param = param.trim();
+            let Some((key, value)) = param.split_once('=') else {
+                policy.name = param.trim_matches('"');
+                continue;
+            };
+            let slot = match key.trim() {
+                "r" | "remaining" => &mut policy.remaining,
+                "t" | "reset" => &mut policy.reset,
+                "q" | "limit" => &mut policy.quota,
+                "w" => &mut policy.window,
+                _ => continue,
+            };
+            *slot = seconds(value.trim());
+        }
+        policy
+    })
 }
 
 /// `X-RateLimit-Reset`: seconds from now, or (from [`EPOCH_THRESHOLD`] on) Unix seconds.
@@ -199,9 +263,20 @@ mod tests {
         let read = |value: &str| rate_limit_reset(&hv(value));
         assert_eq!(read("\"default\";r=0;t=30"), Some(Duration::from_secs(30)));
         assert_eq!(
-            read("\"a\";r=0;t=5, \"b\";r=3;t=60"),
+            read("\"a\";r=0;t=5, \"b\";r=0;t=60"),
             Some(Duration::from_secs(60))
         );
+        // A policy with quota left names no wait.
+        assert_eq!(
+            read("\"a\";r=0;t=5, \"b\";r=3;t=60"),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            read("\"burst\";r=0;t=1, \"daily\";r=900;t=86000"),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(read("\"daily\";r=900;t=86000"), None);
+        assert_eq!(read("limit=100, remaining=5, reset=12"), None);
         assert_eq!(
             read("limit=100, remaining=0, reset=12"),
             Some(Duration::from_secs(12))
@@ -231,6 +306,50 @@ mod tests {
         assert_eq!(read("1.5"), None);
     }
 
+    #[test]
+    fn of_several_hint_lines_the_largest_valid_one_wins() {
+        let mut headers = HeaderMap::new();
+        headers.append(RETRY_AFTER, hv("soon"));
+        headers.append(RETRY_AFTER, hv("4"));
+        headers.append(RETRY_AFTER, hv("2"));
+        assert_eq!(
+            wait_hint(&headers, HintFields::default(), at(NOW)),
+            Some(Duration::from_secs(4))
+        );
+        let mut headers = HeaderMap::new();
+        headers.append("x-ratelimit-reset", hv("-1"));
+        headers.append("x-ratelimit-reset", hv("7"));
+        let fields = HintFields {
+            rate_limit: false,
+            x_rate_limit_reset: true,
+        };
+        assert_eq!(
+            wait_hint(&headers, fields, at(NOW)),
+            Some(Duration::from_secs(7))
+        );
+    }
+
+    #[test]
+    fn the_quota_of_the_exhausted_policy_is_read_from_its_policy_field() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "ratelimit",
+            hv("\"burst\";r=0;t=1, \"daily\";r=900;t=86000"),
+        );
+        headers.insert(
+            "ratelimit-policy",
+            hv("\"burst\";q=200;w=1, \"daily\";q=1000;w=86400"),
+        );
+        assert_eq!(quota(&headers), Some(200.0));
+        headers.insert("ratelimit", hv("\"daily\";r=0;t=50"));
+        assert_eq!(quota(&headers), Some(1000.0 / 86400.0));
+        headers.insert("ratelimit", hv("\"burst\";r=5;t=1"));
+        assert_eq!(quota(&headers), None, "nothing is exhausted");
+        headers.insert("ratelimit", hv("\"burst\";r=0;t=1"));
+        headers.insert("ratelimit-policy", hv("\"burst\";q=0;w=1"));
+        assert_eq!(quota(&headers), None, "a zero quota paces nothing");
+    }
+
     proptest! {
         #[test]
         fn any_header_bytes_never_panic(
@@ -239,11 +358,12 @@ mod tests {
         ) {
             if let Ok(value) = HeaderValue::from_bytes(&bytes) {
                 let mut headers = HeaderMap::new();
-                for name in ["retry-after", "ratelimit", "ratelimit-reset", "x-ratelimit-reset"] {
+                for name in ["retry-after", "ratelimit", "ratelimit-reset", "x-ratelimit-reset", "ratelimit-policy"] {
                     headers.insert(name, value.clone());
                 }
                 let all = HintFields { rate_limit: true, x_rate_limit_reset: true };
                 let _ = wait_hint(&headers, all, at(now));
+                let _ = quota(&headers);
             }
         }
 

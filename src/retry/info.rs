@@ -7,6 +7,7 @@ pub struct RetryInfo {
     pub(super) attempts: u32,
     pub(super) waited: Duration,
     pub(super) last_hint: Option<Duration>,
+    pub(super) retry_after: Option<Duration>,
     pub(super) stop: StopReason,
 }
 
@@ -25,6 +26,10 @@ pub enum StopReason {
     HintTooLong,
     /// The next wait would have crossed the request's deadline.
     DeadlineTooClose,
+    /// The server asked clients of this origin and credential to wait (a shared gate, or
+    /// the pacing after a 429) for longer than `max_retry_after` or past the deadline; see
+    /// [`RetryInfo::retry_after`].
+    CoolingDown,
     /// The request body was larger than the replay buffer (or its stream failed), so it
     /// cannot be sent again.
     BodyNotReplayable,
@@ -44,6 +49,14 @@ impl RetryInfo {
     /// The last wait hint the server gave, whether or not it was slept on.
     pub fn last_hint(&self) -> Option<Duration> {
         self.last_hint
+    }
+
+    /// How long the server asked to wait, when that is why the layer stopped
+    /// ([`HintTooLong`](StopReason::HintTooLong): this response's hint;
+    /// [`CoolingDown`](StopReason::CoolingDown): what was left of the wait a shared gate or
+    /// the pacing asked for).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 
     /// Why there was no further attempt.

@@ -6,8 +6,8 @@ use tower_layer::Layer;
 
 use super::backoff::{Jitter, RandomJitter, SystemClock, WallClock};
 use super::budget::Budget;
-use super::cooldown::Cooldown;
 use super::hints::HintFields;
+use super::state::State;
 use super::{DefaultPolicy, Retry};
 use crate::ConfigError;
 
@@ -20,6 +20,9 @@ pub(super) struct Settings {
     pub(super) max_retry_after: Duration,
     pub(super) hint_jitter: Duration,
     pub(super) hint_fields: HintFields,
+    /// The longest a gate stays shut without a probe (the builder's `None`: `max_retry_after`).
+    pub(super) max_cooldown: Duration,
+    pub(super) pacing: bool,
     pub(super) deadline: Option<Duration>,
     pub(super) attempt_timeout: Option<Duration>,
     pub(super) replay_limit: usize,
@@ -30,8 +33,7 @@ pub(super) struct Settings {
 /// What every clone of a layer, and every service and future built from it, shares.
 pub(super) struct Shared {
     pub(super) settings: Settings,
-    pub(super) budget: Option<Budget>,
-    pub(super) cooldown: Option<Cooldown>,
+    pub(super) state: State,
     pub(super) jitter: Arc<dyn Jitter>,
     pub(super) clock: Arc<dyn WallClock>,
 }
@@ -48,8 +50,7 @@ impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
             .field("settings", &self.settings)
-            .field("budget", &self.budget.is_some())
-            .field("shared_cooldown", &self.cooldown.is_some())
+            .field("state", &self.state)
             .finish_non_exhaustive()
     }
 }
@@ -67,8 +68,9 @@ pub struct RetryLayer<P = DefaultPolicy> {
 
 impl RetryLayer {
     /// The defaults: 3 attempts, backoff from 100 ms doubling up to 10 s, hints up to 60 s
-    /// honoured, a budget of 20% of successes plus 10 retries a second, a shared cooldown,
-    /// request bodies replayed up to 64 KiB.
+    /// honoured, a budget of 20% of healthy answers plus 10 retries a second, shared gates
+    /// shut for 60 s at most without a probe, pacing after a 429, request bodies replayed up
+    /// to 64 KiB.
     pub fn new() -> Self {
         match Self::builder().build() {
             Ok(layer) => layer,
@@ -144,6 +146,7 @@ impl<P: fmt::Debug> fmt::Debug for RetryLayer<P> {
 #[must_use = "call `build` to get the layer"]
 pub struct RetryBuilder {
     settings: Settings,
+    max_cooldown: Option<Duration>,
     budget: Option<(f64, u32)>,
     shared_cooldown: bool,
     jitter: Arc<dyn Jitter>,
@@ -160,12 +163,15 @@ impl Default for RetryBuilder {
                 max_retry_after: Duration::from_secs(60),
                 hint_jitter: Duration::from_secs(1),
                 hint_fields: HintFields::default(),
+                max_cooldown: Duration::ZERO,
+                pacing: true,
                 deadline: None,
                 attempt_timeout: None,
                 replay_limit: 64 * 1024,
                 drain_limit: 64 * 1024,
                 drain_timeout: Duration::from_millis(100),
             },
+            max_cooldown: None,
             budget: Some((0.2, 10)),
             shared_cooldown: true,
             jitter: Arc::new(RandomJitter::new()),
@@ -202,11 +208,40 @@ impl RetryBuilder {
         self
     }
 
-    /// At most how much later than a server hint a retry (or a request waiting for a
-    /// cooldown) goes, spread at random so a crowd told the same time does not come back at
-    /// once (default 1 s; a hint `h` gets at most `min(h, jitter)`).
+    /// At most how much later than the server asked a retry (or a request held by a gate)
+    /// goes, at random, so one caller is not back on the exact second (default 1 s). With
+    /// pacing on, the spread of a wait `w` is at most `max(w / 10, 100 ms)` within this bound:
+    /// spreading a crowd is the pacer's job. With pacing off, it is at most `min(w, jitter)`.
     pub fn hint_jitter(mut self, jitter: Duration) -> Self {
         self.settings.hint_jitter = jitter;
+        self
+    }
+
+    /// The longest a shared gate stays shut without a probe (default: `max_retry_after`).
+    ///
+    /// A 429 or 503 asking for a longer wait shuts the gate for this long; then one request
+    /// at a time goes through as a probe. An answer without a hint reopens the gate, another
+    /// hint shuts it again by the same rule. Requests that meet the gate meanwhile wait if
+    /// what the server asked fits their `max_retry_after` and deadline, and otherwise fail at
+    /// once with [`RetryError::CoolingDown`](super::RetryError::CoolingDown), which says how
+    /// long the server asked for. No hint can shut an origin for longer.
+    pub fn max_cooldown(mut self, max: Duration) -> Self {
+        self.max_cooldown = Some(max);
+        self
+    }
+
+    /// Whether a partition's requests are paced after a 429 (default: yes).
+    ///
+    /// After a 429, new requests to the same origin and credential are released at a rate
+    /// learned from what the server admitted (or, with
+    /// [`rate_limit_headers`](Self::rate_limit_headers), the quota its `RateLimit-Policy`
+    /// states), instead of all at once when the wait ends; the rate is held, then recovers
+    /// gradually, and pacing ends once it has doubled without another 429. Off: the server's
+    /// wait is honoured, and a crowd comes back spread by [`hint_jitter`](Self::hint_jitter)
+    /// alone. Nothing is paced, no timer touched and no lock taken while no partition is
+    /// throttled.
+    pub fn pacing(mut self, yes: bool) -> Self {
+        self.settings.pacing = yes;
         self
     }
 
@@ -267,8 +302,9 @@ impl RetryBuilder {
         self
     }
 
-    /// Whether a 429 or 503 with a hint closes the origin for every request through this
-    /// layer's clones until the hint has passed (default: yes).
+    /// Whether a 429 or 503 with a hint closes a gate on its partition (origin and credential)
+    /// for every request through this layer's clones, until the hint has passed or, for a
+    /// longer hint, until [`max_cooldown`](Self::max_cooldown) and a probe (default: yes).
     pub fn shared_cooldown(mut self, yes: bool) -> Self {
         self.shared_cooldown = yes;
         self
@@ -299,6 +335,9 @@ impl RetryBuilder {
         if s.max_retry_after.is_zero() {
             return out_of_range("max_retry_after", "a positive duration");
         }
+        if self.max_cooldown.is_some_and(|d| d.is_zero()) {
+            return out_of_range("max_cooldown", "a positive duration");
+        }
         if s.deadline.is_some_and(|d| d.is_zero()) {
             return out_of_range("deadline", "a positive duration");
         }
@@ -313,11 +352,15 @@ impl RetryBuilder {
         {
             return out_of_range("budget", "a ratio from 0 to 100");
         }
+        let settings = Settings {
+            max_cooldown: self.max_cooldown.unwrap_or(s.max_retry_after),
+            ..self.settings
+        };
+        let budget = self.budget.map(|(ratio, min)| Budget::new(ratio, min));
         Ok(RetryLayer {
             shared: Arc::new(Shared {
-                settings: self.settings,
-                budget: self.budget.map(|(ratio, min)| Budget::new(ratio, min)),
-                cooldown: self.shared_cooldown.then(Cooldown::new),
+                state: State::new(&settings, self.shared_cooldown, budget),
+                settings,
                 jitter: self.jitter,
                 clock: self.clock,
             }),
@@ -330,6 +373,7 @@ impl fmt::Debug for RetryBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryBuilder")
             .field("settings", &self.settings)
+            .field("max_cooldown", &self.max_cooldown)
             .field("budget", &self.budget)
             .field("shared_cooldown", &self.shared_cooldown)
             .finish_non_exhaustive()
@@ -358,6 +402,7 @@ mod tests {
                 RetryLayer::builder().max_retry_after(ms(0)),
             ),
             ("deadline", RetryLayer::builder().deadline(ms(0))),
+            ("max_cooldown", RetryLayer::builder().max_cooldown(ms(0))),
             (
                 "attempt_timeout",
                 RetryLayer::builder().attempt_timeout(ms(0)),

@@ -114,14 +114,16 @@
 mod backoff;
 mod body;
 mod budget;
-mod cooldown;
 mod error;
 mod future;
 pub(crate) mod hints;
 mod info;
 mod layer;
+mod pacer;
+mod plan;
 mod policy;
 mod service;
+mod state;
 
 pub use backoff::{Jitter, RandomJitter, SystemClock, WallClock};
 pub use body::{BoxError, ReplayBody};

@@ -72,6 +72,7 @@ where
                     attempts: 0,
                     waited: std::time::Duration::ZERO,
                     last_hint: None,
+                    retry_after: None,
                     stop: super::StopReason::Final,
                 },
             })

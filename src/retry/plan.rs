@@ -1,0 +1,763 @@
+//! The retry planner: every rule about *when* a request may be sent, in one pure function.
+//!
+//! [`plan`] takes the time, two jitter samples, where the request stands ([`Step`]) and a
+//! [`Snapshot`] of the shared state of its partition (gate, pacer, budget), and says what to
+//! do: send at an instant (now, or later), or stop with a reason. It reads no clock, takes no
+//! lock and touches no timer: the response future gathers its inputs, and the shared state
+//! applies what the plan took (a pacing slot, the probe, a retry from the budget) under the
+//! same lock it read the snapshot under.
+//!
+//! The rules, in the order they apply:
+//!
+//! | rule | what it does |
+//! |---|---|
+//! | attempts | a retry past `max_attempts` stops: [`AttemptsExhausted`](StopReason::AttemptsExhausted) |
+//! | hint cap | a hint above `max_retry_after` is not slept on: [`HintTooLong`](StopReason::HintTooLong) |
+//! | replay | a body that cannot be sent again stops: [`BodyNotReplayable`](StopReason::BodyNotReplayable) |
+//! | backoff | full-jitter exponential backoff before retry *n* |
+//! | hint floor | a hint is a floor: `max(hint, backoff)` plus a bounded upward spread; `0` names no floor |
+//! | deadline | an own wait that would cross the deadline stops: [`DeadlineTooClose`](StopReason::DeadlineTooClose) |
+//! | gate | a closed gate is waited for only if what the server asked fits `max_retry_after` and the deadline, else [`CoolingDown`](StopReason::CoolingDown); past its capped reopening, one request probes |
+//! | pacing | a throttled partition releases requests at its pacer's slots, under the same cap |
+//! | budget | a retry takes one from the shared budget, or stops: [`BudgetExhausted`](StopReason::BudgetExhausted) |
+
+use std::time::Duration;
+
+use http::StatusCode;
+use tokio::time::Instant;
+
+use super::StopReason;
+use super::backoff::{backoff, unit};
+use super::later;
+use super::layer::Settings;
+
+/// The least upward spread a pacing layer allows a hinted wait (and the most it needs: the
+/// pacer spreads crowds, the spread only keeps one caller off the exact second).
+const MIN_SPREAD: Duration = Duration::from_millis(100);
+
+/// The shared gate of a partition, as seen at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gate {
+    /// Requests may go.
+    Open,
+    /// Nothing goes before `reopen`; the server asked clients to stay away until `asked`
+    /// (later than `reopen` when the ask was longer than `max_cooldown`).
+    Closed {
+        reopen: Instant,
+        asked: Instant,
+        status: StatusCode,
+    },
+    /// Past `reopen` but before `asked`: one request at a time may go, as a probe; `free`
+    /// when none is out.
+    Probing {
+        asked: Instant,
+        status: StatusCode,
+        free: bool,
+    },
+}
+
+/// What the shared state says about a request's partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    pub(crate) gate: Gate,
+    /// The pacer's next free slot, when the partition is paced.
+    pub(crate) pace: Option<Instant>,
+    /// Whether the retry budget has a retry to give.
+    pub(crate) budget: bool,
+}
+
+impl Snapshot {
+    /// Nothing held back, budget available.
+    #[cfg(test)]
+    pub(crate) const OPEN: Self = Self {
+        gate: Gate::Open,
+        pace: None,
+        budget: true,
+    };
+}
+
+/// Where the request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Before its first attempt.
+    Fresh,
+    /// After a wait the planner chose, about to send: the gate is checked again, nothing else
+    /// (the wait already holds its pacing slot and its retry).
+    Resume,
+    /// After an attempt whose outcome the policy would retry, with the server's hint if any.
+    Retry { hint: Option<Duration> },
+}
+
+/// The planner's inputs besides the snapshot.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Inputs {
+    pub(crate) now: Instant,
+    /// Two jitter samples in `[0, 1]`: the backoff's and the spread's.
+    pub(crate) samples: [f64; 2],
+    /// Attempts sent so far.
+    pub(crate) attempts: u32,
+    pub(crate) deadline: Option<Instant>,
+    /// Whether the request body can be sent again.
+    pub(crate) replayable: bool,
+    pub(crate) step: Step,
+}
+
+/// What to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// Send at `at` (`now`: at once). `slot`: `at` is the pacer's slot, taken; `probe`: the
+    /// request goes as the gate's probe; `spend`: a retry is taken from the budget.
+    Go {
+        at: Instant,
+        slot: bool,
+        probe: bool,
+        spend: bool,
+    },
+    /// Do not send; return what there is.
+    Stop(Stop),
+}
+
+/// Why a request is not sent (again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stop {
+    pub(crate) reason: StopReason,
+    /// How long the server asked to wait, when that is the reason.
+    pub(crate) retry_after: Option<Duration>,
+    /// The status that closed the gate or started the pacing, for [`StopReason::CoolingDown`].
+    pub(crate) status: Option<StatusCode>,
+}
+
+impl Stop {
+    fn because(reason: StopReason) -> Plan {
+        Plan::Stop(Self {
+            reason,
+            retry_after: None,
+            status: None,
+        })
+    }
+
+    fn cooling(retry_after: Duration, status: StatusCode) -> Plan {
+        Plan::Stop(Self {
+            reason: StopReason::CoolingDown,
+            retry_after: Some(retry_after),
+            status: Some(status),
+        })
+    }
+}
+
+/// The plan for a request; see the [module docs](self).
+pub(crate) fn plan(settings: &Settings, inputs: &Inputs, snapshot: &Snapshot) -> Plan {
+    let now = inputs.now;
+    let waits_over = |at: Instant| inputs.deadline.is_some_and(|d| at >= d);
+    let mut at = now;
+    let retry = match inputs.step {
+        Step::Fresh | Step::Resume => false,
+        Step::Retry { hint } => {
+            if inputs.attempts >= settings.max_attempts {
+                return Stop::because(StopReason::AttemptsExhausted);
+            }
+            if let Some(hint) = hint.filter(|h| *h > settings.max_retry_after) {
+                return Plan::Stop(Stop {
+                    reason: StopReason::HintTooLong,
+                    retry_after: Some(hint),
+                    status: None,
+                });
+            }
+            if !inputs.replayable {
+                return Stop::because(StopReason::BodyNotReplayable);
+            }
+            let backoff = backoff(
+                inputs.attempts,
+                settings.base_backoff,
+                settings.max_backoff,
+                inputs.samples[0],
+            );
+            let wait = match hint {
+                Some(floor) if !floor.is_zero() => {
+                    floor
+                        .max(backoff)
+                        .saturating_add(spread(settings, floor, inputs.samples[1]))
+                }
+                _ => backoff,
+            };
+            at = later(now, wait);
+            if waits_over(at) {
+                return Stop::because(StopReason::DeadlineTooClose);
+            }
+            true
+        }
+    };
+
+    let mut probe = false;
+    let held = match snapshot.gate {
+        Gate::Open => None,
+        Gate::Closed { asked, status, .. } => Some((asked, status)),
+        Gate::Probing { free: true, .. } => {
+            probe = true;
+            None
+        }
+        Gate::Probing { asked, status, .. } => Some((asked, status)),
+    };
+    if let Some((asked, status)) = held.filter(|(asked, _)| *asked > at) {
+        let asked_for = asked.saturating_duration_since(now);
+        if asked_for > settings.max_retry_after || waits_over(asked) {
+            return Stop::cooling(asked_for, status);
+        }
+        at = later(asked, spread(settings, asked_for, inputs.samples[1]));
+        if waits_over(at) {
+            return Stop::cooling(asked_for, status);
+        }
+    }
+
+    let mut slot = false;
+    if let Some(next) = snapshot.pace.filter(|_| inputs.step != Step::Resume) {
+        if next > at {
+            let asked_for = next.saturating_duration_since(now);
+            if asked_for > settings.max_retry_after || waits_over(next) {
+                return Stop::cooling(asked_for, StatusCode::TOO_MANY_REQUESTS);
+            }
+            at = next;
+        }
+        slot = true;
+    }
+
+    if retry && !snapshot.budget {
+        return Stop::because(StopReason::BudgetExhausted);
+    }
+    Plan::Go {
+        at,
+        slot,
+        probe,
+        spend: retry,
+    }
+}
+
+/// The upward spread added to a wait of `wait` the server asked for. With pacing, at most
+/// `max(10%, 100 ms)` of it (and at most `hint_jitter`): crowds are the pacer's to spread.
+/// Without, at most `min(wait, hint_jitter)`, as before pacing existed.
+fn spread(settings: &Settings, wait: Duration, sample: f64) -> Duration {
+    let most = if settings.pacing {
+        (wait / 10).max(MIN_SPREAD).min(settings.hint_jitter)
+    } else {
+        wait.min(settings.hint_jitter)
+    };
+    most.mul_f64(unit(sample))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retry::RetryLayer;
+
+    const S: Duration = Duration::from_secs(1);
+    const MS: Duration = Duration::from_millis(1);
+    const TOO_MANY: StatusCode = StatusCode::TOO_MANY_REQUESTS;
+    const UNAVAILABLE: StatusCode = StatusCode::SERVICE_UNAVAILABLE;
+
+    /// Settings as the layer's defaults: 3 attempts, backoff 100 ms to 10 s, hints up to 60 s,
+    /// spread up to 1 s, pacing on.
+    fn defaults() -> Settings {
+        RetryLayer::new().shared.settings
+    }
+
+    struct Row {
+        name: &'static str,
+        settings: Settings,
+        inputs: Inputs,
+        snapshot: Snapshot,
+        expected: Plan,
+    }
+
+    fn go(at: Instant) -> Plan {
+        Plan::Go {
+            at,
+            slot: false,
+            probe: false,
+            spend: false,
+        }
+    }
+
+    fn retry_at(at: Instant) -> Plan {
+        Plan::Go {
+            at,
+            slot: false,
+            probe: false,
+            spend: true,
+        }
+    }
+
+    fn stop(reason: StopReason) -> Plan {
+        Plan::Stop(Stop {
+            reason,
+            retry_after: None,
+            status: None,
+        })
+    }
+
+    fn cooling(retry_after: Duration, status: StatusCode) -> Plan {
+        Plan::Stop(Stop {
+            reason: StopReason::CoolingDown,
+            retry_after: Some(retry_after),
+            status: Some(status),
+        })
+    }
+
+    #[test]
+    fn every_wait_rule_and_their_interactions() {
+        let now = Instant::now();
+        let fresh = Inputs {
+            now,
+            samples: [1.0, 0.0],
+            attempts: 0,
+            deadline: None,
+            replayable: true,
+            step: Step::Fresh,
+        };
+        let retry = |hint: Option<Duration>| Inputs {
+            attempts: 1,
+            step: Step::Retry { hint },
+            ..fresh
+        };
+        let closed = |reopen: Duration, asked: Duration, status| Snapshot {
+            gate: Gate::Closed {
+                reopen: now + reopen,
+                asked: now + asked,
+                status,
+            },
+            ..Snapshot::OPEN
+        };
+        let probing = |asked: Duration, free| Snapshot {
+            gate: Gate::Probing {
+                asked: now + asked,
+                status: TOO_MANY,
+                free,
+            },
+            ..Snapshot::OPEN
+        };
+        let paced = |next: Duration| Snapshot {
+            pace: Some(now + next),
+            ..Snapshot::OPEN
+        };
+        let with_deadline = |inputs: Inputs, after: Duration| Inputs {
+            deadline: Some(now + after),
+            ..inputs
+        };
+        let no_pacing = Settings {
+            pacing: false,
+            ..defaults()
+        };
+        let d = defaults();
+
+        let rows = [
+            // A fresh request.
+            Row {
+                name: "open gate, no pacing: send at once",
+                settings: d,
+                inputs: fresh,
+                snapshot: Snapshot::OPEN,
+                expected: go(now),
+            },
+            Row {
+                name: "a closed gate within the cap is waited for, plus a spread",
+                settings: d,
+                inputs: Inputs {
+                    samples: [0.0, 1.0],
+                    ..fresh
+                },
+                snapshot: closed(5 * S, 5 * S, TOO_MANY),
+                expected: go(now + 5 * S + 500 * MS),
+            },
+            Row {
+                name: "a gate's spread is at least 100 ms with pacing",
+                settings: d,
+                inputs: Inputs {
+                    samples: [0.0, 1.0],
+                    ..fresh
+                },
+                snapshot: closed(S, S, TOO_MANY),
+                expected: go(now + S + 100 * MS),
+            },
+            Row {
+                name: "without pacing the spread is min(wait, hint_jitter), as before",
+                settings: no_pacing,
+                inputs: Inputs {
+                    samples: [0.0, 1.0],
+                    ..fresh
+                },
+                snapshot: closed(5 * S, 5 * S, TOO_MANY),
+                expected: go(now + 6 * S),
+            },
+            Row {
+                name: "cooldown above the cap on a fresh request fails fast with the ask",
+                settings: d,
+                inputs: fresh,
+                snapshot: closed(60 * S, 3600 * S, UNAVAILABLE),
+                expected: cooling(3600 * S, UNAVAILABLE),
+            },
+            Row {
+                name: "a gate past the deadline fails fast",
+                settings: d,
+                inputs: with_deadline(fresh, 4 * S),
+                snapshot: closed(5 * S, 5 * S, TOO_MANY),
+                expected: cooling(5 * S, TOO_MANY),
+            },
+            Row {
+                name: "a gate whose spread would cross the deadline fails fast",
+                settings: d,
+                inputs: with_deadline(
+                    Inputs {
+                        samples: [0.0, 1.0],
+                        ..fresh
+                    },
+                    5 * S + 100 * MS,
+                ),
+                snapshot: closed(5 * S, 5 * S, TOO_MANY),
+                expected: cooling(5 * S, TOO_MANY),
+            },
+            Row {
+                name: "past a capped gate's reopening, a free probe goes at once",
+                settings: d,
+                inputs: fresh,
+                snapshot: probing(3000 * S, true),
+                expected: Plan::Go {
+                    at: now,
+                    slot: false,
+                    probe: true,
+                    spend: false,
+                },
+            },
+            Row {
+                name: "while the probe is out, the rest fail fast on the server's ask",
+                settings: d,
+                inputs: fresh,
+                snapshot: probing(3000 * S, false),
+                expected: cooling(3000 * S, TOO_MANY),
+            },
+            Row {
+                name: "a paced partition sends at its next slot",
+                settings: d,
+                inputs: fresh,
+                snapshot: paced(40 * MS),
+                expected: Plan::Go {
+                    at: now + 40 * MS,
+                    slot: true,
+                    probe: false,
+                    spend: false,
+                },
+            },
+            Row {
+                name: "a slot in the past is taken now",
+                settings: d,
+                inputs: Inputs {
+                    now: now + S,
+                    ..fresh
+                },
+                snapshot: paced(Duration::ZERO),
+                expected: Plan::Go {
+                    at: now + S,
+                    slot: true,
+                    probe: false,
+                    spend: false,
+                },
+            },
+            Row {
+                name: "a pacing slot beyond the cap fails fast",
+                settings: d,
+                inputs: fresh,
+                snapshot: paced(61 * S),
+                expected: cooling(61 * S, TOO_MANY),
+            },
+            Row {
+                name: "a pacing slot past the deadline fails fast",
+                settings: d,
+                inputs: with_deadline(fresh, 30 * MS),
+                snapshot: paced(40 * MS),
+                expected: cooling(40 * MS, TOO_MANY),
+            },
+            Row {
+                name: "the pacer's slot comes after the gate",
+                settings: d,
+                inputs: fresh,
+                snapshot: Snapshot {
+                    pace: Some(now + 2 * S),
+                    ..closed(S, S, TOO_MANY)
+                },
+                expected: Plan::Go {
+                    at: now + 2 * S,
+                    slot: true,
+                    probe: false,
+                    spend: false,
+                },
+            },
+            Row {
+                name: "a resumed request checks the gate again but takes no second slot",
+                settings: d,
+                inputs: Inputs {
+                    step: Step::Resume,
+                    ..fresh
+                },
+                snapshot: Snapshot {
+                    pace: Some(now + 2 * S),
+                    ..Snapshot::OPEN
+                },
+                expected: go(now),
+            },
+            Row {
+                name: "a resumed request meeting a gate closed meanwhile waits again",
+                settings: d,
+                inputs: Inputs {
+                    step: Step::Resume,
+                    ..fresh
+                },
+                snapshot: closed(2 * S, 2 * S, TOO_MANY),
+                expected: go(now + 2 * S),
+            },
+            Row {
+                name: "a fresh request needs no budget",
+                settings: d,
+                inputs: fresh,
+                snapshot: Snapshot {
+                    budget: false,
+                    ..Snapshot::OPEN
+                },
+                expected: go(now),
+            },
+            // After an attempt the policy would retry.
+            Row {
+                name: "no hint: full-jitter backoff, one retry spent",
+                settings: d,
+                inputs: Inputs {
+                    samples: [0.5, 0.0],
+                    ..retry(None)
+                },
+                snapshot: Snapshot::OPEN,
+                expected: retry_at(now + 50 * MS),
+            },
+            Row {
+                name: "backoff doubles with the attempts",
+                settings: d,
+                inputs: Inputs {
+                    attempts: 2,
+                    ..retry(None)
+                },
+                snapshot: Snapshot::OPEN,
+                expected: retry_at(now + 200 * MS),
+            },
+            Row {
+                name: "a zero hint names no floor: backoff as usual",
+                settings: d,
+                inputs: retry(Some(Duration::ZERO)),
+                snapshot: Snapshot::OPEN,
+                expected: retry_at(now + 100 * MS),
+            },
+            Row {
+                name: "a hint is a floor over the backoff",
+                settings: d,
+                inputs: retry(Some(2 * S)),
+                snapshot: Snapshot::OPEN,
+                expected: retry_at(now + 2 * S),
+            },
+            Row {
+                name: "a lone request waits its hint plus at most max(10%, 100 ms)",
+                settings: d,
+                inputs: Inputs {
+                    samples: [0.0, 1.0],
+                    ..retry(Some(S))
+                },
+                snapshot: Snapshot::OPEN,
+                expected: retry_at(now + S + 100 * MS),
+            },
+            Row {
+                name: "and 10% of a longer hint",
+                settings: d,
+                inputs: Inputs {
+                    samples: [0.0, 1.0],
+                    ..retry(Some(5 * S))
+                },
+                snapshot: Snapshot::OPEN,
+                expected: retry_at(now + 5 * S + 500 * MS),
+            },
+            Row {
+                name: "the backoff wins over a shorter hint",
+                settings: d,
+                inputs: Inputs {
+                    attempts: 2,
+                    ..retry(Some(50 * MS))
+                },
+                snapshot: Snapshot::OPEN,
+                expected: retry_at(now + 200 * MS),
+            },
+            Row {
+                name: "attempts exhausted",
+                settings: d,
+                inputs: Inputs {
+                    attempts: 3,
+                    ..retry(Some(S))
+                },
+                snapshot: Snapshot::OPEN,
+                expected: stop(StopReason::AttemptsExhausted),
+            },
+            Row {
+                name: "a hint above the cap is not slept on",
+                settings: d,
+                inputs: retry(Some(61 * S)),
+                snapshot: Snapshot::OPEN,
+                expected: Plan::Stop(Stop {
+                    reason: StopReason::HintTooLong,
+                    retry_after: Some(61 * S),
+                    status: None,
+                }),
+            },
+            Row {
+                name: "a body that cannot be replayed stops",
+                settings: d,
+                inputs: Inputs {
+                    replayable: false,
+                    ..retry(None)
+                },
+                snapshot: Snapshot::OPEN,
+                expected: stop(StopReason::BodyNotReplayable),
+            },
+            Row {
+                name: "an own wait past the deadline stops before the gate is looked at",
+                settings: d,
+                inputs: with_deadline(retry(Some(2 * S)), S),
+                snapshot: closed(30 * S, 3600 * S, TOO_MANY),
+                expected: stop(StopReason::DeadlineTooClose),
+            },
+            Row {
+                name: "cooldown above the cap on a retry returns at once, not after the hour",
+                settings: d,
+                inputs: retry(None),
+                snapshot: closed(60 * S, 3600 * S, TOO_MANY),
+                expected: cooling(3600 * S, TOO_MANY),
+            },
+            Row {
+                name: "a gate within the cap lengthens a retry's wait",
+                settings: d,
+                inputs: retry(None),
+                snapshot: closed(5 * S, 5 * S, UNAVAILABLE),
+                expected: retry_at(now + 5 * S),
+            },
+            Row {
+                name: "a gate shorter than the own wait does not lengthen it",
+                settings: d,
+                inputs: retry(Some(5 * S)),
+                snapshot: closed(S, S, TOO_MANY),
+                expected: retry_at(now + 5 * S),
+            },
+            Row {
+                name: "a retry may go as the probe",
+                settings: d,
+                inputs: retry(None),
+                snapshot: probing(3000 * S, true),
+                expected: Plan::Go {
+                    at: now + 100 * MS,
+                    slot: false,
+                    probe: true,
+                    spend: true,
+                },
+            },
+            Row {
+                name: "a retry takes a pacing slot after its own wait",
+                settings: d,
+                inputs: retry(Some(S)),
+                snapshot: paced(S + 5 * MS),
+                expected: Plan::Go {
+                    at: now + S + 5 * MS,
+                    slot: true,
+                    probe: false,
+                    spend: true,
+                },
+            },
+            Row {
+                name: "an empty budget stops a retry",
+                settings: d,
+                inputs: retry(None),
+                snapshot: Snapshot {
+                    budget: false,
+                    ..Snapshot::OPEN
+                },
+                expected: stop(StopReason::BudgetExhausted),
+            },
+            Row {
+                name: "limits that stop anyway come before the budget",
+                settings: d,
+                inputs: with_deadline(retry(Some(2 * S)), S),
+                snapshot: Snapshot {
+                    budget: false,
+                    ..Snapshot::OPEN
+                },
+                expected: stop(StopReason::DeadlineTooClose),
+            },
+        ];
+        for row in rows {
+            assert_eq!(
+                plan(&row.settings, &row.inputs, &row.snapshot),
+                row.expected,
+                "{}",
+                row.name
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_hinted_retry_is_never_earlier_than_asked_nor_later_than_the_spread_allows(
+            hint_ms in 1u64..60_000,
+            attempts in 1u32..3,
+            samples in proptest::array::uniform2(0.0f64..=1.0),
+        ) {
+            let now = Instant::now();
+            let hint = Duration::from_millis(hint_ms);
+            let inputs = Inputs {
+                now,
+                samples,
+                attempts,
+                deadline: None,
+                replayable: true,
+                step: Step::Retry { hint: Some(hint) },
+            };
+            let settings = defaults();
+            let Plan::Go { at, .. } = plan(&settings, &inputs, &Snapshot::OPEN) else {
+                proptest::prop_assert!(false, "a hint within the cap is retried");
+                return Ok(());
+            };
+            let backoff = settings.base_backoff * 2u32.pow(attempts - 1);
+            proptest::prop_assert!(at >= now + hint);
+            proptest::prop_assert!(at <= now + hint.max(backoff) + (hint / 10).max(MIN_SPREAD));
+        }
+    }
+
+    #[test]
+    fn bad_samples_and_huge_durations_never_panic() {
+        let now = Instant::now();
+        let settings = Settings {
+            max_retry_after: Duration::MAX,
+            hint_jitter: Duration::MAX,
+            ..defaults()
+        };
+        for sample in [f64::NAN, -1.0, 7.0, f64::INFINITY] {
+            for hint in [Duration::MAX, Duration::from_secs(u64::MAX / 2)] {
+                let inputs = Inputs {
+                    now,
+                    samples: [sample, sample],
+                    attempts: 1,
+                    deadline: Some(later(now, Duration::MAX)),
+                    replayable: true,
+                    step: Step::Retry { hint: Some(hint) },
+                };
+                let snapshot = Snapshot {
+                    gate: Gate::Closed {
+                        reopen: later(now, Duration::MAX),
+                        asked: later(now, Duration::MAX),
+                        status: TOO_MANY,
+                    },
+                    pace: Some(later(now, Duration::MAX)),
+                    budget: true,
+                };
+                let _ = plan(&settings, &inputs, &snapshot);
+            }
+        }
+    }
+}

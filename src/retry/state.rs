@@ -1,0 +1,433 @@
+//! What every clone of a retry layer shares: the gates and pacers of its partitions, and the
+//! retry budget.
+//!
+//! A **partition** is an origin (as [`Origin`] normalises it) and a credential: a keyed hash
+//! of the `X-INFOPLUG-API-KEY` and `Authorization` values the request carries when it reaches
+//! the retry layer (none, when the auth layer below adds the configured key). One tenant's
+//! 429 does not hold another tenant's requests. The hash keys are random per layer, and the
+//! key itself is never kept.
+//!
+//! **Cost while nothing is throttled**: a request reads one atomic flag before it is sent and
+//! adds one to an atomic counter when its answer shows a healthy server. No lock, no clock,
+//! no map. Only once a partition holds a gate or a pacer do requests take the lock.
+//!
+//! The rules about waiting are [`plan`](super::plan)'s; this module keeps the state they read
+//! and applies what a plan took, under one lock.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode, Uri};
+use tokio::time::Instant;
+
+use super::budget::Budget;
+use super::later;
+use super::layer::Settings;
+use super::pacer::{Pacer, Throttle};
+use super::plan::{Gate, Inputs, Plan, Snapshot, plan};
+use crate::Origin;
+
+/// Which gate and pacer a request is held by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Partition {
+    /// `None` for requests without an `http(s)` authority: they share one partition.
+    origin: Option<Origin>,
+    credential: u128,
+}
+
+/// What an attempt's outcome tells the shared state.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Signal {
+    /// A 2xx, 3xx, or 4xx other than 429: the server is healthy and admitted the request.
+    Healthy,
+    /// A 429 or 503 the policy would retry: the server asked clients to slow down.
+    Throttled {
+        status: StatusCode,
+        hint: Option<Duration>,
+        /// A quota the server stated (`RateLimit-Policy`), in requests a second.
+        quota: Option<f64>,
+    },
+    /// Any other answer (a 5xx, a vetoed 429).
+    Answered,
+    /// No answer: a transport error or a timeout.
+    Failed,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    gates: bool,
+    pacing: bool,
+    max_cooldown: Duration,
+    /// Whether any partition holds a gate or a pacer: the one thing the common case reads.
+    throttled: AtomicBool,
+    /// Healthy answers, ever: the budget's deposits and the first pacing measurement.
+    healthy: AtomicU64,
+    /// `healthy` when the current quiet spell began, and (in nanoseconds after `epoch`, 0
+    /// until known) when its first healthy answer came.
+    quiet_base: AtomicU64,
+    quiet_since: AtomicU64,
+    epoch: Instant,
+    budget: Option<Budget>,
+    keys: [std::collections::hash_map::RandomState; 2],
+    partitions: Mutex<HashMap<Partition, Held>>,
+}
+
+/// What holds one partition back.
+#[derive(Debug, Default)]
+struct Held {
+    gate: Option<Closed>,
+    pacer: Option<Pacer>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Closed {
+    reopen: Instant,
+    asked: Instant,
+    status: StatusCode,
+    /// Until when the probe that is out holds its turn.
+    probe: Option<Instant>,
+}
+
+impl State {
+    pub(crate) fn new(settings: &Settings, gates: bool, budget: Option<Budget>) -> Self {
+        Self {
+            gates,
+            pacing: settings.pacing,
+            max_cooldown: settings.max_cooldown,
+            throttled: AtomicBool::new(false),
+            healthy: AtomicU64::new(0),
+            quiet_base: AtomicU64::new(0),
+            quiet_since: AtomicU64::new(0),
+            epoch: Instant::now(),
+            budget,
+            keys: Default::default(),
+            partitions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether anything is throttled: one atomic load.
+    pub(crate) fn throttled(&self) -> bool {
+        self.throttled.load(Ordering::Acquire)
+    }
+
+    /// The partition of a request.
+    pub(crate) fn partition(&self, uri: &Uri, headers: &HeaderMap) -> Partition {
+        let [a, b] = self.keys.each_ref().map(|keys| {
+            let mut hasher = keys.build_hasher();
+            for name in [&crate::X_INFOPLUG_API_KEY, &http::header::AUTHORIZATION] {
+                for value in headers.get_all(name) {
+                    name.as_str().hash(&mut hasher);
+                    value.as_bytes().hash(&mut hasher);
+                }
+            }
+            hasher.finish()
+        });
+        Partition {
+            origin: uri.authority().and_then(|_| Origin::from_uri(uri).ok()),
+            credential: u128::from(a) << 64 | u128::from(b),
+        }
+    }
+
+    /// Plans under the lock, and applies what the plan took.
+    pub(crate) fn plan(&self, settings: &Settings, partition: &Partition, inputs: &Inputs) -> Plan {
+        let now = inputs.now;
+        let mut partitions = self.lock();
+        self.tidy(&mut partitions, now);
+        let held = partitions.get_mut(partition);
+        let snapshot = Snapshot {
+            gate: held
+                .as_ref()
+                .and_then(|h| h.gate)
+                .map_or(Gate::Open, |gate| gate.at(now)),
+            pace: held
+                .as_ref()
+                .and_then(|h| h.pacer.as_ref())
+                .map(Pacer::next),
+            budget: self
+                .budget
+                .as_ref()
+                .is_none_or(|b| b.available(self.healthy.load(Ordering::Relaxed))),
+        };
+        let plan = plan(settings, inputs, &snapshot);
+        if let Plan::Go {
+            at,
+            slot,
+            probe,
+            spend,
+        } = plan
+        {
+            if let Some(held) = held {
+                if slot && let Some(pacer) = &mut held.pacer {
+                    pacer.take(at);
+                }
+                if probe && let Some(gate) = &mut held.gate {
+                    gate.probe = Some(later(now, self.max_cooldown));
+                }
+            }
+            if spend && let Some(budget) = &self.budget {
+                budget.spend();
+            }
+        }
+        self.tidy(&mut partitions, now);
+        plan
+    }
+
+    /// Records an attempt's outcome. `partition` and `now` are only asked for when the
+    /// outcome changes shared state; `sent` is when the attempt was sent, if anything was
+    /// throttled then; `probe` whether it went as the gate's probe.
+    pub(crate) fn observe(
+        &self,
+        signal: Signal,
+        partition: impl FnOnce() -> Partition,
+        now: impl Fn() -> Instant,
+        sent: Option<Instant>,
+        probe: bool,
+    ) {
+        let shared = match signal {
+            Signal::Healthy => {
+                let before = self.healthy.fetch_add(1, Ordering::Relaxed);
+                if before == self.quiet_base.load(Ordering::Relaxed) {
+                    // The first of a quiet spell: when the pacer's first measurement begins.
+                    self.quiet_since
+                        .store(self.since_epoch(now()).max(1), Ordering::Relaxed);
+                }
+                self.throttled()
+            }
+            Signal::Throttled { .. } => true,
+            Signal::Answered | Signal::Failed => false,
+        };
+        if !shared && !probe {
+            return;
+        }
+        let partition = partition();
+        let now = now();
+        let mut partitions = self.lock();
+        match signal {
+            Signal::Throttled {
+                status,
+                hint,
+                quota,
+            } => {
+                let hint = hint.unwrap_or_default();
+                let asked = later(now, hint);
+                let close = self.gates && !hint.is_zero();
+                let pace = self.pacing && status == StatusCode::TOO_MANY_REQUESTS;
+                if close || pace {
+                    self.throttled.store(true, Ordering::Release);
+                }
+                let quiet = self.quiet();
+                let held = partitions.entry(partition).or_default();
+                if close {
+                    let reopen = later(now, hint.min(self.max_cooldown));
+                    let fresh = Closed {
+                        reopen,
+                        asked,
+                        status,
+                        probe: None,
+                    };
+                    held.gate = Some(match held.gate {
+                        // The probe's answer is the server's latest word.
+                        Some(gate) if !probe => Closed {
+                            reopen: gate.reopen.max(reopen),
+                            asked: gate.asked.max(asked),
+                            status,
+                            probe: gate.probe,
+                        },
+                        _ => fresh,
+                    });
+                } else if probe {
+                    held.gate = None;
+                }
+                if pace {
+                    let throttle = Throttle {
+                        now,
+                        reopen: asked,
+                        quota,
+                    };
+                    match &mut held.pacer {
+                        Some(pacer) => pacer.throttled(throttle, sent),
+                        None => {
+                            let (admitted, since) = quiet;
+                            held.pacer = Pacer::start(throttle, admitted, since, self.max_cooldown);
+                        }
+                    }
+                }
+            }
+            Signal::Healthy | Signal::Answered | Signal::Failed => {
+                if let Some(held) = partitions.get_mut(&partition) {
+                    if probe {
+                        match signal {
+                            // No answer: another request may probe.
+                            Signal::Failed => {
+                                if let Some(gate) = &mut held.gate {
+                                    gate.probe = None;
+                                }
+                            }
+                            // An answer without a hint: the gate reopens.
+                            _ => held.gate = None,
+                        }
+                    }
+                    if signal == Signal::Healthy
+                        && let Some(pacer) = &mut held.pacer
+                    {
+                        pacer.admitted();
+                    }
+                }
+            }
+        }
+        self.tidy(&mut partitions, now);
+    }
+
+    /// Healthy answers since the quiet spell began, and when the first of them came.
+    fn quiet(&self) -> (u64, Option<Instant>) {
+        let admitted = self
+            .healthy
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.quiet_base.load(Ordering::Relaxed));
+        let since = match self.quiet_since.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(later(self.epoch, Duration::from_nanos(nanos))),
+        };
+        (admitted, since)
+    }
+
+    /// Drops what no longer holds anything back; once nothing does, the common case is lock
+    /// free again and a new quiet spell begins.
+    fn tidy(&self, partitions: &mut HashMap<Partition, Held>, now: Instant) {
+        partitions.retain(|_, held| {
+            if held.gate.is_some_and(|gate| now >= gate.asked) {
+                held.gate = None;
+            }
+            if held.pacer.as_ref().is_some_and(|p| p.ended(now)) {
+                held.pacer = None;
+            }
+            held.gate.is_some() || held.pacer.is_some()
+        });
+        if partitions.is_empty() && self.throttled() {
+            self.throttled.store(false, Ordering::Release);
+            self.quiet_base
+                .store(self.healthy.load(Ordering::Relaxed), Ordering::Relaxed);
+            self.quiet_since.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Partition, Held>> {
+        // Plain data, updated in single steps: a panic elsewhere cannot leave it half-done.
+        self.partitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+impl Closed {
+    fn at(self, now: Instant) -> Gate {
+        if now >= self.asked {
+            return Gate::Open;
+        }
+        if now < self.reopen {
+            return Gate::Closed {
+                reopen: self.reopen,
+                asked: self.asked,
+                status: self.status,
+            };
+        }
+        Gate::Probing {
+            asked: self.asked,
+            status: self.status,
+            free: self.probe.is_none_or(|until| now >= until),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retry::RetryLayer;
+    use crate::retry::plan::Step;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn state() -> State {
+        State::new(&RetryLayer::new().shared.settings, true, None)
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn partitions_follow_origins_and_credentials() {
+        let state = state();
+        let p = |uri: &str, h: &[(&str, &str)]| state.partition(&uri.parse().unwrap(), &headers(h));
+        assert_eq!(
+            p("https://API.infoplug.io/v1/a", &[]),
+            p("https://api.infoplug.io:443/v2?x", &[])
+        );
+        assert_eq!(p("http://h/x", &[]), p("http://h:80/y", &[]));
+        assert_ne!(p("https://h/", &[]), p("http://h/", &[]));
+        assert_ne!(p("https://a.example/", &[]), p("https://b.example/", &[]));
+        assert_eq!(p("/v1/a", &[]), p("/v1/b", &[]));
+        let tenant_a = [("x-infoplug-api-key", "ip_tenant_a")];
+        let tenant_b = [("x-infoplug-api-key", "ip_tenant_b")];
+        assert_ne!(p("https://h/", &tenant_a), p("https://h/", &tenant_b));
+        assert_ne!(p("https://h/", &tenant_a), p("https://h/", &[]));
+        assert_eq!(p("https://h/a", &tenant_a), p("https://h/b", &tenant_a));
+        assert_ne!(
+            p("https://h/", &[("authorization", "Bearer x")]),
+            p("https://h/", &[("authorization", "Bearer y")])
+        );
+        // Nothing of the key is kept in the partition's Debug.
+        let shown = format!("{:?}", p("https://h/", &tenant_a));
+        assert!(!shown.contains("tenant"), "{shown}");
+    }
+
+    fn fresh(now: Instant) -> Inputs {
+        Inputs {
+            now,
+            samples: [0.0, 0.0],
+            attempts: 0,
+            deadline: None,
+            replayable: true,
+            step: Step::Fresh,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_hint_closes_the_gate_for_max_cooldown_then_one_probe_goes() {
+        let settings = RetryLayer::new().shared.settings;
+        let state = State::new(&settings, true, None);
+        let api = state.partition(&"https://api.test/".parse().unwrap(), &HeaderMap::new());
+        let t0 = Instant::now();
+        let throttle = Signal::Throttled {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            hint: Some(3600 * S),
+            quota: None,
+        };
+        state.observe(throttle, || api.clone(), || t0, None, false);
+        assert!(state.throttled());
+        let cooling = |plan| matches!(plan, Plan::Stop(stop) if stop.retry_after.is_some());
+        assert!(cooling(state.plan(&settings, &api, &fresh(t0))));
+        let after = t0 + settings.max_cooldown;
+        let probe = state.plan(&settings, &api, &fresh(after));
+        assert!(matches!(probe, Plan::Go { probe: true, .. }), "{probe:?}");
+        // One at a time.
+        assert!(cooling(state.plan(&settings, &api, &fresh(after))));
+        // The probe's answer has no hint: the gate is open, and nothing is held any more.
+        state.observe(Signal::Healthy, || api.clone(), || after, None, true);
+        assert!(matches!(
+            state.plan(&settings, &api, &fresh(after)),
+            Plan::Go { probe: false, .. }
+        ));
+        assert!(!state.throttled());
+    }
+}
