@@ -15,7 +15,7 @@ use common::{empty, http_client, read_body};
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use tower::ServiceExt;
-use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
+use tower_infoplug::mock::{Emulator, Quota, Reply, TEST_KEY};
 
 fn request(method: Method, uri: &str, body: &'static str) -> Request<Full<Bytes>> {
     Request::builder()
@@ -124,6 +124,47 @@ async fn the_rate_limit_answers_429_with_the_seconds_left() {
     let times: Vec<_> = emulator.requests().iter().map(|r| r.at).collect();
     assert_eq!(times.len(), 5);
     assert_eq!(times[4] - times[0], Duration::from_secs(10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn quotas_name_the_moment_a_request_would_be_admitted_and_can_say_so_in_fields() {
+    let ms = Duration::from_millis;
+    for (quota, burst, retry_after) in [
+        (Quota::sliding_window(2, Duration::from_secs(3)), 2, "3"),
+        (Quota::token_bucket(1, 2), 2, "1"),
+    ] {
+        let emulator = Emulator::builder()
+            .quota(quota)
+            .rate_limit_headers(true)
+            .build();
+        let send = || emulator.clone().oneshot(request(Method::GET, "/v1/x", ""));
+        for left in (0..burst).rev() {
+            let res = send().await.unwrap();
+            assert_eq!(res.status(), 200, "{quota:?}");
+            let field = res.headers()["ratelimit"].to_str().unwrap().to_owned();
+            assert!(
+                field.starts_with(&format!("\"default\";r={left};t=")),
+                "{field}"
+            );
+            assert!(res.headers().contains_key("ratelimit-policy"));
+        }
+        let limited = send().await.unwrap();
+        assert_eq!(limited.status(), 429, "{quota:?}");
+        assert_eq!(limited.headers()["retry-after"], retry_after, "{quota:?}");
+        assert_eq!(
+            limited.headers()["ratelimit"],
+            format!("\"default\";r=0;t={retry_after}").as_str()
+        );
+        tokio::time::advance(ms(3000)).await;
+        assert_eq!(send().await.unwrap().status(), 200, "{quota:?}");
+    }
+    // Without the option, no fields.
+    let plain = Emulator::new();
+    let res = plain
+        .oneshot(request(Method::GET, "/v1/x", ""))
+        .await
+        .unwrap();
+    assert!(!res.headers().contains_key("ratelimit"));
 }
 
 #[tokio::test]

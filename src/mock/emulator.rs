@@ -1,4 +1,4 @@
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
@@ -15,6 +15,7 @@ use http_body_util::BodyExt;
 use tokio::time::Instant;
 use tower_service::Service;
 
+use super::quota::{Limiter, Quota, Verdict, ceil_secs};
 use super::reply::{MockBody, Reply};
 use crate::{ApiKey, X_INFOPLUG_API_KEY};
 
@@ -39,7 +40,8 @@ struct Shared {
 struct Config {
     key: ApiKey,
     credits: u64,
-    rate_limit: Option<(u32, Duration)>,
+    rate_limit: Option<Quota>,
+    rate_limit_headers: bool,
     accept_authorization: bool,
 }
 
@@ -49,8 +51,8 @@ struct State {
     outage: Option<Reply>,
     requests: Vec<Recorded>,
     credits: u64,
-    /// Start of the current rate-limit window and how many requests it has admitted.
-    window: Option<(Instant, u32)>,
+    /// Each key's use of the quota.
+    limiters: HashMap<String, Limiter>,
 }
 
 /// A request as the emulator received it.
@@ -143,8 +145,22 @@ impl EmulatorBuilder {
     /// Admits at most `requests` per `window` (a fixed window starting at the first request
     /// after the previous one ended); the rest get 429 `rate_limit_exceeded` with a
     /// `Retry-After` of the seconds left in the window, rounded up. Default: 100 per second.
-    pub fn rate_limit(mut self, requests: u32, window: Duration) -> Self {
-        self.config.rate_limit = Some((requests, window));
+    /// The same as `quota(Quota::fixed_window(requests, window))`.
+    pub fn rate_limit(self, requests: u32, window: Duration) -> Self {
+        self.quota(Quota::fixed_window(requests, window))
+    }
+
+    /// The rate limit of each key: a fixed window, a sliding window or a token bucket (see
+    /// [`Quota`]).
+    pub fn quota(mut self, quota: Quota) -> Self {
+        self.config.rate_limit = Some(quota);
+        self
+    }
+
+    /// Whether answers carry the draft IETF `RateLimit` (`"default";r=<remaining>;t=<seconds>`)
+    /// and `RateLimit-Policy` (`"default";q=<quota>;w=<seconds>`) fields (default: no).
+    pub fn rate_limit_headers(mut self, yes: bool) -> Self {
+        self.config.rate_limit_headers = yes;
         self
     }
 
@@ -170,7 +186,7 @@ impl EmulatorBuilder {
                     outage: None,
                     requests: Vec::new(),
                     credits: self.config.credits,
-                    window: None,
+                    limiters: HashMap::new(),
                 }),
                 config: self.config,
             }),
@@ -190,7 +206,8 @@ impl Emulator {
             config: Config {
                 key: test_key(),
                 credits: 1000,
-                rate_limit: Some((100, Duration::from_secs(1))),
+                rate_limit: Some(Quota::fixed_window(100, Duration::from_secs(1))),
+                rate_limit_headers: false,
                 accept_authorization: true,
             },
         }
@@ -312,22 +329,38 @@ impl Emulator {
     /// The API's own behaviour: key, rate limit, parameters, credits, in that order.
     fn behave(&self, state: &mut State, req: &Recorded, now: Instant) -> Reply {
         let config = &self.shared.config;
-        let expected = config.key.raw().as_bytes();
-        if self.presented_key(&req.headers).map(str::as_bytes) != Some(expected) {
+        let expected = config.key.raw();
+        let Some(key) = self.presented_key(&req.headers).filter(|k| *k == expected) else {
             return Reply::status(401);
-        }
-        if let Some((max, window)) = config.rate_limit {
-            let (start, admitted) = match state.window {
-                Some((start, n)) if now.duration_since(start) < window => (start, n),
-                _ => (now, 0),
+        };
+        let mut rate_limit = None;
+        if let Some(quota) = &config.rate_limit {
+            let limiter = match state.limiters.get_mut(key) {
+                Some(limiter) => limiter,
+                None => state
+                    .limiters
+                    .entry(key.to_owned())
+                    .or_insert_with(|| quota.limiter()),
             };
-            if admitted >= max {
-                let left = window.saturating_sub(now.duration_since(start));
-                let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-                state.window = Some((start, admitted));
-                return Reply::rate_limited(secs.max(1));
+            let headers = config.rate_limit_headers.then(|| quota.policy());
+            match limiter.admit(now) {
+                Verdict::Refused { wait } => {
+                    let secs = ceil_secs(wait).max(1);
+                    let reply = Reply::rate_limited(secs);
+                    return match headers {
+                        Some(policy) => reply
+                            .header("ratelimit", &format!("\"default\";r=0;t={secs}"))
+                            .header("ratelimit-policy", &policy),
+                        None => reply,
+                    };
+                }
+                Verdict::Admitted { remaining, reset } => {
+                    rate_limit = headers.map(|policy| {
+                        let field = format!("\"default\";r={remaining};t={}", ceil_secs(reset));
+                        (field, policy)
+                    });
+                }
             }
-            state.window = Some((start, admitted + 1));
         }
         if let Some(reply) = validate(req) {
             return reply;
@@ -344,8 +377,14 @@ impl Emulator {
         let mut body = serde_json::Map::new();
         body.insert("data".into(), data.into());
         body.insert("credits_remaining".into(), state.credits.into());
-        Reply::ok(serde_json::Value::Object(body).to_string())
-            .header("x-credits-remaining", &state.credits.to_string())
+        let reply = Reply::ok(serde_json::Value::Object(body).to_string())
+            .header("x-credits-remaining", &state.credits.to_string());
+        match rate_limit {
+            Some((field, policy)) => reply
+                .header("ratelimit", &field)
+                .header("ratelimit-policy", &policy),
+            None => reply,
+        }
     }
 }
 

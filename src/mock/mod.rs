@@ -6,8 +6,10 @@
 //! 1. **key**: the key (default [`TEST_KEY`]) must be in `X-INFOPLUG-API-KEY` (or in
 //!    `Authorization`, raw or `Bearer`, as the earlier contract said), else 401
 //!    `unauthorized`;
-//! 2. **rate limit**: at most N requests per window (default 100 a second), else 429
-//!    `rate_limit_exceeded` with `Retry-After` in seconds;
+//! 2. **rate limit**: per key, a fixed window (default 100 a second), a sliding window or a
+//!    token bucket ([`Quota`]), else 429 `rate_limit_exceeded` with `Retry-After` in whole
+//!    seconds until a request would be admitted; optionally with the draft `RateLimit` and
+//!    `RateLimit-Policy` fields;
 //! 3. **parameters**: paths outside `/v1/`, and paths with a `missing` segment, are 404
 //!    `not_found`; a POST/PUT/PATCH without a body is 400 `payload_is_empty`, with a body that
 //!    is not JSON 400 `invalid_parameter`; `limit` outside 1..=2500 is 400
@@ -60,9 +62,11 @@
 //! ```
 
 mod emulator;
+mod quota;
 mod reply;
 mod server;
 
 pub use emulator::{Emulator, EmulatorBuilder, Recorded, TEST_KEY};
+pub use quota::Quota;
 pub use reply::{MockBody, Reply, Truncated};
 pub use server::EmulatorServer;

@@ -1,0 +1,284 @@
+//! The emulator's rate limits, enforced the ways real APIs enforce them.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// How an [`Emulator`](super::Emulator) limits the rate of each key's requests.
+///
+/// A request over the limit gets 429 `rate_limit_exceeded` with a `Retry-After` of the whole
+/// seconds until a request would be admitted again, rounded up (at least 1).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_infoplug::mock::{Emulator, Quota};
+///
+/// let api = Emulator::builder()
+///     .quota(Quota::token_bucket(200, 50))
+///     .rate_limit_headers(true)
+///     .build();
+/// # let _ = api;
+/// assert_eq!(
+///     Quota::fixed_window(100, Duration::from_secs(1)),
+///     Quota::fixed_window(100, Duration::from_secs(1)),
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quota {
+    kind: Kind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Fixed { requests: u32, window: Duration },
+    Sliding { requests: u32, window: Duration },
+    Bucket { per_second: u32, burst: u32 },
+}
+
+impl Quota {
+    /// At most `requests` per `window`; a window starts with the first request after the
+    /// previous one ended.
+    pub fn fixed_window(requests: u32, window: Duration) -> Self {
+        Self {
+            kind: Kind::Fixed { requests, window },
+        }
+    }
+
+    /// At most `requests` in any span of `window`.
+    pub fn sliding_window(requests: u32, window: Duration) -> Self {
+        Self {
+            kind: Kind::Sliding { requests, window },
+        }
+    }
+
+    /// A bucket of `burst` tokens, refilled at `per_second`; each request takes one.
+    pub fn token_bucket(per_second: u32, burst: u32) -> Self {
+        Self {
+            kind: Kind::Bucket { per_second, burst },
+        }
+    }
+
+    /// The limit as a `RateLimit-Policy` field value.
+    pub(super) fn policy(&self) -> String {
+        let (quota, window) = match self.kind {
+            Kind::Fixed { requests, window } | Kind::Sliding { requests, window } => {
+                (requests, ceil_secs(window))
+            }
+            Kind::Bucket { per_second, .. } => (per_second, 1),
+        };
+        format!("\"default\";q={quota};w={window}")
+    }
+
+    pub(super) fn limiter(&self) -> Limiter {
+        match self.kind {
+            Kind::Fixed { requests, window } => Limiter::Fixed {
+                requests,
+                window,
+                start: None,
+                admitted: 0,
+            },
+            Kind::Sliding { requests, window } => Limiter::Sliding {
+                requests,
+                window,
+                admitted: VecDeque::new(),
+            },
+            Kind::Bucket { per_second, burst } => Limiter::Bucket {
+                rate: f64::from(per_second.max(1)),
+                burst: f64::from(burst),
+                tokens: f64::from(burst),
+                at: None,
+            },
+        }
+    }
+}
+
+/// One key's use of its quota.
+#[derive(Debug)]
+pub(super) enum Limiter {
+    Fixed {
+        requests: u32,
+        window: Duration,
+        start: Option<Instant>,
+        admitted: u32,
+    },
+    Sliding {
+        requests: u32,
+        window: Duration,
+        admitted: VecDeque<Instant>,
+    },
+    Bucket {
+        rate: f64,
+        burst: f64,
+        tokens: f64,
+        at: Option<Instant>,
+    },
+}
+
+/// The answer of a limiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// Admitted; `remaining` more would be now, and the quota is whole again in `reset`.
+    Admitted { remaining: u32, reset: Duration },
+    /// Refused; a request would be admitted in `wait`.
+    Refused { wait: Duration },
+}
+
+impl Limiter {
+    pub(super) fn admit(&mut self, now: Instant) -> Verdict {
+        match self {
+            Self::Fixed {
+                requests,
+                window,
+                start,
+                admitted,
+            } => {
+                let window = *window;
+                let begun = start.filter(|s| now.saturating_duration_since(*s) < window);
+                let begun = begun.unwrap_or_else(|| {
+                    *admitted = 0;
+                    now
+                });
+                *start = Some(begun);
+                let left = window.saturating_sub(now.saturating_duration_since(begun));
+                if *admitted >= *requests {
+                    return Verdict::Refused { wait: left };
+                }
+                *admitted += 1;
+                Verdict::Admitted {
+                    remaining: *requests - *admitted,
+                    reset: left,
+                }
+            }
+            Self::Sliding {
+                requests,
+                window,
+                admitted,
+            } => {
+                let window = *window;
+                while admitted
+                    .front()
+                    .is_some_and(|at| now.saturating_duration_since(*at) >= window)
+                {
+                    admitted.pop_front();
+                }
+                let expires = |at: Option<&Instant>| {
+                    at.map_or(Duration::ZERO, |at| {
+                        window.saturating_sub(now.saturating_duration_since(*at))
+                    })
+                };
+                if admitted.len() >= *requests as usize {
+                    return Verdict::Refused {
+                        wait: expires(admitted.front()),
+                    };
+                }
+                admitted.push_back(now);
+                Verdict::Admitted {
+                    remaining: requests.saturating_sub(admitted.len() as u32),
+                    reset: expires(admitted.back()),
+                }
+            }
+            Self::Bucket {
+                rate,
+                burst,
+                tokens,
+                at,
+            } => {
+                let elapsed = at.map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
+                *tokens = (*tokens + elapsed * *rate).min(*burst);
+                *at = Some(now);
+                if *tokens < 1.0 {
+                    return Verdict::Refused {
+                        wait: Duration::from_secs_f64((1.0 - *tokens) / *rate),
+                    };
+                }
+                *tokens -= 1.0;
+                Verdict::Admitted {
+                    remaining: *tokens as u32,
+                    reset: Duration::from_secs_f64((*burst - *tokens) / *rate),
+                }
+            }
+        }
+    }
+}
+
+/// Whole seconds, rounded up.
+pub(super) fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+    const MS: Duration = Duration::from_millis(1);
+
+    fn admitted(verdicts: &[Verdict]) -> usize {
+        verdicts
+            .iter()
+            .filter(|v| matches!(v, Verdict::Admitted { .. }))
+            .count()
+    }
+
+    #[test]
+    fn a_fixed_window_admits_its_quota_then_names_the_window_end() {
+        let t0 = Instant::now();
+        let mut limiter = Quota::fixed_window(3, S).limiter();
+        let v: Vec<_> = (0..4).map(|i| limiter.admit(t0 + i * 100 * MS)).collect();
+        assert_eq!(admitted(&v), 3);
+        assert_eq!(v[3], Verdict::Refused { wait: 700 * MS });
+        assert!(matches!(
+            limiter.admit(t0 + S),
+            Verdict::Admitted { remaining: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn a_sliding_window_admits_again_when_the_oldest_leaves_it() {
+        let t0 = Instant::now();
+        let mut limiter = Quota::sliding_window(2, S).limiter();
+        limiter.admit(t0);
+        limiter.admit(t0 + 600 * MS);
+        assert_eq!(
+            limiter.admit(t0 + 900 * MS),
+            Verdict::Refused { wait: 100 * MS }
+        );
+        assert!(matches!(limiter.admit(t0 + S), Verdict::Admitted { .. }));
+        // The one at 600 ms is still in the window.
+        assert_eq!(
+            limiter.admit(t0 + 1100 * MS),
+            Verdict::Refused { wait: 500 * MS }
+        );
+    }
+
+    #[test]
+    fn a_token_bucket_allows_its_burst_then_its_rate() {
+        let t0 = Instant::now();
+        let mut limiter = Quota::token_bucket(10, 5).limiter();
+        let burst: Vec<_> = (0..6).map(|_| limiter.admit(t0)).collect();
+        assert_eq!(admitted(&burst), 5);
+        assert_eq!(burst[5], Verdict::Refused { wait: 100 * MS });
+        assert!(matches!(
+            limiter.admit(t0 + 100 * MS),
+            Verdict::Admitted { .. }
+        ));
+        assert!(matches!(
+            limiter.admit(t0 + 150 * MS),
+            Verdict::Refused { .. }
+        ));
+    }
+
+    #[test]
+    fn policies_name_the_quota_and_its_window() {
+        assert_eq!(
+            Quota::fixed_window(200, S).policy(),
+            "\"default\";q=200;w=1"
+        );
+        assert_eq!(
+            Quota::sliding_window(5, 1500 * MS).policy(),
+            "\"default\";q=5;w=2"
+        );
+        assert_eq!(Quota::token_bucket(50, 10).policy(), "\"default\";q=50;w=1");
+    }
+}
