@@ -3,7 +3,7 @@
 //! ```text
 //! INFOPLUG_API_KEY=... cargo run --example gateway --all-features -- \
 //!     --listen ADDR --upstream URL \
-//!     [--max-attempts N] [--max-retry-after SECS] \
+//!     [--max-attempts N] [--max-retry-after SECS] [--max-cooldown SECS] \
 //!     [--auth-header x-infoplug-api-key|authorization|bearer]
 //! ```
 //!
@@ -17,7 +17,13 @@
 //!   `x-infoplug-attempts: N` and, for a classified error, `x-infoplug-error: <code>` (as in
 //!   the error body, e.g. `rate_limit_exceeded`).
 //! - A transport failure becomes a 502 with a JSON body in the contract's error format (504
-//!   when the upstream timed out, 503 when the API asked for a wait the gateway will not take).
+//!   when the upstream timed out).
+//! - A request the gateway does not forward because the API asked clients to wait longer than
+//!   `--max-retry-after` (a shared gate or the pacing after a 429) gets the status that asked
+//!   for it (429 or 503), `Retry-After` in whole seconds (rounded up), `x-infoplug-error` and a
+//!   JSON body in the contract's format. The gate stays shut for `--max-cooldown` at most
+//!   (default: `--max-retry-after`); then one request goes through to see whether the API
+//!   has recovered. `SECS` may have decimals (`0.5`).
 //! - Ctrl-C shuts it down cleanly: open requests finish, then it exits 0.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -38,25 +44,36 @@ use tower::{Layer, ServiceExt};
 use tower_infoplug::auth::Auth;
 use tower_infoplug::classify::Classify;
 use tower_infoplug::retry::{ReplayBody, Retry, RetryError};
-use tower_infoplug::{ApiKey, AuthHeader, InfoPlugLayer, ResponseExt, RetryInfo};
+use tower_infoplug::{ApiKey, AuthHeader, ErrorCode, InfoPlugLayer, ResponseExt, RetryInfo};
 
 type Upstream = Retry<Classify<Auth<Client<HttpConnector, ReplayBody<Body>>>>>;
 
 const USAGE: &str = "usage: gateway --listen ADDR --upstream URL [--max-attempts N] \
-                     [--max-retry-after SECS] [--auth-header x-infoplug-api-key|authorization|bearer]";
+                     [--max-retry-after SECS] [--max-cooldown SECS] \
+                     [--auth-header x-infoplug-api-key|authorization|bearer]";
 
 #[derive(Debug)]
 struct Args {
     listen: SocketAddr,
     upstream: String,
     max_attempts: Option<u32>,
-    max_retry_after: Option<u64>,
+    max_retry_after: Option<Duration>,
+    max_cooldown: Option<Duration>,
     auth_header: AuthHeader,
+}
+
+/// A number of seconds, decimals allowed.
+fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
+    value
+        .parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("{flag}: {value:?} is not a number of seconds"))
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let (mut listen, mut upstream) = (None, None);
-    let (mut max_attempts, mut max_retry_after) = (None, None);
+    let (mut max_attempts, mut max_retry_after, mut max_cooldown) = (None, None, None);
     let mut auth_header = AuthHeader::api_key();
     while let Some(flag) = args.next() {
         let mut value = || {
@@ -80,12 +97,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 );
             }
             "--max-retry-after" => {
-                let v = value()?;
-                max_retry_after =
-                    Some(v.parse().map_err(|_| {
-                        format!("--max-retry-after: {v:?} is not a number of seconds")
-                    })?);
+                max_retry_after = Some(seconds("--max-retry-after", &value()?)?);
             }
+            "--max-cooldown" => max_cooldown = Some(seconds("--max-cooldown", &value()?)?),
             "--auth-header" => {
                 auth_header = match value()?.to_ascii_lowercase().as_str() {
                     "x-infoplug-api-key" => AuthHeader::api_key(),
@@ -107,6 +121,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         upstream: upstream.ok_or_else(|| format!("--upstream is required\n{USAGE}"))?,
         max_attempts,
         max_retry_after,
+        max_cooldown,
         auth_header,
     })
 }
@@ -137,8 +152,11 @@ async fn run() -> Result<(), String> {
     if let Some(n) = args.max_attempts {
         stack = stack.max_attempts(n);
     }
-    if let Some(secs) = args.max_retry_after {
-        stack = stack.max_retry_after(Duration::from_secs(secs));
+    if let Some(max) = args.max_retry_after {
+        stack = stack.max_retry_after(max);
+    }
+    if let Some(max) = args.max_cooldown {
+        stack = stack.retry(|r| r.max_cooldown(max));
     }
     let stack = stack
         .build()
@@ -213,16 +231,30 @@ async fn proxy(State(gateway): State<Gateway>, req: Request) -> Response {
             }
             Response::from_parts(parts, Body::new(body))
         }
+        Err(RetryError::CoolingDown { status, info }) => {
+            let code = ErrorCode::from_status(status);
+            let mut res = error_response(
+                status,
+                code.as_str(),
+                "the API asked clients to wait longer than this gateway waits; not forwarded",
+                Some(info.attempts()),
+            );
+            let headers = res.headers_mut();
+            if let Some(wait) = info.retry_after() {
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            if let Ok(value) = HeaderValue::from_str(code.as_str()) {
+                headers.insert("x-infoplug-error", value);
+            }
+            res
+        }
         Err(err) => {
             let attempts = err.info().attempts();
             let (status, details) = match &err {
                 RetryError::TimedOut { .. } => (
                     StatusCode::GATEWAY_TIMEOUT,
                     "the upstream did not answer in time".to_owned(),
-                ),
-                RetryError::CoolingDown { .. } => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the API asked clients to wait longer than this gateway waits".to_owned(),
                 ),
                 _ => (
                     StatusCode::BAD_GATEWAY,

@@ -296,6 +296,62 @@ async fn the_gateway_holds_the_key_and_reports_what_it_did() {
 }
 
 #[tokio::test]
+async fn the_gateway_refuses_locally_while_the_api_asks_for_an_hour_then_probes() {
+    let api = Emulator::new();
+    let upstream = api.serve().await.unwrap();
+    let gateway = Server::start(
+        "gateway",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &upstream.base_url(),
+            "--max-retry-after",
+            "0.3",
+        ],
+        Some(TEST_KEY),
+    )
+    .await;
+    let client = http_client();
+    let get = || {
+        let req = Request::get(format!("{}/v1/profile", gateway.base))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        client.request(req)
+    };
+
+    // The upstream asks for an hour: its own answer comes back at once.
+    api.push(Reply::rate_limited(3600));
+    let res = get().await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert_eq!(res.headers()["retry-after"], "3600");
+
+    // Meanwhile the gateway answers for the API, and says when to come back.
+    let res = get().await.unwrap();
+    assert_eq!(res.status(), 429);
+    let retry_after: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3599..=3600).contains(&retry_after), "{retry_after}");
+    assert_eq!(res.headers()["x-infoplug-error"], "rate_limit_exceeded");
+    assert_eq!(res.headers()["content-type"], "application/json");
+    let body = read_body(res.into_body()).await.unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["message"], "rate_limit_exceeded");
+    assert_eq!(api.request_count(), 1, "refused without a call upstream");
+
+    // Past the cooldown cap, one request probes; the API has recovered, and so has the
+    // gateway: it is not locked out for the hour.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(get().await.unwrap().status(), 200);
+    assert_eq!(get().await.unwrap().status(), 200);
+    assert_eq!(api.request_count(), 3);
+    gateway.interrupt().await;
+}
+
+#[tokio::test]
 async fn the_gateway_refuses_to_start_without_a_usable_key() {
     for (key, expected) in [
         (None, "INFOPLUG_API_KEY"),

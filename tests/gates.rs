@@ -1,0 +1,358 @@
+//! The shared gate and the pacing: no hint locks an origin out, no request sleeps past its cap,
+//! one tenant's 429 holds no other, and a quota is paced rather than hit. Paused time, against
+//! the emulator in memory.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use tokio::time::Instant;
+use tower::{ServiceBuilder, ServiceExt};
+use tower_infoplug::mock::{Emulator, Quota, Reply, TEST_KEY};
+use tower_infoplug::retry::{Jitter, RetryBuilder, RetryError, RetryInfo, RetryLayer, StopReason};
+use tower_infoplug::{ApiKey, AuthLayer, ClassifyLayer};
+
+const S: Duration = Duration::from_secs(1);
+const MS: Duration = Duration::from_millis(1);
+
+struct Fixed(f64);
+
+impl Jitter for Fixed {
+    fn sample(&self) -> f64 {
+        self.0
+    }
+}
+
+fn builder() -> RetryBuilder {
+    RetryLayer::builder().jitter(Fixed(0.0))
+}
+
+/// Retry over classify over auth, over `api`, from one layer (so stacks built from it share
+/// its gates).
+fn stack_of(
+    layer: &RetryLayer,
+    api: &Emulator,
+) -> impl tower::Service<
+    Request<Full<Bytes>>,
+    Response = Response<tower_infoplug::classify::ClassifyBody<tower_infoplug::mock::MockBody>>,
+    Error = RetryError<std::convert::Infallible>,
+    Future: Send,
+> + Clone
++ use<> {
+    ServiceBuilder::new()
+        .layer(layer.clone())
+        .layer(ClassifyLayer::new())
+        .layer(AuthLayer::new(ApiKey::new(TEST_KEY).unwrap()))
+        .service(api.clone())
+}
+
+fn get(path: &str) -> Request<Full<Bytes>> {
+    Request::get(path).body(Full::default()).unwrap()
+}
+
+fn as_tenant(key: &str) -> Request<Full<Bytes>> {
+    Request::get("https://api.test/v1/x")
+        .header("x-infoplug-api-key", key)
+        .body(Full::default())
+        .unwrap()
+}
+
+fn info<B>(res: &Response<B>) -> RetryInfo {
+    res.extensions().get::<RetryInfo>().cloned().unwrap()
+}
+
+fn cooling(err: &RetryError<std::convert::Infallible>) -> (StatusCode, Duration) {
+    match err {
+        RetryError::CoolingDown { status, info } => {
+            assert_eq!(info.stop_reason(), StopReason::CoolingDown);
+            (*status, info.retry_after().unwrap())
+        }
+        other => panic!("not a cooldown: {other}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_hint_however_long_locks_the_origin_out() {
+    let hour_hints = [
+        Reply::rate_limited(999_999_999_999),
+        Reply::status(429).header("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT"),
+        Reply::status(429).header("x-ratelimit-reset", "99999999999"),
+        Reply::status(429).header("ratelimit", "\"default\";r=0;t=999999999"),
+    ];
+    for hint in hour_hints {
+        let api = Emulator::new();
+        let layer = builder()
+            .max_cooldown(5 * S)
+            .rate_limit_headers(true)
+            .x_rate_limit_reset(true)
+            .build()
+            .unwrap();
+        api.push(hint);
+        let res = stack_of(&layer, &api).oneshot(get("/v1/x")).await.unwrap();
+        assert_eq!(info(&res).stop_reason(), StopReason::HintTooLong);
+
+        // Meanwhile: refused at once, saying how long the server asked for and with what.
+        let start = Instant::now();
+        let err = stack_of(&layer, &api)
+            .oneshot(get("/v1/x"))
+            .await
+            .unwrap_err();
+        let (status, asked) = cooling(&err);
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(asked > 365 * 24 * 3600 * S, "{asked:?}");
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(api.request_count(), 1);
+
+        // After max_cooldown, a probe goes; its 200 reopens the origin for everyone, a stack
+        // built afterwards from the same layer included.
+        tokio::time::advance(5 * S).await;
+        let res = stack_of(&layer, &api).oneshot(get("/v1/x")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let res = stack_of(&layer, &api).oneshot(get("/v1/x")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(api.request_count(), 3);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_that_meets_another_long_hint_shuts_the_gate_again() {
+    let api = Emulator::new();
+    let layer = builder().max_cooldown(2 * S).build().unwrap();
+    let client = stack_of(&layer, &api);
+    api.push_all([Reply::rate_limited(3600), Reply::rate_limited(3600)]);
+    client.clone().oneshot(get("/v1/x")).await.unwrap();
+    tokio::time::advance(2 * S).await;
+    // The probe: answered with another hour.
+    let res = client.clone().oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Shut again by the same rule, for max_cooldown.
+    let err = client.clone().oneshot(get("/v1/x")).await.unwrap_err();
+    assert_eq!(cooling(&err).0, StatusCode::TOO_MANY_REQUESTS);
+    tokio::time::advance(2 * S).await;
+    assert_eq!(
+        client.oneshot(get("/v1/x")).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(api.request_count(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_that_meets_another_requests_long_gate_returns_at_once() {
+    let api = Emulator::new();
+    let layer = builder().build().unwrap();
+    let client = stack_of(&layer, &api);
+    // The GET's 500 comes back after a second; meanwhile another request's 429 asks for an
+    // hour.
+    api.push_all([
+        Reply::status(500).delay(S),
+        Reply::status(503).header("retry-after", "3600"),
+    ]);
+    let start = Instant::now();
+    let slow = tokio::spawn(client.clone().oneshot(get("/v1/slow")));
+    tokio::task::yield_now().await;
+    let res = client.clone().oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(info(&res).stop_reason(), StopReason::HintTooLong);
+    assert_eq!(info(&res).retry_after(), Some(3600 * S));
+
+    let res = slow.await.unwrap().unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(start.elapsed(), S, "not the hour");
+    let info = info(&res);
+    assert_eq!(info.stop_reason(), StopReason::CoolingDown);
+    assert_eq!(info.retry_after(), Some(3599 * S));
+    assert_eq!(api.request_count(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_vetoed_429_closes_no_gate() {
+    let api = Emulator::new();
+    let layer = builder().build().unwrap();
+    let client = stack_of(&layer, &api);
+    api.push(Reply::error(429, "insufficient_credits", None, "Top up").header("retry-after", "30"));
+    let res = client.clone().oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(info(&res).stop_reason(), StopReason::Final);
+    let start = Instant::now();
+    let res = client.oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(start.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_tenants_429_holds_no_other_tenant() {
+    let api = Emulator::builder().no_rate_limit().build();
+    let layer = builder().build().unwrap();
+    let client = stack_of(&layer, &api);
+    api.push(Reply::rate_limited(30));
+    let tenant_a = tokio::spawn(client.clone().oneshot(as_tenant("ip_tenant_a")));
+    tokio::time::sleep(S).await;
+
+    // Another tenant goes at once (the emulator does not know its key: a 401, but sent).
+    let start = Instant::now();
+    let res = client
+        .clone()
+        .oneshot(as_tenant("ip_tenant_b"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    // The layer's own key (no tenant header) is another partition too.
+    let res = client.clone().oneshot(get("https://api.test/v1/x")).await;
+    assert_eq!(res.unwrap().status(), StatusCode::OK);
+    assert_eq!(start.elapsed(), Duration::ZERO);
+
+    // The same tenant waits for its own gate.
+    let res = client.oneshot(as_tenant("ip_tenant_a")).await.unwrap();
+    assert!(info(&res).waited() >= 28 * S, "{:?}", info(&res));
+    tenant_a.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_policy_with_quota_left_names_no_wait() {
+    let api = Emulator::new();
+    let layer = builder().rate_limit_headers(true).build().unwrap();
+    api.push(Reply::status(429).header("ratelimit", "\"burst\";r=0;t=1, \"daily\";r=900;t=86000"));
+    let start = Instant::now();
+    let res = stack_of(&layer, &api).oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(info(&res).last_hint(), Some(S));
+    assert_eq!(start.elapsed(), S);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lone_request_waits_its_hint_plus_at_most_a_tenth_or_100_ms() {
+    for (hint, most) in [(1, 1100 * MS), (5, 5500 * MS)] {
+        let api = Emulator::new();
+        api.push(Reply::rate_limited(hint));
+        // The largest spread a jitter sample can give.
+        let layer = RetryLayer::builder().jitter(Fixed(1.0)).build().unwrap();
+        let start = Instant::now();
+        let res = stack_of(&layer, &api).oneshot(get("/v1/x")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(start.elapsed(), most, "Retry-After: {hint}");
+    }
+}
+
+/// `n` requests, `in_flight` at a time, each as soon as the last of its lane ends; returns
+/// the makespan and how many ended in a 200.
+async fn batch<S>(client: S, n: usize, in_flight: usize) -> (Duration, usize)
+where
+    S: tower::Service<
+            Request<Full<Bytes>>,
+            Response = Response<
+                tower_infoplug::classify::ClassifyBody<tower_infoplug::mock::MockBody>,
+            >,
+            Error = RetryError<std::convert::Infallible>,
+            Future: Send,
+        > + Clone
+        + Send
+        + 'static,
+{
+    let start = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let lanes: Vec<_> = (0..in_flight)
+        .map(|_| {
+            let (client, next) = (client.clone(), Arc::clone(&next));
+            tokio::spawn(async move {
+                let mut ok = 0;
+                while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < n {
+                    let res = client.clone().oneshot(get("/v1/x")).await;
+                    ok += usize::from(res.is_ok_and(|r| r.status() == StatusCode::OK));
+                }
+                ok
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for lane in lanes {
+        ok += lane.await.unwrap();
+    }
+    (start.elapsed(), ok)
+}
+
+fn rejected(api: &Emulator) -> usize {
+    // What the server turned away: every request it saw beyond those it admitted.
+    api.request_count() - (1000 - api.credits() as usize)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quota_is_paced_instead_of_hit_window_after_window() {
+    // 20 requests a second; 120 requests, 20 in flight: the ideal is 6 s.
+    for quota in [
+        Quota::fixed_window(20, S),
+        Quota::token_bucket(20, 20),
+        Quota::sliding_window(20, S),
+    ] {
+        let run = |pacing: bool| async move {
+            let api = Emulator::builder().quota(quota).build();
+            let layer = RetryLayer::builder()
+                .jitter(Fixed(0.5))
+                .pacing(pacing)
+                .max_attempts(10)
+                .build()
+                .unwrap();
+            let (makespan, ok) = batch(stack_of(&layer, &api), 120, 20).await;
+            (makespan, ok, rejected(&api))
+        };
+        let (paced, ok, paced_rejected) = run(true).await;
+        assert_eq!(ok, 120, "{quota:?}");
+        // The first 429 shuts the gate for the rest of the first window (in memory, nothing
+        // else is in flight then); after that, the pacer keeps to the quota.
+        assert!(
+            paced_rejected <= 2,
+            "{quota:?}: {paced_rejected} turned away"
+        );
+        assert!(paced <= 6 * S + 100 * MS, "{quota:?}: {paced:?}");
+
+        let (unpaced, ok, unpaced_rejected) = run(false).await;
+        assert_eq!(ok, 120, "{quota:?}");
+        assert!(
+            unpaced_rejected > 2 * paced_rejected,
+            "{quota:?}: paced {paced_rejected}, unpaced {unpaced_rejected}"
+        );
+        assert!(paced < unpaced, "{quota:?}: {paced:?} vs {unpaced:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stated_quota_sets_the_pace_directly() {
+    for read_fields in [true, false] {
+        let api = Emulator::builder().no_rate_limit().build();
+        let layer = builder().rate_limit_headers(read_fields).build().unwrap();
+        let client = stack_of(&layer, &api);
+        api.push(
+            Reply::rate_limited(1)
+                .header("ratelimit", "\"default\";r=0;t=1")
+                .header("ratelimit-policy", "\"default\";q=4;w=1"),
+        );
+        let first = tokio::spawn(client.clone().oneshot(get("/v1/x")));
+        tokio::time::sleep(500 * MS).await;
+        let rest: Vec<_> = (0..7)
+            .map(|_| tokio::spawn(client.clone().oneshot(get("/v1/x"))))
+            .collect();
+        first.await.unwrap().unwrap();
+        for call in rest {
+            assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+        }
+        let seen = api.requests();
+        let times: Vec<_> = seen[1..].iter().map(|r| r.at - seen[0].at).collect();
+        if read_fields {
+            // `q=4;w=1`: four a second from the moment the server named.
+            let expected: Vec<_> = (0..8).map(|i| S + i * 250 * MS).collect();
+            assert_eq!(times, expected);
+        } else {
+            // Nothing measured and nothing stated: no pacing, only the spread of the wait.
+            assert!(times.iter().all(|t| *t == S), "{times:?}");
+        }
+    }
+}
