@@ -132,11 +132,17 @@ where
     ) -> Self {
         let (head, body) = req.into_parts();
         let (replay, first) = Replay::start(body, shared.settings.replay_limit);
-        Self {
-            state: State::Planning {
+        // The common case, nothing throttled anywhere: straight to sending, no planning.
+        let state = if shared.state.throttled() {
+            State::Planning {
                 body: first,
                 step: Step::Fresh,
-            },
+            }
+        } else {
+            State::Sending { body: first }
+        };
+        Self {
+            state,
             service,
             ready: true,
             request: Bookkeeping {
@@ -338,22 +344,14 @@ impl<B: Body, P> Bookkeeping<B, P> {
         }
     }
 
-    fn partition(&mut self) -> Partition {
+    /// Asks the planner, under the shared state's lock.
+    fn plan(&mut self, now: Instant, step: Step) -> Plan {
         let Self {
             partition,
             head,
             shared,
             ..
         } = self;
-        partition
-            .get_or_insert_with(|| shared.state.partition(&head.uri, &head.headers))
-            .clone()
-    }
-
-    /// Asks the planner, under the shared state's lock.
-    fn plan(&mut self, now: Instant, step: Step) -> Plan {
-        let partition = self.partition();
-        let shared = &self.shared;
         let inputs = Inputs {
             now,
             samples: [shared.sample(), shared.sample()],
@@ -362,7 +360,13 @@ impl<B: Body, P> Bookkeeping<B, P> {
             replayable: self.replay.can_replay(),
             step,
         };
-        shared.state.plan(&shared.settings, &partition, &inputs)
+        let state = &shared.state;
+        let partition = || {
+            partition
+                .get_or_insert_with(|| state.partition(&head.uri, &head.headers))
+                .clone()
+        };
+        state.plan(&shared.settings, partition, &inputs)
     }
 
     /// The error of a request the planner would not send.

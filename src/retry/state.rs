@@ -72,8 +72,19 @@ pub(crate) struct State {
     epoch: Instant,
     budget: Option<Budget>,
     keys: [std::collections::hash_map::RandomState; 2],
-    partitions: Mutex<HashMap<Partition, Held>>,
+    partitions: Mutex<Table>,
 }
+
+/// The partitions that hold something back.
+#[derive(Debug, Default)]
+struct Table {
+    held: HashMap<Partition, Held>,
+    /// When every partition was last looked at for what has expired.
+    swept: Option<Instant>,
+}
+
+/// How often all partitions are looked at, besides the one a request touches.
+const SWEEP: Duration = Duration::from_secs(1);
 
 /// What holds one partition back.
 #[derive(Debug, Default)]
@@ -104,7 +115,7 @@ impl State {
             epoch: Instant::now(),
             budget,
             keys: Default::default(),
-            partitions: Mutex::new(HashMap::new()),
+            partitions: Mutex::default(),
         }
     }
 
@@ -132,11 +143,20 @@ impl State {
     }
 
     /// Plans under the lock, and applies what the plan took.
-    pub(crate) fn plan(&self, settings: &Settings, partition: &Partition, inputs: &Inputs) -> Plan {
+    /// `partition` is only asked for when some partition holds something.
+    pub(crate) fn plan(
+        &self,
+        settings: &Settings,
+        partition: impl FnOnce() -> Partition,
+        inputs: &Inputs,
+    ) -> Plan {
         let now = inputs.now;
-        let mut partitions = self.lock();
-        self.tidy(&mut partitions, now);
-        let held = partitions.get_mut(partition);
+        let mut table = self.lock();
+        let partition = (!table.held.is_empty()).then(partition);
+        if let Some(partition) = &partition {
+            self.tidy(&mut table, partition, now);
+        }
+        let held = partition.as_ref().and_then(|p| table.held.get_mut(p));
         let snapshot = Snapshot {
             gate: held
                 .as_ref()
@@ -171,7 +191,6 @@ impl State {
                 budget.spend();
             }
         }
-        self.tidy(&mut partitions, now);
         plan
     }
 
@@ -196,7 +215,10 @@ impl State {
                 }
                 self.throttled()
             }
-            Signal::Throttled { .. } => true,
+            Signal::Throttled { status, hint, .. } => {
+                (self.gates && hint.is_some_and(|h| !h.is_zero()))
+                    || (self.pacing && status == StatusCode::TOO_MANY_REQUESTS)
+            }
             Signal::Answered | Signal::Failed => false,
         };
         if !shared && !probe {
@@ -204,7 +226,7 @@ impl State {
         }
         let partition = partition();
         let now = now();
-        let mut partitions = self.lock();
+        let mut table = self.lock();
         match signal {
             Signal::Throttled {
                 status,
@@ -219,7 +241,7 @@ impl State {
                     self.throttled.store(true, Ordering::Release);
                 }
                 let quiet = self.quiet();
-                let held = partitions.entry(partition).or_default();
+                let held = table.held.entry(partition.clone()).or_default();
                 if close {
                     let reopen = later(now, hint.min(self.max_cooldown));
                     let fresh = Closed {
@@ -257,7 +279,7 @@ impl State {
                 }
             }
             Signal::Healthy | Signal::Answered | Signal::Failed => {
-                if let Some(held) = partitions.get_mut(&partition) {
+                if let Some(held) = table.held.get_mut(&partition) {
                     if probe {
                         match signal {
                             // No answer: another request may probe.
@@ -278,7 +300,7 @@ impl State {
                 }
             }
         }
-        self.tidy(&mut partitions, now);
+        self.tidy(&mut table, &partition, now);
     }
 
     /// Healthy answers since the quiet spell began, and when the first of them came.
@@ -294,19 +316,19 @@ impl State {
         (admitted, since)
     }
 
-    /// Drops what no longer holds anything back; once nothing does, the common case is lock
-    /// free again and a new quiet spell begins.
-    fn tidy(&self, partitions: &mut HashMap<Partition, Held>, now: Instant) {
-        partitions.retain(|_, held| {
-            if held.gate.is_some_and(|gate| now >= gate.asked) {
-                held.gate = None;
-            }
-            if held.pacer.as_ref().is_some_and(|p| p.ended(now)) {
-                held.pacer = None;
-            }
-            held.gate.is_some() || held.pacer.is_some()
-        });
-        if partitions.is_empty() && self.throttled() {
+    /// Drops what no longer holds anything back: in `partition` always, in every partition
+    /// once per [`SWEEP`] (so that many tenants do not make every request walk them all).
+    /// Once nothing is held, the common case is lock free again and a new quiet spell begins.
+    fn tidy(&self, table: &mut Table, partition: &Partition, now: Instant) {
+        if table.swept.is_none_or(|at| now >= later(at, SWEEP)) {
+            table.swept = Some(now);
+            table.held.retain(|_, held| held.expire(now));
+        } else if let Some(held) = table.held.get_mut(partition)
+            && !held.expire(now)
+        {
+            table.held.remove(partition);
+        }
+        if table.held.is_empty() && self.throttled() {
             self.throttled.store(false, Ordering::Release);
             self.quiet_base
                 .store(self.healthy.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -314,7 +336,7 @@ impl State {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Partition, Held>> {
+    fn lock(&self) -> MutexGuard<'_, Table> {
         // Plain data, updated in single steps: a panic elsewhere cannot leave it half-done.
         self.partitions
             .lock()
@@ -323,6 +345,19 @@ impl State {
 
     fn since_epoch(&self, at: Instant) -> u64 {
         u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+impl Held {
+    /// Drops what has expired at `now`; whether anything is still held.
+    fn expire(&mut self, now: Instant) -> bool {
+        if self.gate.is_some_and(|gate| now >= gate.asked) {
+            self.gate = None;
+        }
+        if self.pacer.as_ref().is_some_and(|p| p.ended(now)) {
+            self.pacer = None;
+        }
+        self.gate.is_some() || self.pacer.is_some()
     }
 }
 
@@ -416,16 +451,20 @@ mod tests {
         state.observe(throttle, || api.clone(), || t0, None, false);
         assert!(state.throttled());
         let cooling = |plan| matches!(plan, Plan::Stop(stop) if stop.retry_after.is_some());
-        assert!(cooling(state.plan(&settings, &api, &fresh(t0))));
+        assert!(cooling(state.plan(&settings, || api.clone(), &fresh(t0))));
         let after = t0 + settings.max_cooldown;
-        let probe = state.plan(&settings, &api, &fresh(after));
+        let probe = state.plan(&settings, || api.clone(), &fresh(after));
         assert!(matches!(probe, Plan::Go { probe: true, .. }), "{probe:?}");
         // One at a time.
-        assert!(cooling(state.plan(&settings, &api, &fresh(after))));
+        assert!(cooling(state.plan(
+            &settings,
+            || api.clone(),
+            &fresh(after)
+        )));
         // The probe's answer has no hint: the gate is open, and nothing is held any more.
         state.observe(Signal::Healthy, || api.clone(), || after, None, true);
         assert!(matches!(
-            state.plan(&settings, &api, &fresh(after)),
+            state.plan(&settings, || api.clone(), &fresh(after)),
             Plan::Go { probe: false, .. }
         ));
         assert!(!state.throttled());
