@@ -9,16 +9,28 @@
 //! - **Server hints**: `Retry-After` (seconds, and all three HTTP-date forms, read against an
 //!   injectable wall clock), and optionally the draft `RateLimit` field and
 //!   `X-RateLimit-Reset`. A hint is a floor: the layer waits `max(hint, backoff)` plus a
-//!   bounded upward jitter, never earlier than asked. `0` or a date in the past means "no
-//!   floor", not "now". Invalid hints are ignored.
+//!   bounded upward spread, never earlier than asked. `0` or a date in the past means "no
+//!   floor", not "now". Invalid hints are ignored; of several lines, the largest valid one
+//!   wins; a `RateLimit` policy with quota left names no wait.
 //! - **A hint too long to honour** (above [`max_retry_after`](RetryBuilder::max_retry_after),
 //!   60 s by default, or past the request's deadline) is not slept on: the response comes back
 //!   at once, its [`RetryInfo`] holding the hint and the reason.
-//! - **A shared cooldown**: a 429 or 503 with a hint closes the origin for every request
-//!   through the layer's clones until the hint has passed; requests issued meanwhile wait (or
-//!   fail fast with [`RetryError::CoolingDown`] if their deadline is earlier, or the wait longer
-//!   than `max_retry_after`), and are released with jitter, not all at once.
-//! - **A retry budget** shared by clones (a share of recent successes plus a floor per
+//! - **Shared gates that cannot lock out**: a 429 or 503 the policy would retry, with a hint,
+//!   shuts a gate on its *partition* (origin and credential: one tenant's 429 holds no other
+//!   tenant) for every request through the layer's clones. Requests that meet it wait if what
+//!   the server asked fits their `max_retry_after` and deadline, and otherwise fail at once
+//!   with [`RetryError::CoolingDown`], which carries the status and how long the server asked
+//!   for; a request already retrying obeys the same cap. No gate stays shut longer than
+//!   [`max_cooldown`](RetryBuilder::max_cooldown) (default `max_retry_after`): then one
+//!   request goes through as a probe, and an answer without a hint reopens it. A vetoed 429
+//!   (`insufficient_credits`) shuts nothing.
+//! - **Pacing after a 429**: the partition's requests are then released at a rate learned from
+//!   what the server admitted (or the quota its `RateLimit-Policy` states), not all at once
+//!   when the gate reopens; the rate is held, then recovers, and pacing ends once it has
+//!   doubled without another 429. A lone request waits its hint plus at most
+//!   `max(10%, 100 ms)`. While nothing is throttled, none of this takes a lock or touches a
+//!   timer.
+//! - **A retry budget** shared by clones (a share of recent healthy answers plus a floor per
 //!   second), so an outage cannot multiply the load; and `max_attempts` (3 by default).
 //! - **Any request body**, not only clonable ones: the body is recorded as it is sent (for
 //!   `Bytes` data, by reference count) up to [`replay_limit`](RetryBuilder::replay_limit),
@@ -30,7 +42,12 @@
 //!   last hint, why retrying stopped.
 //! - **Cancellation**: dropping the response future stops everything; nothing is spawned.
 //!   Readiness is polled again before every attempt, so the layer composes with `Buffer`,
-//!   `ConcurrencyLimit` and balancers, and a request waiting for a cooldown holds no permit.
+//!   `ConcurrencyLimit` and balancers, and a request held by a gate or the pacing holds no
+//!   permit.
+//!
+//! Every rule about when to send lives in one pure planner (a function of the time, a jitter
+//! sample, the outcome and a snapshot of the shared state); the response future only
+//! sequences planning, readiness, the call, the sleep and the drain.
 //!
 //! Place it above a [`ClassifyLayer`](crate::ClassifyLayer): the parsed error body of each
 //! attempt can then veto a retry (a 429 whose body says `insufficient_credits` is final). The
