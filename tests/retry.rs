@@ -604,6 +604,31 @@ async fn the_budget_is_shared_by_clones() {
     assert_eq!(api.request_count(), 20 + 10);
 }
 
+#[tokio::test(start_paused = true)]
+async fn only_answers_from_a_healthy_server_buy_retries() {
+    // A budget of 20% of healthy answers plus 1 retry a second (10 for the window).
+    let api = Emulator::builder().no_rate_limit().build();
+    let client = stack(&api, builder().budget(0.2, 1).max_attempts(2));
+    // One retried GET opens the budget's window; its 200 is one healthy answer.
+    api.push(Reply::unavailable());
+    client.clone().oneshot(get("/v1/x")).await.unwrap();
+    // An outage that begins with 500 final POST 500s (not retried: not idempotent).
+    api.set_outage(Some(Reply::status(500)));
+    for _ in 0..500 {
+        let res = client.clone().oneshot(post("/v1/x", "{}")).await.unwrap();
+        assert_eq!(info(&res).attempts(), 1);
+    }
+    let before = api.request_count();
+    // Then 100 GETs: the 500s bought no retries, so only the reserve (less the one spent)
+    // and a fifth of the single 200 are left, not another hundred.
+    api.set_outage(Some(Reply::unavailable()));
+    for _ in 0..100 {
+        client.clone().oneshot(get("/v1/x")).await.unwrap();
+    }
+    let retries = api.request_count() - before - 100;
+    assert_eq!(retries, 9, "{retries} retries");
+}
+
 /// A streaming request body with no length, as a proxy or an upload would send.
 struct Streaming(VecDeque<&'static [u8]>);
 
