@@ -4,6 +4,65 @@
 use bytes::{Buf, Bytes};
 use http_body::SizeHint;
 
+/// Data read so far, kept as one contiguous run whatever the framing: the first chunk by
+/// reference, and from the second on copied into one buffer. Memory follows the number of
+/// bytes, not the number of frames (a body sent a byte a frame costs what one frame of the
+/// same bytes costs, not a frame's bookkeeping per byte, nor the transport's read buffers
+/// kept alive by one-byte slices).
+#[derive(Debug, Default)]
+pub(crate) enum Coalesced {
+    #[default]
+    Empty,
+    One(Bytes),
+    Many(Vec<u8>),
+}
+
+impl Coalesced {
+    /// Appends `chunk`; the buffer grows by doubling but never past `most` bytes of capacity
+    /// (or what it holds, if more).
+    pub(crate) fn push(&mut self, chunk: Bytes, most: usize) {
+        if chunk.is_empty() {
+            return;
+        }
+        let mut all = match std::mem::take(self) {
+            Self::Empty => {
+                *self = Self::One(chunk);
+                return;
+            }
+            Self::One(first) => first.to_vec(),
+            Self::Many(all) => all,
+        };
+        let needed = all.len().saturating_add(chunk.len());
+        if needed > all.capacity() {
+            let grown = all
+                .capacity()
+                .saturating_mul(2)
+                .max(needed)
+                .min(most.max(needed));
+            all.reserve_exact(grown - all.len());
+        }
+        all.extend_from_slice(&chunk);
+        *self = Self::Many(all);
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Empty => &[],
+            Self::One(bytes) => bytes,
+            Self::Many(all) => all,
+        }
+    }
+
+    /// The data, if there is any.
+    pub(crate) fn into_bytes(self) -> Option<Bytes> {
+        match self {
+            Self::Empty => None,
+            Self::One(bytes) => Some(bytes),
+            Self::Many(all) => Some(Bytes::from(all)),
+        }
+    }
+}
+
 /// A body's data as `Bytes`: a move when it already is `Bytes`, a copy otherwise.
 pub(crate) fn into_bytes<D: Buf>(mut data: D) -> Bytes {
     data.copy_to_bytes(data.remaining())
@@ -22,6 +81,33 @@ pub(crate) fn hint_plus(rest: &SizeHint, buffered: u64) -> SizeHint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coalesced_data_is_the_chunks_in_order_and_one_chunk_is_not_copied() {
+        let mut data = Coalesced::default();
+        assert_eq!(data.as_slice(), b"");
+        let first = Bytes::from_static(b"ab");
+        data.push(first.clone(), 8);
+        assert!(matches!(&data, Coalesced::One(b) if b.as_ptr() == first.as_ptr()));
+        data.push(Bytes::new(), 8);
+        data.push(Bytes::from_static(b"c"), 8);
+        data.push(Bytes::from_static(b"de"), 8);
+        assert_eq!(data.as_slice(), b"abcde");
+        assert_eq!(data.into_bytes(), Some(Bytes::from_static(b"abcde")));
+        assert_eq!(Coalesced::default().into_bytes(), None);
+    }
+
+    #[test]
+    fn a_byte_a_frame_never_grows_the_buffer_past_the_bound() {
+        let mut data = Coalesced::default();
+        for _ in 0..1000 {
+            data.push(Bytes::from_static(b"x"), 1000);
+            if let Coalesced::Many(all) = &data {
+                assert!(all.capacity() <= 1000, "{}", all.capacity());
+            }
+        }
+        assert_eq!(data.as_slice().len(), 1000);
+    }
 
     #[test]
     fn buffered_bytes_shift_both_bounds() {

@@ -302,4 +302,26 @@ fn allocations_per_request_stay_within_the_claims() {
         get("body/stack (1 MiB, 256 frames)") - get("body/bare (1 MiB, 256 frames)"),
         overhead
     );
+
+    // Memory per error body follows its bytes, not its frames: a 64 KiB error body sent a
+    // byte a frame is held, classified and not yet read, in about 64 KiB (as one frame of
+    // it is), not in a frame's bookkeeping per byte.
+    static ERROR_64K: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let error_64k: &'static [u8] = ERROR_64K.get_or_init(|| vec![b'x'; 64 * 1024]);
+    let held = |frames: usize| {
+        let mut svc = ClassifyLayer::new().layer(transport(500, error_64k, frames));
+        support::now(std::future::poll_fn(|cx| svc.poll_ready(cx))).unwrap();
+        let before = dhat::HeapStats::get().curr_bytes;
+        let res = support::now(svc.call(support::request())).unwrap();
+        let held = dhat::HeapStats::get().curr_bytes - before;
+        assert!(res.extensions().get::<tower_infoplug::ApiError>().is_some());
+        drop(res);
+        held
+    };
+    let one_frame = held(1);
+    let byte_frames = held(64 * 1024);
+    println!(
+        "\n64 KiB error body held: {one_frame} bytes in one frame, {byte_frames} a byte a frame"
+    );
+    assert!(byte_frames <= 64 * 1024 + 4096, "{byte_frames} bytes");
 }

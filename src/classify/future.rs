@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::{Response, header};
+use http::{HeaderMap, Response, header};
 use http_body::{Body, Frame};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
@@ -14,7 +14,7 @@ use super::body::{ClassifyBody, Tail};
 use super::layer::Settings;
 use super::parse::{Outcome, classify};
 use super::{SentCredential, is_classified};
-use crate::frames::into_bytes;
+use crate::frames::{Coalesced, into_bytes};
 
 pin_project! {
     /// The response future of [`Classify`](super::Classify).
@@ -48,13 +48,17 @@ pin_project! {
     }
 }
 
-/// An error response whose body is being read.
+/// An error response whose body is being read. What was read is kept in three parts, so
+/// memory is bounded by the limit plus one frame whatever the framing, and handed on in order.
 struct Read<B: Body> {
     parts: http::response::Parts,
     body: Pin<Box<B>>,
-    frames: VecDeque<Frame<Bytes>>,
-    /// The data read so far, contiguous, for the parser (at most `limit` bytes).
-    bytes: Vec<u8>,
+    /// The data read within the limit, contiguous: the parser's input.
+    data: Coalesced,
+    /// The frame that passed the limit, kept as it came (by reference).
+    over: Option<Bytes>,
+    /// The trailers, which end the read.
+    trailers: Option<HeaderMap>,
     /// How many data bytes were read, including any past the limit.
     total: usize,
 }
@@ -112,8 +116,9 @@ where
                         read: Some(Read {
                             parts,
                             body: Box::pin(body),
-                            frames: VecDeque::new(),
-                            bytes: Vec::new(),
+                            data: Coalesced::default(),
+                            over: None,
+                            trailers: None,
                             total: 0,
                         }),
                     });
@@ -134,19 +139,27 @@ where
                     let Read {
                         parts,
                         body,
-                        frames,
-                        bytes,
+                        data,
+                        over,
+                        trailers,
                         ..
                     } = read;
                     let outcome = match outcome {
-                        Ending::Complete => Outcome::Complete(&bytes),
+                        Ending::Complete => Outcome::Complete(data.as_slice()),
                         Ending::TooLarge => Outcome::TooLarge,
                         Ending::Incomplete => Outcome::Incomplete,
                         Ending::TimedOut => Outcome::TimedOut,
                     };
+                    let res = attach(Response::from_parts(parts, ()), outcome);
+                    let frames: VecDeque<_> = data
+                        .into_bytes()
+                        .into_iter()
+                        .chain(over)
+                        .map(Frame::data)
+                        .chain(trailers.map(Frame::trailers))
+                        .collect();
                     let body = ClassifyBody::replay(body, frames, tail);
-                    let res = attach(Response::from_parts(parts, body), outcome);
-                    return Poll::Ready(Ok(res));
+                    return Poll::Ready(Ok(res.map(|()| body)));
                 }
                 StateProj::Done => return Poll::Pending,
             }
@@ -184,15 +197,23 @@ fn poll_read<B: Body>(
             }
             Poll::Ready(Some(Ok(frame))) => frame.map_data(into_bytes),
         };
-        if let Some(data) = frame.data_ref() {
-            read.total = read.total.saturating_add(data.len());
-            if read.total <= settings.limit {
-                read.bytes.extend_from_slice(data);
+        match frame.into_data() {
+            Ok(data) => {
+                read.total = read.total.saturating_add(data.len());
+                if read.total > settings.limit {
+                    read.over = Some(data);
+                    return Poll::Ready((Ending::TooLarge, Tail::Inner));
+                }
+                read.data.push(data, settings.limit);
             }
-        }
-        read.frames.push_back(frame);
-        if read.total > settings.limit {
-            return Poll::Ready((Ending::TooLarge, Tail::Inner));
+            Err(frame) => {
+                // Trailers are the last frame: the data is complete. Whatever the inner body
+                // still has comes after them, in order.
+                if let Ok(trailers) = frame.into_trailers() {
+                    read.trailers = Some(trailers);
+                    return Poll::Ready((Ending::Complete, Tail::Inner));
+                }
+            }
         }
     }
 }
