@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::ConfigError;
 
@@ -214,13 +214,39 @@ pub(crate) fn env_var(name: &str) -> Result<String, ConfigError> {
 
 /// The token of a `Bearer <token>` credential (the scheme in any case), trimmed; `None` for
 /// any other credential.
-#[cfg_attr(not(any(feature = "classify", feature = "mock")), allow(dead_code))]
 pub(crate) fn bearer_token(credential: &str) -> Option<&str> {
     let scheme = credential.get(..7)?;
     scheme
         .eq_ignore_ascii_case("bearer ")
         .then(|| credential.get(7..).map(str::trim))
         .flatten()
+}
+
+/// The secret parts of a credential header value: the value itself, and the token of a
+/// `Bearer <token>` value; never empty.
+pub(crate) fn secrets(credential: &HeaderValue) -> impl Iterator<Item = &str> {
+    let full = credential.to_str().unwrap_or_default();
+    [Some(full.trim()), bearer_token(full)]
+        .into_iter()
+        .flatten()
+        .filter(|secret| !secret.is_empty())
+}
+
+/// Marks as sensitive every header whose value contains a secret part of `credential`, so a
+/// server that echoes the key in a header (`www-authenticate`, say) does not get it printed
+/// by whatever logs headers above (tower-http's `TraceLayer`).
+#[cfg_attr(not(feature = "auth"), allow(dead_code))]
+pub(crate) fn mark_echoes(headers: &mut HeaderMap, credential: &HeaderValue) {
+    for value in headers.values_mut() {
+        let bytes = value.as_bytes();
+        let echoes = |secret: &str| {
+            let secret = secret.as_bytes();
+            bytes.len() >= secret.len() && bytes.windows(secret.len()).any(|w| w == secret)
+        };
+        if !value.is_sensitive() && secrets(credential).any(echoes) {
+            value.set_sensitive(true);
+        }
+    }
 }
 
 /// Checks key material: non-empty, bounded, visible ASCII only.

@@ -197,6 +197,47 @@ async fn no_log_line_debug_or_error_carries_the_key() {
     );
 }
 
+#[tokio::test]
+async fn a_key_echoed_in_a_response_header_reaches_no_log() {
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let emulator = Emulator::builder().no_rate_limit().build();
+    let server = emulator.serve().await.unwrap();
+    for header in [AuthHeader::api_key(), AuthHeader::bearer()] {
+        let client = ServiceBuilder::new()
+            .layer(loud_trace_layer!())
+            .layer(preset(&server, header))
+            .service(transport());
+        emulator.push_all([
+            Reply::status(401).header(
+                "www-authenticate",
+                &format!("Bearer error=\"invalid_token\", token=\"{TEST_KEY}\""),
+            ),
+            Reply::ok("{}").header("x-echo", TEST_KEY),
+        ]);
+        for status in [StatusCode::UNAUTHORIZED, StatusCode::OK] {
+            let res = client
+                .clone()
+                .oneshot(get(server.uri("/v1/x").unwrap()))
+                .await
+                .unwrap();
+            assert_eq!(res.status(), status);
+            for (name, value) in res.headers() {
+                let echoes = value.to_str().unwrap_or_default().contains(TEST_KEY);
+                assert_eq!(value.is_sensitive(), echoes, "{name}");
+            }
+            drop(read_body(res.into_body()).await);
+        }
+    }
+    let logged = capture.text();
+    assert!(logged.contains("www-authenticate"), "{logged}");
+    assert!(logged.contains("x-echo"), "{logged}");
+    assert!(
+        !logged.contains(TEST_KEY),
+        "the key in a log line:\n{logged}"
+    );
+}
+
 /// Where the api's redirect sends the client, and what each server saw.
 struct Redirect {
     api: Emulator,

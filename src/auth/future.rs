@@ -8,8 +8,9 @@ use pin_project_lite::pin_project;
 pin_project! {
     /// The response future of [`Auth`](super::Auth).
     ///
-    /// It hands the response on unchanged, except that an error response learns which
-    /// credential was sent, so the classifier can redact it from an echoed error body.
+    /// It hands the response on unchanged, except that a header echoing the credential that
+    /// was sent is marked sensitive, and an error response learns which credential was sent,
+    /// so the classifier can redact it from an echoed error body.
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
@@ -31,14 +32,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        #[allow(unused_mut)]
         let mut res = ready!(this.inner.poll(cx))?;
-        #[cfg(feature = "classify")]
         if let Some(sent) = this.sent.take() {
+            crate::key::mark_echoes(res.headers_mut(), &sent);
+            #[cfg(feature = "classify")]
             crate::classify::note_sent_credential(&mut res, sent);
         }
-        #[cfg(not(feature = "classify"))]
-        let _ = this.sent;
         Poll::Ready(Ok(res))
     }
 }

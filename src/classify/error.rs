@@ -225,12 +225,8 @@ impl ApiError {
     /// of the token) in the text fields.
     pub(crate) fn redact(&mut self, credential: &HeaderValue) {
         const REDACTED: &str = "[REDACTED]";
-        let Ok(full) = credential.to_str() else {
-            return;
-        };
-        let secrets = [Some(full.trim()), crate::key::bearer_token(full)];
         let scrub = |text: &mut String| {
-            for secret in secrets.iter().flatten().filter(|s| !s.is_empty()) {
+            for secret in crate::key::secrets(credential) {
                 if text.contains(secret) {
                     *text = text.replace(secret, REDACTED);
                 }
