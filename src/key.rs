@@ -1,5 +1,6 @@
 //! API key material: validated once, prepared as header values, never printed.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -100,7 +101,10 @@ impl std::str::FromStr for ApiKey {
 ///
 /// Every clone of a handle sees the same key; [`KeyHandle::rotate`] replaces it for every layer
 /// built from any clone, from the next request on, without rebuilding the stack. Requests
-/// already sent keep the key they were sent with.
+/// already sent keep the key they were sent with, so the handle also remembers the last
+/// [`KeyHandle::REMEMBERED`] keys it replaced: the layers keep those off other origins too (a
+/// redirect hop of a request stamped before a rotation carries the old key). They are never
+/// sent again.
 ///
 /// ```
 /// use tower_infoplug::{ApiKey, KeyHandle};
@@ -113,30 +117,46 @@ impl std::str::FromStr for ApiKey {
 /// ```
 #[derive(Clone)]
 pub struct KeyHandle {
-    current: Arc<RwLock<ApiKey>>,
+    keys: Arc<RwLock<Keys>>,
+}
+
+struct Keys {
+    current: ApiKey,
+    /// The keys replaced, newest first, at most [`KeyHandle::REMEMBERED`].
+    previous: VecDeque<ApiKey>,
 }
 
 impl KeyHandle {
+    /// How many replaced keys a handle remembers, to keep them off other origins.
+    pub const REMEMBERED: usize = 8;
+
     /// A handle holding `key`.
     pub fn new(key: ApiKey) -> Self {
         Self {
-            current: Arc::new(RwLock::new(key)),
+            keys: Arc::new(RwLock::new(Keys {
+                current: key,
+                previous: VecDeque::new(),
+            })),
         }
     }
 
     /// Replaces the key for every holder of this handle.
     pub fn rotate(&self, key: ApiKey) {
-        // A writer cannot leave an `ApiKey` half-written, so a poisoned lock still holds a
-        // valid key: recover it instead of panicking.
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = key;
+        // A writer cannot leave the keys half-written, so a poisoned lock still holds valid
+        // keys: recover them instead of panicking.
+        let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+        let old = std::mem::replace(&mut keys.current, key);
+        keys.previous.push_front(old);
+        keys.previous.truncate(Self::REMEMBERED);
     }
 
     /// The key in force now.
     pub fn current(&self) -> ApiKey {
-        self.current
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.read().current.clone()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Keys> {
+        self.keys.read().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -164,10 +184,19 @@ impl KeySource {
     pub(crate) fn with_key<T>(&self, f: impl FnOnce(&ApiKey) -> T) -> T {
         match &self.0 {
             Source::Fixed(key) => f(key),
-            Source::Shared(handle) => f(&handle
-                .current
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)),
+            Source::Shared(handle) => f(&handle.read().current),
+        }
+    }
+
+    /// Whether `f` holds for the key in force or for one it replaced (and remembers).
+    #[cfg_attr(not(feature = "auth"), allow(dead_code))]
+    pub(crate) fn any_key(&self, f: impl Fn(&ApiKey) -> bool) -> bool {
+        match &self.0 {
+            Source::Fixed(key) => f(key),
+            Source::Shared(handle) => {
+                let keys = handle.read();
+                f(&keys.current) || keys.previous.iter().any(f)
+            }
         }
     }
 }
@@ -278,6 +307,25 @@ fn prepared(bytes: Vec<u8>) -> Result<HeaderValue, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_handle_remembers_the_keys_it_replaced_up_to_a_bound() {
+        let key = |n: usize| ApiKey::new(format!("key-{n}")).unwrap();
+        let handle = KeyHandle::new(key(0));
+        let source = KeySource::from(&handle);
+        for n in 1..=10 {
+            handle.rotate(key(n));
+        }
+        let had = |n: usize| source.any_key(|k| k.raw() == key(n).raw());
+        assert!(had(10), "the key in force");
+        assert!(
+            (2..10).all(had),
+            "the last {} replaced",
+            KeyHandle::REMEMBERED
+        );
+        assert!(!had(1) && !had(0), "older keys are forgotten");
+        assert_eq!(handle.current().raw(), key(10).raw());
+    }
 
     #[test]
     fn visible_ascii_keys_are_accepted_and_prepared_sensitive() {

@@ -23,6 +23,7 @@ use http::{HeaderValue, Request, StatusCode, Uri};
 use http_body_util::Full;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use tower::{Layer, ServiceBuilder, ServiceExt};
+use tower_http::follow_redirect::policy::Limited;
 use tower_http::follow_redirect::{FollowRedirectLayer, RequestUri};
 use tower_http::trace::{
     DefaultMakeSpan, DefaultOnBodyChunk, DefaultOnEos, DefaultOnFailure, DefaultOnRequest,
@@ -31,7 +32,7 @@ use tower_http::trace::{
 use tower_infoplug::mock::{Emulator, EmulatorServer, Reply, TEST_KEY};
 use tower_infoplug::retry::ReplayBody;
 use tower_infoplug::{
-    ApiKey, AuthHeader, InfoPlugLayer, ResponseExt, RetryInfo, X_INFOPLUG_API_KEY,
+    ApiKey, AuthHeader, InfoPlugLayer, KeyHandle, ResponseExt, RetryInfo, X_INFOPLUG_API_KEY,
 };
 use tracing::Level;
 
@@ -339,6 +340,58 @@ async fn cross_origin_redirects_never_carry_the_key_in_either_layer_order() {
         api_keys.contains(&format!("Bearer {TEST_KEY}")),
         "{api_keys:?}"
     );
+}
+
+#[tokio::test]
+async fn a_key_rotated_while_a_redirect_is_on_its_way_never_reaches_the_other_origin() {
+    let r = Redirect::new().await;
+    // A follower whose policy keeps every credential on a cross-origin hop.
+    let keeping = || FollowRedirectLayer::with_policy(Limited::default());
+    // Sends a request whose redirect is answered slowly, rotating the key meanwhile, through
+    // the stack `$stack` builds around a fresh layer.
+    macro_rules! rotate_during_redirect {
+        ($header:expr, |$layer:ident| $stack:expr) => {
+            let handle = KeyHandle::new(ApiKey::new(TEST_KEY).unwrap());
+            let $layer = InfoPlugLayer::builder(&handle, &r.api_server.base_url())
+                .header($header)
+                .build()
+                .unwrap();
+            let target = r.elsewhere_server.uri("/export.csv").unwrap();
+            r.api.push(
+                Reply::status(302)
+                    .header("location", &target.to_string())
+                    .delay(Duration::from_millis(100)),
+            );
+            let before = r.api.request_count();
+            let call = tokio::spawn($stack.oneshot(get(r.api_server.uri("/v1/export").unwrap())));
+            while r.api.request_count() == before {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            handle.rotate(ApiKey::new("ip_rotated_key").unwrap());
+            let res = call.await.unwrap().unwrap();
+            let landed = &res.extensions().get::<RequestUri>().unwrap().0;
+            assert_eq!(landed.port_u16(), Some(r.elsewhere_server.addr().port()));
+        };
+    }
+    for header in [AuthHeader::bearer(), AuthHeader::authorization()] {
+        // The follower outside the stack: the auth layer checks each hop.
+        rotate_during_redirect!(header.clone(), |layer| ServiceBuilder::new()
+            .layer(keeping())
+            .layer(layer)
+            .service(transport()));
+        // The follower inside it: the guard next to the transport checks each hop.
+        rotate_during_redirect!(header, |layer| ServiceBuilder::new()
+            .layer(layer.clone())
+            .layer(keeping())
+            .layer(layer.guard())
+            .service(transport()));
+    }
+    assert_eq!(
+        r.elsewhere.request_count(),
+        4,
+        "every redirect was followed"
+    );
+    assert_eq!(r.leaked(), Vec::<String>::new());
 }
 
 #[tokio::test]

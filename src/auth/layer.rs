@@ -222,17 +222,17 @@ impl Config {
     ///
     /// "Ours" is any value of `X-INFOPLUG-API-KEY` (whichever header the layer uses) and of a
     /// custom header the layer uses, so that a per-request tenant key copied by a redirect
-    /// follower does not travel either; in `Authorization`, it is our key. A different
-    /// `Authorization` value stays: it may be that origin's own credential, and redirect
-    /// followers already drop `Authorization` across origins.
+    /// follower does not travel either; in `Authorization`, it is our key, or one a rotated
+    /// [`KeyHandle`](crate::KeyHandle) replaced (a request stamped before the rotation may
+    /// still be on its way). A different `Authorization` value stays: it may be that origin's
+    /// own credential, and redirect followers already drop `Authorization` across origins.
     pub(super) fn keep_off(&self, uri: &Uri, headers: &mut HeaderMap) -> bool {
         if self.origin.as_ref().is_none_or(|o| o.matches(uri, headers)) {
             return false;
         }
         let name = self.header.name();
         let ours = headers.get(name).is_some_and(|sent| {
-            *name != header::AUTHORIZATION
-                || self.key.with_key(|key| sent == self.header.value(key))
+            *name != header::AUTHORIZATION || self.key.any_key(|key| sent == self.header.value(key))
         });
         if ours {
             headers.remove(name);
