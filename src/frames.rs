@@ -68,6 +68,21 @@ pub(crate) fn into_bytes<D: Buf>(mut data: D) -> Bytes {
     data.copy_to_bytes(data.remaining())
 }
 
+/// A body's data as `Bytes`, and whether that took no copy: `true` when the data already was
+/// `Bytes` (or another type whose `copy_to_bytes` shares its storage), so holding on to it
+/// costs a reference count, not memory.
+#[cfg_attr(not(feature = "retry"), allow(dead_code))]
+pub(crate) fn into_bytes_shared<D: Buf>(mut data: D) -> (Bytes, bool) {
+    let len = data.remaining();
+    let chunk = data.chunk();
+    let contiguous = chunk.len() == len;
+    let start = chunk.as_ptr();
+    let bytes = data.copy_to_bytes(len);
+    // The source is still alive here, so a copy can never start at its address.
+    let shared = len > 0 && contiguous && bytes.as_ptr() == start;
+    (bytes, shared)
+}
+
 /// `rest`, plus `buffered` bytes that will come before it.
 pub(crate) fn hint_plus(rest: &SizeHint, buffered: u64) -> SizeHint {
     let mut hint = SizeHint::new();
@@ -107,6 +122,21 @@ mod tests {
             }
         }
         assert_eq!(data.as_slice().len(), 1000);
+    }
+
+    #[test]
+    fn bytes_are_taken_by_reference_and_other_data_is_copied() {
+        let bytes = Bytes::from(vec![7u8; 100]);
+        let (taken, shared) = into_bytes_shared(bytes.clone());
+        assert!(shared && taken.as_ptr() == bytes.as_ptr());
+        let (copied, shared) = into_bytes_shared(&b"static slice"[..]);
+        assert!(!shared);
+        assert_eq!(copied, &b"static slice"[..]);
+        let chained = Buf::chain(&b"ab"[..], &b"cd"[..]);
+        let (joined, shared) = into_bytes_shared(chained);
+        assert!(!shared);
+        assert_eq!(joined, &b"abcd"[..]);
+        assert!(!into_bytes_shared(Bytes::new()).1);
     }
 
     #[test]

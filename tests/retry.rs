@@ -632,6 +632,21 @@ async fn only_answers_from_a_healthy_server_buy_retries() {
 /// A streaming request body with no length, as a proxy or an upload would send.
 struct Streaming(VecDeque<&'static [u8]>);
 
+/// The same, with data that is not `Bytes`: the replay buffer copies it.
+struct Slices(VecDeque<&'static [u8]>);
+
+impl Body for Slices {
+    type Data = &'static [u8];
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<&'static [u8]>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(|c| Ok(Frame::data(c))))
+    }
+}
+
 impl Body for Streaming {
     type Data = Bytes;
     type Error = Infallible;
@@ -666,14 +681,14 @@ async fn streaming_bodies_are_replayed_byte_identical_or_sent_once() {
     let bodies: Vec<_> = api.requests().iter().map(|r| r.body.clone()).collect();
     assert_eq!(bodies, vec![Bytes::from_static(b"{\"q\":\"rust\"}"); 3]);
 
-    // Past the replay bound: sent once, whole, and not retried.
+    // Copied data past the replay bound: sent once, whole, and not retried.
     let api = Emulator::new();
     api.push(Reply::rate_limited(1));
     let client = ServiceBuilder::new()
         .layer(builder().replay_limit(8).build().unwrap())
         .layer(AuthLayer::new(ApiKey::new(TEST_KEY).unwrap()))
         .service(api.clone());
-    let body = Streaming(VecDeque::from([&b"{\"q\":"[..], b"\"rust\"", b"}"]));
+    let body = Slices(VecDeque::from([&b"{\"q\":"[..], b"\"rust\"", b"}"]));
     let res = client
         .oneshot(Request::post("/v1/search").body(body).unwrap())
         .await
@@ -682,6 +697,40 @@ async fn streaming_bodies_are_replayed_byte_identical_or_sent_once() {
     assert_eq!(info(&res).stop_reason(), StopReason::BodyNotReplayable);
     assert_eq!(api.request_count(), 1);
     assert_eq!(&api.requests()[0].body[..], b"{\"q\":\"rust\"}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn bytes_bodies_past_the_replay_bound_are_retried_without_a_copy() {
+    // 100 KiB, over the 64 KiB bound: `Bytes` data is kept by reference, so the bound (which
+    // is for copied bytes) does not stop the retry.
+    let payload = Bytes::from(format!("{{\"x\":\"{}\"}}", "7".repeat(100 * 1024)));
+    for first in [Reply::unavailable(), Reply::rate_limited(1)] {
+        let api = Emulator::builder().no_rate_limit().build();
+        api.push(first);
+        let res = stack(&api, builder())
+            .oneshot(
+                Request::put("/v1/lists/1")
+                    .body(Full::new(payload.clone()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(info(&res).attempts(), 2);
+        let bodies: Vec<_> = api.requests().iter().map(|r| r.body.clone()).collect();
+        assert_eq!(bodies, [payload.clone(), payload.clone()]);
+    }
+    // A body of countless tiny frames is still bounded: each kept frame costs its
+    // bookkeeping against the limit.
+    let api = Emulator::new();
+    api.push(Reply::rate_limited(1));
+    let tiny: VecDeque<&'static [u8]> = (0..4096).map(|_| &b"x"[..]).collect();
+    let res = stack(&api, builder())
+        .oneshot(Request::put("/v1/lists/1").body(Streaming(tiny)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(info(&res).stop_reason(), StopReason::BodyNotReplayable);
+    assert_eq!(api.requests()[0].body.len(), 4096);
 }
 
 #[tokio::test(start_paused = true)]
@@ -923,6 +972,7 @@ mod loopback {
                 .unwrap()
                 .layer(common::http_client_for::<ReplayBody<Full<Bytes>>>());
         let err = client
+            .clone()
             .oneshot(post(&format!("http://{addr}/v1/x"), "{}"))
             .await
             .unwrap_err();
@@ -931,6 +981,15 @@ mod loopback {
             3,
             "refused connections are retried even for POST"
         );
+        assert_eq!(err.info().stop_reason(), StopReason::AttemptsExhausted);
+
+        // So is a 100 KiB `Full<Bytes>` body, over the replay bound: kept by reference.
+        let big = Bytes::from(vec![b'7'; 100 * 1024]);
+        let req = Request::put(format!("http://{addr}/v1/x"))
+            .body(Full::new(big))
+            .unwrap();
+        let err = client.oneshot(req).await.unwrap_err();
+        assert_eq!(err.info().attempts(), 3);
         assert_eq!(err.info().stop_reason(), StopReason::AttemptsExhausted);
     }
 }

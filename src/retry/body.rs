@@ -8,7 +8,11 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::frames::{hint_plus, into_bytes};
+use crate::frames::{hint_plus, into_bytes_shared};
+
+/// What each kept frame costs against the replay limit besides its copied bytes: its
+/// bookkeeping, so that a body of countless tiny frames is bounded too.
+const FRAME_COST: usize = 64;
 
 /// A boxed error, as tower uses them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -18,10 +22,11 @@ pin_project! {
     /// retry can send it again.
     ///
     /// - An empty body costs nothing.
-    /// - A body that announces more than the replay limit is passed through as is and the
-    ///   request is not retried.
     /// - Any other body is read from the caller's body by the first attempt, and its frames
-    ///   are kept (for `Bytes` data that is a reference count, not a copy) up to the limit.
+    ///   are kept for the next one. Data that is `Bytes` (`Full<Bytes>`, hyper's and axum's
+    ///   bodies) is kept by reference, not copied, whatever its size; other data is copied,
+    ///   and the replay limit bounds the copied bytes (plus 64 bytes of bookkeeping per kept
+    ///   frame, so that a body of countless tiny frames is bounded too).
     ///   A later attempt yields the kept frames, then goes on reading the caller's body where
     ///   the earlier attempt stopped, so a body that was never sent (connection refused) is
     ///   not lost. Past the limit the frames are dropped and the request is not retried: it is
@@ -46,10 +51,6 @@ pin_project! {
         B: Body,
     {
         Empty,
-        Once {
-            #[pin]
-            body: B,
-        },
         Shared {
             shared: Arc<Mutex<Shared<B>>>,
             generation: u32,
@@ -61,6 +62,7 @@ pin_project! {
 struct Shared<B: Body> {
     source: Option<Pin<Box<B>>>,
     frames: Vec<Kept>,
+    /// What the kept frames cost against the limit: copied bytes, and each frame's bookkeeping.
     kept_bytes: usize,
     limit: usize,
     /// The body passed the limit: the frames were dropped; no replay.
@@ -113,18 +115,6 @@ impl<B: Body> Replay<B> {
                 empty: true,
             };
             return (replay, ReplayBody { kind: Kind::Empty });
-        }
-        if body.size_hint().lower() > limit as u64 {
-            let replay = Self {
-                shared: None,
-                empty: false,
-            };
-            return (
-                replay,
-                ReplayBody {
-                    kind: Kind::Once { body },
-                },
-            );
         }
         let shared = Arc::new(Mutex::new(Shared {
             source: Some(Box::pin(body)),
@@ -199,13 +189,6 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
             KindProj::Empty => Poll::Ready(None),
-            KindProj::Once { body } => body.poll_frame(cx).map(|frame| {
-                frame.map(|frame| {
-                    frame
-                        .map(|frame| frame.map_data(into_bytes))
-                        .map_err(Into::into)
-                })
-            }),
             KindProj::Shared {
                 shared,
                 generation,
@@ -236,13 +219,20 @@ where
                         Poll::Ready(Some(Err(err.into())))
                     }
                     Poll::Ready(Some(Ok(frame))) => {
-                        let frame = frame.map_data(into_bytes);
+                        let mut copied = 0;
+                        let frame = frame.map_data(|data| {
+                            let (bytes, by_reference) = into_bytes_shared(data);
+                            if !by_reference {
+                                copied = bytes.len();
+                            }
+                            bytes
+                        });
                         if !state.overflowed {
-                            let kept = if let Some(data) = frame.data_ref() {
-                                state.kept_bytes = state.kept_bytes.saturating_add(data.len());
-                                Some(Kept::Data(data.clone()))
-                            } else {
-                                frame.trailers_ref().cloned().map(Kept::Trailers)
+                            let cost = copied.saturating_add(FRAME_COST);
+                            state.kept_bytes = state.kept_bytes.saturating_add(cost);
+                            let kept = match frame.data_ref() {
+                                Some(data) => Some(Kept::Data(data.clone())),
+                                None => frame.trailers_ref().cloned().map(Kept::Trailers),
                             };
                             if state.kept_bytes > state.limit {
                                 state.overflowed = true;
@@ -262,7 +252,6 @@ where
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Empty => true,
-            Kind::Once { body } => body.is_end_stream(),
             Kind::Shared {
                 shared,
                 generation,
@@ -279,7 +268,6 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Empty => SizeHint::with_exact(0),
-            Kind::Once { body } => body.size_hint(),
             Kind::Shared {
                 shared,
                 generation,
@@ -320,7 +308,6 @@ impl<B: Body> fmt::Debug for ReplayBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             Kind::Empty => f.write_str("ReplayBody::Empty"),
-            Kind::Once { .. } => f.write_str("ReplayBody::Once"),
             Kind::Shared { generation, .. } => f
                 .debug_struct("ReplayBody::Shared")
                 .field("attempt", &(u64::from(*generation) + 1))
@@ -395,17 +382,45 @@ mod tests {
         assert_eq!(read(second).await.unwrap(), "abcdef");
     }
 
-    #[tokio::test]
-    async fn past_the_limit_the_body_is_sent_once_and_never_short() {
-        let (mut replay, first) = Replay::start(chunks(vec![Ok(b"abc"), Ok(b"def")]), 4);
-        assert_eq!(read(first).await.unwrap(), "abcdef");
-        assert!(replay.next().is_none());
+    /// The same frames as [`Chunks`], as data that is not `Bytes`: the replay copies it.
+    struct Copied(VecDeque<&'static [u8]>);
 
-        // Announced as too large: passed through, not recorded at all.
-        let big = Full::new(Bytes::from(vec![b'x'; 10]));
-        let (mut replay, first) = Replay::start(big, 4);
-        assert_eq!(format!("{first:?}"), "ReplayBody::Once");
-        assert_eq!(read(first).await.unwrap().len(), 10);
+    impl Body for Copied {
+        type Data = &'static [u8];
+        type Error = &'static str;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<&'static [u8]>, &'static str>>> {
+            Poll::Ready(self.0.pop_front().map(|c| Ok(Frame::data(c))))
+        }
+    }
+
+    #[tokio::test]
+    async fn past_the_limit_copied_data_is_sent_once_and_never_short() {
+        let limit = 2 * FRAME_COST + 8;
+        let (mut replay, first) =
+            Replay::start(Copied(vec![&b"abcde"[..], b"fghij"].into()), limit);
+        assert_eq!(read(first).await.unwrap(), "abcdefghij");
+        assert!(
+            replay.next().is_none(),
+            "10 copied bytes and two frames are past the limit"
+        );
+
+        // `Bytes` data costs only its frame's bookkeeping, whatever its size.
+        let big = Full::new(Bytes::from(vec![b'x'; 10 * limit]));
+        let (mut replay, first) = Replay::start(big, limit);
+        assert_eq!(read(first).await.unwrap().len(), 10 * limit);
+        assert_eq!(
+            read(replay.next().unwrap()).await.unwrap().len(),
+            10 * limit
+        );
+
+        // But not countless frames of it.
+        let many = chunks((0..3).map(|_| Ok(&b"x"[..])).collect());
+        let (mut replay, first) = Replay::start(many, limit);
+        assert_eq!(read(first).await.unwrap(), "xxx");
         assert!(replay.next().is_none());
     }
 

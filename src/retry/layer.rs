@@ -69,8 +69,8 @@ pub struct RetryLayer<P = DefaultPolicy> {
 impl RetryLayer {
     /// The defaults: 3 attempts, backoff from 100 ms doubling up to 10 s, hints up to 60 s
     /// honoured, a budget of 20% of healthy answers plus 10 retries a second, shared gates
-    /// shut for 60 s at most without a probe, pacing after a 429, request bodies replayed up
-    /// to 64 KiB.
+    /// shut for 60 s at most without a probe, pacing after a 429, request bodies replayed (by
+    /// reference for `Bytes` data, copied up to 64 KiB otherwise).
     pub fn new() -> Self {
         match Self::builder().build() {
             Ok(layer) => layer,
@@ -287,8 +287,10 @@ impl RetryBuilder {
         self
     }
 
-    /// How much of a request body is kept to send it again (0 to 16 MiB; default 64 KiB). A
-    /// larger body is sent once and not retried.
+    /// How much of a request body may be copied to send it again (0 to 16 MiB; default
+    /// 64 KiB), plus a few dozen bytes of bookkeeping per kept frame. `Bytes` data
+    /// (`Full<Bytes>`, hyper's and axum's bodies) is kept by reference and costs only the
+    /// bookkeeping, whatever its size. A body past the limit is sent once and not retried.
     pub fn replay_limit(mut self, bytes: usize) -> Self {
         self.settings.replay_limit = bytes;
         self

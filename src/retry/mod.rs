@@ -32,10 +32,11 @@
 //!   timer.
 //! - **A retry budget** shared by clones (a share of recent healthy answers plus a floor per
 //!   second), so an outage cannot multiply the load; and `max_attempts` (3 by default).
-//! - **Any request body**, not only clonable ones: the body is recorded as it is sent (for
-//!   `Bytes` data, by reference count) up to [`replay_limit`](RetryBuilder::replay_limit),
-//!   64 KiB by default, and replayed. A larger body is sent once and not retried; a request is
-//!   never re-sent with an empty or short body. See [`ReplayBody`].
+//! - **Any request body**, not only clonable ones: the body is recorded as it is sent and
+//!   replayed. `Bytes` data is kept by reference count, whatever its size; other data is
+//!   copied, up to [`replay_limit`](RetryBuilder::replay_limit) (64 KiB by default). A body
+//!   past the limit is sent once and not retried; a request is never re-sent with an empty or
+//!   short body. See [`ReplayBody`].
 //! - **Retried responses' bodies** are drained (bounded in bytes and time) while waiting, so
 //!   the connection can be reused.
 //! - **Every final response** carries a [`RetryInfo`] extension: attempts, time waited, the
