@@ -863,6 +863,56 @@ mod loopback {
         SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000)
     }
 
+    #[cfg(feature = "decompress")]
+    #[tokio::test]
+    async fn a_compressed_body_still_vetoes_a_retry_and_reaches_the_caller_as_sent() {
+        use std::io::Write;
+        let api = Emulator::new();
+        let server = api.serve().await.unwrap();
+        let client = client(builder(), &server);
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gzip.write_all(br#"{"message":"insufficient_credits","details":"Top up"}"#)
+            .unwrap();
+        let gzipped = Bytes::from(gzip.finish().unwrap());
+        api.push(
+            Reply::json(429, gzipped.clone())
+                .header("content-encoding", "gzip")
+                .header("retry-after", "1")
+                .chunked(3),
+        );
+        let res = client
+            .clone()
+            .oneshot(get(server.uri("/v1/x").unwrap().to_string().as_str()))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 429);
+        assert_eq!(info(&res).attempts(), 1, "the body's veto was read");
+        let err = res.api_error().unwrap();
+        assert_eq!(err.code(), &ErrorCode::InsufficientCredits);
+        assert_eq!(err.details(), Some("Top up"));
+        assert_eq!(read_body(res.into_body()).await.unwrap(), gzipped);
+
+        // A coding this crate does not know: not parsed, and not retried on a guess.
+        api.push(
+            Reply::json(429, Bytes::from_static(b"(zstd bytes)"))
+                .header("content-encoding", "zstd")
+                .header("retry-after", "1"),
+        );
+        let res = client
+            .oneshot(get(server.uri("/v1/x").unwrap().to_string().as_str()))
+            .await
+            .unwrap();
+        assert_eq!(info(&res).attempts(), 1);
+        let err = res.api_error().unwrap();
+        assert_eq!(
+            err.body_issue(),
+            Some(&tower_infoplug::BodyIssue::Encoded {
+                encoding: "zstd".to_owned()
+            })
+        );
+        assert!(!err.is_retryable());
+    }
+
     #[tokio::test]
     async fn a_429_then_200_honours_the_hint() {
         let api = Emulator::new();

@@ -74,6 +74,13 @@ pub enum BodyIssue {
     /// The body was not read: the response did not go through a
     /// [`ClassifyLayer`](crate::ClassifyLayer).
     NotRead,
+    /// The body is compressed (`Content-Encoding`) with a coding this build does not decode:
+    /// gzip, deflate and br need the `decompress` feature, others are not known. Nothing was
+    /// parsed, and the error is not retryable: the body might have said why not.
+    Encoded {
+        /// The coding, lower-cased.
+        encoding: String,
+    },
 }
 
 impl ErrorCode {
@@ -152,6 +159,7 @@ impl fmt::Display for BodyIssue {
             Self::Incomplete => f.write_str("body ended with a transport error"),
             Self::TimedOut => f.write_str("body did not arrive in time"),
             Self::NotRead => f.write_str("body not read"),
+            Self::Encoded { encoding } => write!(f, "body is {encoding}-encoded, not decoded"),
         }
     }
 }
@@ -210,8 +218,11 @@ impl ApiError {
     ///
     /// This is about the response alone; whether a given request may be re-sent also depends
     /// on its method, which the retry layer weighs.
+    /// A body that could not be decoded ([`BodyIssue::Encoded`]) makes it not retryable: it
+    /// may have named a permanent cause.
     pub fn is_retryable(&self) -> bool {
-        matches!(self.status.as_u16(), 429 | 500 | 502 | 503 | 504)
+        !matches!(self.body_issue, Some(BodyIssue::Encoded { .. }))
+            && matches!(self.status.as_u16(), 429 | 500 | 502 | 503 | 504)
             && matches!(
                 self.code,
                 ErrorCode::RateLimitExceeded
@@ -241,11 +252,12 @@ impl ApiError {
         if let ErrorCode::Unknown(raw) = &mut self.code {
             scrub(raw);
         }
-        if let Some(BodyIssue::NotJson {
-            content_type: Some(ct),
-        }) = &mut self.body_issue
-        {
-            scrub(ct);
+        match &mut self.body_issue {
+            Some(BodyIssue::NotJson {
+                content_type: Some(text),
+            })
+            | Some(BodyIssue::Encoded { encoding: text }) => scrub(text),
+            _ => {}
         }
     }
 }

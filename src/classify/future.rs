@@ -11,6 +11,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
 use super::body::{ClassifyBody, Tail};
+use super::decode::{self, Decoded};
 use super::layer::Settings;
 use super::parse::{Outcome, classify};
 use super::{SentCredential, is_classified};
@@ -102,7 +103,7 @@ where
                     if let Some(outcome) = outcome {
                         this.state.set(State::Done);
                         let res = Response::from_parts(parts, ClassifyBody::passthrough(body));
-                        return Poll::Ready(Ok(attach(res, outcome)));
+                        return Poll::Ready(Ok(attach(res, outcome, this.settings.limit)));
                     }
                     // The deadline only exists where a Tokio runtime does; elsewhere the limit
                     // still bounds the read.
@@ -150,7 +151,11 @@ where
                         Ending::Incomplete => Outcome::Incomplete,
                         Ending::TimedOut => Outcome::TimedOut,
                     };
-                    let res = attach(Response::from_parts(parts, ()), outcome);
+                    let res = attach(
+                        Response::from_parts(parts, ()),
+                        outcome,
+                        this.settings.limit,
+                    );
                     let frames: VecDeque<_> = data
                         .into_bytes()
                         .into_iter()
@@ -218,10 +223,27 @@ fn poll_read<B: Body>(
     }
 }
 
-/// Classifies, redacts the credential the auth layer reported, and stores the result.
-fn attach<B>(mut res: Response<B>, outcome: Outcome<'_>) -> Response<B> {
+/// Classifies (a compressed body decoded first, within `limit`), redacts the credential the
+/// auth layer reported, and stores the result.
+fn attach<B>(mut res: Response<B>, outcome: Outcome<'_>, limit: usize) -> Response<B> {
     let content_type = res.headers().get(header::CONTENT_TYPE);
-    let mut error = classify(res.status(), content_type, outcome);
+    let codings = match outcome {
+        Outcome::Complete(raw) if !raw.is_empty() => decode::codings(res.headers()),
+        _ => Vec::new(),
+    };
+    let decoded = match outcome {
+        Outcome::Complete(raw) if !codings.is_empty() => Some(decode::decode(&codings, raw, limit)),
+        _ => None,
+    };
+    let mut error = match &decoded {
+        None => classify(res.status(), content_type, outcome),
+        Some(Decoded::Body(body)) => classify(res.status(), content_type, Outcome::Complete(body)),
+        Some(Decoded::TooLarge) => classify(res.status(), content_type, Outcome::TooLarge),
+        Some(Decoded::Invalid) => classify(res.status(), content_type, Outcome::Malformed),
+        Some(Decoded::Unsupported(encoding)) => {
+            classify(res.status(), content_type, Outcome::Encoded(encoding))
+        }
+    };
     if let Some(SentCredential(sent)) = res.extensions_mut().remove::<SentCredential>() {
         error.redact(&sent);
     }

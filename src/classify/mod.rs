@@ -25,6 +25,15 @@
 //! [`ApiError::is_retryable`]).
 //!
 //! The read deadline uses Tokio's timer; outside a Tokio runtime the limit alone bounds the read.
+//! Memory follows the bytes read, not the frames they came in: what was read is kept as one
+//! run (plus the frame that passed the limit, and the trailers).
+//!
+//! **Compressed bodies** (`Content-Encoding: gzip`, `deflate`, `br`) are decoded for the
+//! parser with the `decompress` feature, within the same limit counted in decoded bytes (a
+//! decompression bomb ends as [`TooLarge`](BodyIssue::TooLarge)); the body handed on stays
+//! encoded, as it came. Without the feature, or for another coding, the error says
+//! [`Encoded`](BodyIssue::Encoded) and is not retryable. If you use tower-http's
+//! `DecompressionLayer`, place it below this layer, next to the transport.
 //!
 //! tower-http has no equivalent: its `MapResponseBody` could buffer the body, but then the
 //! body is gone or has to be collected whole; this layer reads a bounded prefix and replays it.
@@ -64,6 +73,7 @@
 //! ```
 
 mod body;
+mod decode;
 mod error;
 mod future;
 mod layer;

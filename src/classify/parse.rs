@@ -19,6 +19,10 @@ pub(crate) enum Outcome<'a> {
     Incomplete,
     /// The deadline passed before the end.
     TimedOut,
+    /// The body was read, but its content coding could not be undone (corrupt data).
+    Malformed,
+    /// The body was read, but it is compressed with this coding, which cannot be undone here.
+    Encoded(&'a str),
 }
 
 /// The longest `Content-Type` kept in [`BodyIssue::NotJson`].
@@ -76,6 +80,12 @@ pub(crate) fn classify(
         Outcome::TooLarge => return error.because(BodyIssue::TooLarge),
         Outcome::Incomplete => return error.because(BodyIssue::Incomplete),
         Outcome::TimedOut => return error.because(BodyIssue::TimedOut),
+        Outcome::Malformed => return error.because(BodyIssue::Malformed),
+        Outcome::Encoded(encoding) => {
+            return error.because(BodyIssue::Encoded {
+                encoding: encoding.chars().take(MAX_CONTENT_TYPE).collect(),
+            });
+        }
     };
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let body = body.trim_ascii();
