@@ -211,6 +211,36 @@ async fn a_slow_error_body_stops_being_read_at_the_deadline() {
 }
 
 #[tokio::test]
+async fn an_error_body_sent_a_byte_a_chunk_is_held_as_one_run() {
+    let emulator = Emulator::new();
+    let server = emulator.serve().await.unwrap();
+    let client = ClassifyLayer::new().layer(http_client());
+    let details = "x".repeat(60 * 1024);
+    let body = format!(r#"{{"message":"invalid_parameter","details":"{details}"}}"#);
+    emulator.push(Reply::json(400, body.clone()).chunked(1));
+    let req = Request::get(server.uri("/v1/profile").unwrap())
+        .header("x-infoplug-api-key", TEST_KEY)
+        .body(common::empty())
+        .unwrap();
+    let res = client.oneshot(req).await.unwrap();
+    assert_eq!(
+        res.api_error().unwrap().code(),
+        &ErrorCode::InvalidParameter
+    );
+    // Sixty thousand chunks on the wire, one run in memory (plus, at most, the frame that
+    // ended the read and the trailers).
+    let held = format!("{:?}", res.body());
+    let frames: usize = held
+        .split("buffered_frames: ")
+        .nth(1)
+        .and_then(|rest| rest.split([',', ' ', '}']).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(frames <= 3, "{held}");
+    assert_eq!(read_body(res.into_body()).await.unwrap(), body);
+}
+
+#[tokio::test]
 async fn error_bodies_over_loopback_are_classified_and_passed_on_intact() {
     let emulator = Emulator::new();
     let server = emulator.serve().await.unwrap();
