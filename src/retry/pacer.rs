@@ -33,6 +33,9 @@ pub(crate) const GROW: Duration = Duration::from_secs(10);
 pub(crate) const MIN_ADMITTED: u64 = 8;
 /// The shortest cycle a rate is measured over.
 const MIN_CYCLE: Duration = Duration::from_millis(100);
+/// How many of the server's windows (its named wait, or a second) a cycle may span and still
+/// measure its rate.
+const WINDOWS: u32 = 10;
 /// What a throttle within a measured cycle keeps of the rate.
 const DECREASE: f64 = 0.7;
 
@@ -61,6 +64,13 @@ pub(crate) struct Throttle {
     pub(crate) quota: Option<f64>,
 }
 
+impl Throttle {
+    /// The wait the server named.
+    fn wait(&self) -> Duration {
+        self.reopen.saturating_duration_since(self.now)
+    }
+}
+
 impl Pacer {
     /// A pacer for a partition that was not paced, if there is a rate to pace at: a quota the
     /// server stated, or `admitted` healthy answers since `quiet` (when they began to be
@@ -74,7 +84,9 @@ impl Pacer {
         let cycle = quiet.map_or(Duration::ZERO, |q| {
             throttle.reopen.saturating_duration_since(q)
         });
-        let rate = throttle.quota.or_else(|| measure(admitted, cycle))?;
+        let rate = throttle
+            .quota
+            .or_else(|| measure(admitted, cycle, throttle.wait()))?;
         Some(Self {
             rate,
             floor: 1.0 / max_cooldown.as_secs_f64().max(f64::MIN_POSITIVE),
@@ -93,7 +105,7 @@ impl Pacer {
         let cycle = throttle.reopen.saturating_duration_since(self.since);
         self.rate = throttle
             .quota
-            .or_else(|| measure(self.admitted, cycle))
+            .or_else(|| measure(self.admitted, cycle, throttle.wait()))
             .unwrap_or_else(|| self.rate_at(throttle.now) * DECREASE);
         self.since = throttle.reopen;
         self.admitted = 0;
@@ -131,9 +143,15 @@ impl Pacer {
     }
 }
 
-/// `admitted` answers over `cycle`, when that is enough to go by.
-fn measure(admitted: u64, cycle: Duration) -> Option<f64> {
-    (admitted >= MIN_ADMITTED && cycle >= MIN_CYCLE).then(|| admitted as f64 / cycle.as_secs_f64())
+/// `admitted` answers over `cycle`, when that is enough to go by: enough answers, over a
+/// cycle long enough to time and short enough to be about the server's window (at most
+/// [`WINDOWS`] times the wait it named, or a second). Over a longer cycle the count says
+/// how busy the caller was, not what the server admits: eight requests in an idle hour
+/// followed by a 429 must not pace the next burst at one request every seven minutes.
+fn measure(admitted: u64, cycle: Duration, wait: Duration) -> Option<f64> {
+    let longest = wait.max(Duration::from_secs(1)).saturating_mul(WINDOWS);
+    (admitted >= MIN_ADMITTED && (MIN_CYCLE..=longest).contains(&cycle))
+        .then(|| admitted as f64 / cycle.as_secs_f64())
 }
 
 #[cfg(test)]
@@ -203,6 +221,14 @@ mod tests {
             Pacer::start(throttle(t0, Duration::ZERO), 100, Some(t0 - MS), 60 * S),
             None
         );
+        // Nor one far longer than the server's window: that measures how busy the caller
+        // was, not what the server admits.
+        assert_eq!(
+            Pacer::start(throttle(t0, S), 100, Some(t0 - 3600 * S), 60 * S),
+            None
+        );
+        assert!(Pacer::start(throttle(t0, S), 100, Some(t0 - 9 * S), 60 * S).is_some());
+        assert!(Pacer::start(throttle(t0, 60 * S), 100, Some(t0 - 500 * S), 60 * S).is_some());
     }
 
     #[test]
@@ -240,8 +266,9 @@ mod tests {
     #[test]
     fn no_rate_holds_a_partition_longer_than_max_cooldown() {
         let t0 = Instant::now();
-        // Ten successes in an hour would pace at one request in six minutes.
-        let pacer = Pacer::start(throttle(t0, S), 10, Some(t0 - 3600 * S), 2 * S).unwrap();
-        assert_eq!(pacer.rate_at(t0 + S), 0.5);
+        // Eight answers over ten minutes, with a minute's wait, would pace at one request a
+        // minute and more.
+        let pacer = Pacer::start(throttle(t0, 60 * S), 8, Some(t0 - 540 * S), 2 * S).unwrap();
+        assert_eq!(pacer.rate_at(t0 + 60 * S), 0.5);
     }
 }
