@@ -150,10 +150,10 @@ async fn run() -> Result<(), String> {
     let key = ApiKey::from_env().map_err(|err| format!("cannot use the API key: {err}"))?;
     let mut stack = InfoPlugLayer::builder(key, &args.upstream).header(args.auth_header);
     if let Some(n) = args.max_attempts {
-        stack = stack.max_attempts(n);
+        stack = stack.retry(|r| r.max_attempts(n));
     }
     if let Some(max) = args.max_retry_after {
-        stack = stack.max_retry_after(max);
+        stack = stack.retry(|r| r.max_retry_after(max));
     }
     if let Some(max) = args.max_cooldown {
         stack = stack.retry(|r| r.max_cooldown(max));

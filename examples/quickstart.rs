@@ -30,8 +30,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // One layer: retries (honouring Retry-After), error classification, the key.
     let client = InfoPlugLayer::builder(ApiKey::new(TEST_KEY)?, &server.base_url())
-        .max_attempts(4)
-        .retry(|r| r.backoff(Duration::from_millis(50), Duration::from_millis(400)))
+        .retry(|r| {
+            r.max_attempts(4)
+                .backoff(Duration::from_millis(50), Duration::from_millis(400))
+        })
         .build()?
         .layer(Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>());
 

@@ -53,7 +53,7 @@ pub enum ConfigError {
         /// The setting's name, as in the builder method.
         setting: &'static str,
         /// What the allowed range is.
-        expected: &'static str,
+        expected: String,
     },
 }
 

@@ -76,6 +76,10 @@
 //! The embedded emulator (`mock`) is what the examples and the integration tests run
 //! against; run them with `cargo test --all-features`.
 
+#[cfg(any(feature = "auth", feature = "classify"))]
+#[macro_use]
+mod macros;
+
 #[cfg(feature = "auth")]
 pub mod auth;
 #[cfg(feature = "classify")]
@@ -86,6 +90,8 @@ mod frames;
 #[cfg(all(fuzzing, feature = "retry"))]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "classify")]
+mod handoff;
 mod key;
 #[cfg(feature = "mock")]
 pub mod mock;

@@ -31,7 +31,7 @@ pub const BASE_URL_ENV: &str = "INFOPLUG_BASE_URL";
 /// });
 ///
 /// let client = InfoPlugLayer::builder(ApiKey::new("ip_live_key")?, "https://api.infoplug.test")
-///     .max_attempts(4)
+///     .retry(|r| r.max_attempts(4))
 ///     .build()?
 ///     .layer(transport);
 ///
@@ -97,7 +97,8 @@ impl<S> Layer<S> for InfoPlugLayer {
     type Service = Retry<Classify<Auth<S>>>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        self.retry.wrap(self.classify.wrap(self.auth.wrap(inner)))
+        self.retry
+            .layer(self.classify.layer(self.auth.layer(inner)))
     }
 }
 
@@ -128,25 +129,7 @@ impl InfoPlugBuilder {
         self
     }
 
-    /// Attempts in all, the first included (default 3).
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.retry = self.retry.max_attempts(attempts);
-        self
-    }
-
-    /// The longest `Retry-After` honoured (default 60 s).
-    pub fn max_retry_after(mut self, max: std::time::Duration) -> Self {
-        self.retry = self.retry.max_retry_after(max);
-        self
-    }
-
-    /// An overall deadline per request, waits included.
-    pub fn deadline(mut self, deadline: std::time::Duration) -> Self {
-        self.retry = self.retry.deadline(deadline);
-        self
-    }
-
-    /// Any other retry setting.
+    /// The retry settings (attempts, hint cap, deadline, pacing, ...): see [`RetryBuilder`].
     pub fn retry(mut self, configure: impl FnOnce(RetryBuilder) -> RetryBuilder) -> Self {
         self.retry = configure(self.retry);
         self

@@ -33,7 +33,9 @@ impl Jitter for Fixed {
     }
 }
 
-fn builder() -> RetryBuilder {
+/// The defaults with the jitter pinned to 0, so every wait is exact (`RetryLayer::builder()`
+/// draws random jitter, as in production).
+fn exact() -> RetryBuilder {
     RetryLayer::builder().jitter(Fixed(0.0))
 }
 
@@ -91,7 +93,7 @@ async fn no_hint_however_long_locks_the_origin_out() {
     ];
     for hint in hour_hints {
         let api = Emulator::new();
-        let layer = builder()
+        let layer = exact()
             .max_cooldown(5 * S)
             .rate_limit_headers(true)
             .x_rate_limit_reset(true)
@@ -127,7 +129,7 @@ async fn no_hint_however_long_locks_the_origin_out() {
 #[tokio::test(start_paused = true)]
 async fn a_probe_that_meets_another_long_hint_shuts_the_gate_again() {
     let api = Emulator::new();
-    let layer = builder().max_cooldown(2 * S).build().unwrap();
+    let layer = exact().max_cooldown(2 * S).build().unwrap();
     let client = stack_of(&layer, &api);
     api.push_all([Reply::rate_limited(3600), Reply::rate_limited(3600)]);
     client.clone().oneshot(get("/v1/x")).await.unwrap();
@@ -149,7 +151,7 @@ async fn a_probe_that_meets_another_long_hint_shuts_the_gate_again() {
 #[tokio::test(start_paused = true)]
 async fn a_retry_that_meets_another_requests_long_gate_returns_at_once() {
     let api = Emulator::new();
-    let layer = builder().build().unwrap();
+    let layer = exact().build().unwrap();
     let client = stack_of(&layer, &api);
     // The GET's 500 comes back after a second; meanwhile another request's 429 asks for an
     // hour.
@@ -176,7 +178,7 @@ async fn a_retry_that_meets_another_requests_long_gate_returns_at_once() {
 #[tokio::test(start_paused = true)]
 async fn a_vetoed_429_closes_no_gate() {
     let api = Emulator::new();
-    let layer = builder().build().unwrap();
+    let layer = exact().build().unwrap();
     let client = stack_of(&layer, &api);
     api.push(Reply::error(429, "insufficient_credits", None, "Top up").header("retry-after", "30"));
     let res = client.clone().oneshot(get("/v1/x")).await.unwrap();
@@ -191,7 +193,7 @@ async fn a_vetoed_429_closes_no_gate() {
 #[tokio::test(start_paused = true)]
 async fn one_tenants_429_holds_no_other_tenant() {
     let api = Emulator::builder().no_rate_limit().build();
-    let layer = builder().build().unwrap();
+    let layer = exact().build().unwrap();
     let client = stack_of(&layer, &api);
     api.push(Reply::rate_limited(30));
     let tenant_a = tokio::spawn(client.clone().oneshot(as_tenant("ip_tenant_a")));
@@ -220,7 +222,7 @@ async fn one_tenants_429_holds_no_other_tenant() {
 #[tokio::test(start_paused = true)]
 async fn a_policy_with_quota_left_names_no_wait() {
     let api = Emulator::new();
-    let layer = builder().rate_limit_headers(true).build().unwrap();
+    let layer = exact().rate_limit_headers(true).build().unwrap();
     api.push(Reply::status(429).header("ratelimit", "\"burst\";r=0;t=1, \"daily\";r=900;t=86000"));
     let start = Instant::now();
     let res = stack_of(&layer, &api).oneshot(get("/v1/x")).await.unwrap();
@@ -328,7 +330,7 @@ async fn a_quota_is_paced_instead_of_hit_window_after_window() {
 async fn a_stated_quota_sets_the_pace_directly() {
     for read_fields in [true, false] {
         let api = Emulator::builder().no_rate_limit().build();
-        let layer = builder().rate_limit_headers(read_fields).build().unwrap();
+        let layer = exact().rate_limit_headers(read_fields).build().unwrap();
         let client = stack_of(&layer, &api);
         api.push(
             Reply::rate_limited(1)

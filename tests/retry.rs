@@ -21,9 +21,9 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use common::read_body;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response};
 use http_body::{Body, Frame};
-use http_body_util::{Empty, Full};
+use http_body_util::Full;
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_infoplug::auth::Auth;
@@ -47,7 +47,9 @@ impl Jitter for Fixed {
     }
 }
 
-fn builder() -> RetryBuilder {
+/// The defaults with the jitter pinned to 0, so every wait is exact (`RetryLayer::builder()`
+/// draws random jitter, as in production).
+fn exact() -> RetryBuilder {
     RetryLayer::builder().jitter(Fixed(0.0))
 }
 
@@ -90,7 +92,7 @@ async fn a_429_is_retried_after_its_retry_after() {
     let api = Emulator::new();
     api.push(Reply::rate_limited(3));
     let start = Instant::now();
-    let res = stack(&api, builder())
+    let res = stack(&api, exact())
         .oneshot(get("/v1/profile"))
         .await
         .unwrap();
@@ -123,7 +125,7 @@ async fn http_date_hints_are_read_against_the_wall_clock() {
     }
     // 08:49:30 on that day: each date is 7 s away.
     let clock = || SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_770);
-    let client = stack(&api, builder().max_attempts(4).wall_clock(clock));
+    let client = stack(&api, exact().max_attempts(4).wall_clock(clock));
     let start = Instant::now();
     let res = client.oneshot(get("/v1/x")).await.unwrap();
     assert_eq!(res.status(), 200);
@@ -183,7 +185,7 @@ fn a_zero_wait_does_not_touch_the_timer() {
         let api = Emulator::new();
         api.push_all([Reply::unavailable(), Reply::unavailable()]);
         let client = ServiceBuilder::new()
-            .layer(builder().build().unwrap())
+            .layer(exact().build().unwrap())
             .layer(AuthLayer::new(ApiKey::new(TEST_KEY).unwrap()))
             .service(api.clone());
         let res = client.oneshot(get("/v1/x")).await.unwrap();
@@ -197,7 +199,7 @@ async fn a_hint_above_the_cap_or_past_the_deadline_returns_at_once() {
     let api = Emulator::new();
     api.push(Reply::rate_limited(120));
     let start = Instant::now();
-    let res = stack(&api, builder()).oneshot(get("/v1/x")).await.unwrap();
+    let res = stack(&api, exact()).oneshot(get("/v1/x")).await.unwrap();
     assert_eq!(res.status(), 429);
     assert_eq!(start.elapsed(), Duration::ZERO);
     let info1 = info(&res);
@@ -212,7 +214,7 @@ async fn a_hint_above_the_cap_or_past_the_deadline_returns_at_once() {
     assert!(!read_body(res.into_body()).await.unwrap().is_empty());
 
     api.push(Reply::rate_limited(10));
-    let res = stack(&api, builder().deadline(5 * S))
+    let res = stack(&api, exact().deadline(5 * S))
         .oneshot(get("/v1/x"))
         .await
         .unwrap();
@@ -223,7 +225,7 @@ async fn a_hint_above_the_cap_or_past_the_deadline_returns_at_once() {
     api.push(Reply::rate_limited(10));
     let mut req = get("/v1/x");
     req.extensions_mut().insert(Deadline::after(3 * S));
-    let res = stack(&api, builder()).oneshot(req).await.unwrap();
+    let res = stack(&api, exact()).oneshot(req).await.unwrap();
     assert_eq!(info(&res).stop_reason(), StopReason::DeadlineTooClose);
 }
 
@@ -261,7 +263,7 @@ async fn the_decision_table_end_to_end() {
             .uri("/v1/search")
             .body(Full::new(Bytes::from_static(b"{}")))
             .unwrap();
-        let res = stack(&api, builder()).oneshot(req).await.unwrap();
+        let res = stack(&api, exact()).oneshot(req).await.unwrap();
         assert_eq!(info(&res).attempts(), attempts, "{method} {status}");
         assert_eq!(api.request_count() as u32, attempts, "{method} {status}");
     }
@@ -274,7 +276,7 @@ async fn an_idempotency_key_makes_a_post_retryable() {
     let mut req = post("/v1/search", "{}");
     req.headers_mut()
         .insert("idempotency-key", "k1".parse().unwrap());
-    let res = stack(&api, builder()).oneshot(req).await.unwrap();
+    let res = stack(&api, exact()).oneshot(req).await.unwrap();
     assert_eq!((res.status().as_u16(), info(&res).attempts()), (200, 2));
 }
 
@@ -282,7 +284,7 @@ async fn an_idempotency_key_makes_a_post_retryable() {
 async fn max_attempts_bounds_the_retries() {
     let api = Emulator::new();
     api.push_all((0..5).map(|_| Reply::unavailable()));
-    let res = stack(&api, builder()).oneshot(get("/v1/x")).await.unwrap();
+    let res = stack(&api, exact()).oneshot(get("/v1/x")).await.unwrap();
     assert_eq!(res.status(), 503);
     assert_eq!(info(&res).stop_reason(), StopReason::AttemptsExhausted);
     assert_eq!(api.request_count(), 3);
@@ -330,12 +332,7 @@ async fn transport_failures_follow_the_table() {
             .uri("/v1/x")
             .body(Full::new(Bytes::from_static(b"{}")))
             .unwrap();
-        let result = builder()
-            .build()
-            .unwrap()
-            .layer(transport)
-            .oneshot(req)
-            .await;
+        let result = exact().build().unwrap().layer(transport).oneshot(req).await;
         assert_eq!(result.is_ok(), ok, "{method} {kind:?}");
         assert_eq!(count.load(Ordering::SeqCst), calls, "{method} {kind:?}");
         if let Err(err) = result {
@@ -346,11 +343,11 @@ async fn transport_failures_follow_the_table() {
     // Failing every time: the transport's own error comes back after the last attempt.
     let count = Arc::new(AtomicUsize::new(0));
     let transport = flaky(vec![ConnectionRefused; 5], count.clone());
-    let err = builder()
+    let err = exact()
         .build()
         .unwrap()
         .layer(transport)
-        .oneshot(get_replay())
+        .oneshot(get("/v1/x"))
         .await
         .unwrap_err();
     assert_eq!(err.info().stop_reason(), StopReason::AttemptsExhausted);
@@ -358,15 +355,11 @@ async fn transport_failures_follow_the_table() {
     assert!(err.to_string().contains("after 3 attempt(s)"), "{err}");
 }
 
-fn get_replay() -> Request<Full<Bytes>> {
-    get("/v1/x")
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_slow_attempt_is_timed_out_and_retried() {
     let api = Emulator::new();
     api.push(Reply::ok("{}").delay(30 * S));
-    let client = stack(&api, builder().attempt_timeout(5 * S));
+    let client = stack(&api, exact().attempt_timeout(5 * S));
     let start = Instant::now();
     let res = client.clone().oneshot(get("/v1/x")).await.unwrap();
     assert_eq!((res.status().as_u16(), info(&res).attempts()), (200, 2));
@@ -425,7 +418,7 @@ async fn the_cooldown_holds_every_request_to_the_origin() {
 async fn a_cooldown_longer_than_the_cap_fails_fast_instead_of_holding_requests() {
     let api = Emulator::new();
     api.push(Reply::rate_limited(300));
-    let client = stack(&api, builder());
+    let client = stack(&api, exact());
     let res = client.clone().oneshot(get("/v1/x")).await.unwrap();
     assert_eq!(info(&res).stop_reason(), StopReason::HintTooLong);
     let start = Instant::now();
@@ -447,7 +440,7 @@ async fn rate_limit_fields_are_read_when_enabled() {
     ]);
     let client = stack(
         &api,
-        builder()
+        exact()
             .max_attempts(4)
             .rate_limit_headers(true)
             .x_rate_limit_reset(true),
@@ -460,7 +453,7 @@ async fn rate_limit_fields_are_read_when_enabled() {
     // Off by default: the same fields give no floor.
     let api = Emulator::new();
     api.push(Reply::status(429).header("ratelimit", "\"default\";r=0;t=4"));
-    let res = stack(&api, builder()).oneshot(get("/v1/x")).await.unwrap();
+    let res = stack(&api, exact()).oneshot(get("/v1/x")).await.unwrap();
     assert_eq!(info(&res).last_hint(), None);
     assert_eq!(arrivals(&api), [Duration::ZERO, Duration::ZERO]);
 }
@@ -471,7 +464,7 @@ async fn a_trickling_body_delays_the_next_attempt_by_the_drain_bound_at_most() {
     // A 503 whose body comes one byte a second.
     api.push(Reply::unavailable().chunk_delay(S));
     let client = ServiceBuilder::new()
-        .layer(builder().drain(64 * 1024, 250 * MS).build().unwrap())
+        .layer(exact().drain(64 * 1024, 250 * MS).build().unwrap())
         .layer(AuthLayer::new(ApiKey::new(TEST_KEY).unwrap()))
         .service(api.clone());
     let res = client.oneshot(get("/v1/x")).await.unwrap();
@@ -482,7 +475,7 @@ async fn a_trickling_body_delays_the_next_attempt_by_the_drain_bound_at_most() {
     let api = Emulator::new();
     api.push(Reply::unavailable());
     let client = ServiceBuilder::new()
-        .layer(builder().build().unwrap())
+        .layer(exact().build().unwrap())
         .layer(AuthLayer::new(ApiKey::new(TEST_KEY).unwrap()))
         .service(api.clone());
     client.oneshot(get("/v1/x")).await.unwrap();
@@ -526,7 +519,7 @@ async fn huge_durations_from_users_and_servers_do_not_overflow() {
     ]);
     let client = stack(
         &api,
-        builder()
+        exact()
             .deadline(Duration::MAX)
             .max_retry_after(Duration::MAX)
             .drain(usize::MAX, Duration::MAX)
@@ -544,7 +537,7 @@ async fn huge_durations_from_users_and_servers_do_not_overflow() {
 #[tokio::test(start_paused = true)]
 async fn the_cooldown_is_per_origin_and_can_be_turned_off() {
     let api = Emulator::new();
-    let client = stack(&api, builder());
+    let client = stack(&api, exact());
     api.push(Reply::rate_limited(30));
     let res = client
         .clone()
@@ -571,7 +564,7 @@ async fn the_cooldown_is_per_origin_and_can_be_turned_off() {
 
     let api = Emulator::new();
     api.push(Reply::rate_limited(20));
-    let client = stack(&api, builder().shared_cooldown(false));
+    let client = stack(&api, exact().shared_cooldown(false));
     let waiting = tokio::spawn(client.clone().oneshot(get("/v1/x")));
     tokio::time::sleep(S).await;
     let start = Instant::now();
@@ -584,7 +577,7 @@ async fn the_cooldown_is_per_origin_and_can_be_turned_off() {
 async fn the_budget_is_shared_by_clones() {
     let api = Emulator::new();
     api.push_all((0..10).map(|_| Reply::unavailable()));
-    let res = stack(&api, builder().budget(0.0, 0))
+    let res = stack(&api, exact().budget(0.0, 0))
         .oneshot(get("/v1/x"))
         .await
         .unwrap();
@@ -594,7 +587,7 @@ async fn the_budget_is_shared_by_clones() {
     // A reserve of 1 retry a second (10 for the window) across 20 clones, during an outage.
     let api = Emulator::new();
     api.push_all((0..100).map(|_| Reply::unavailable()));
-    let client = stack(&api, builder().budget(0.0, 1).max_attempts(5));
+    let client = stack(&api, exact().budget(0.0, 1).max_attempts(5));
     let calls: Vec<_> = (0..20)
         .map(|_| tokio::spawn(client.clone().oneshot(get("/v1/x"))))
         .collect();
@@ -608,7 +601,7 @@ async fn the_budget_is_shared_by_clones() {
 async fn only_answers_from_a_healthy_server_buy_retries() {
     // A budget of 20% of healthy answers plus 1 retry a second (10 for the window).
     let api = Emulator::builder().no_rate_limit().build();
-    let client = stack(&api, builder().budget(0.2, 1).max_attempts(2));
+    let client = stack(&api, exact().budget(0.2, 1).max_attempts(2));
     // One retried GET opens the budget's window; its 200 is one healthy answer.
     api.push(Reply::unavailable());
     client.clone().oneshot(get("/v1/x")).await.unwrap();
@@ -668,7 +661,7 @@ async fn streaming_bodies_are_replayed_byte_identical_or_sent_once() {
     let api = Emulator::new();
     api.push_all([Reply::rate_limited(1), Reply::rate_limited(1)]);
     let client = ServiceBuilder::new()
-        .layer(builder().build().unwrap())
+        .layer(exact().build().unwrap())
         .layer(AuthLayer::new(ApiKey::new(TEST_KEY).unwrap()))
         .service(api.clone());
     let body = Streaming(VecDeque::from([&b"{\"q\":"[..], b"\"rust\"", b"}"]));
@@ -685,7 +678,7 @@ async fn streaming_bodies_are_replayed_byte_identical_or_sent_once() {
     let api = Emulator::new();
     api.push(Reply::rate_limited(1));
     let client = ServiceBuilder::new()
-        .layer(builder().replay_limit(8).build().unwrap())
+        .layer(exact().replay_limit(8).build().unwrap())
         .layer(AuthLayer::new(ApiKey::new(TEST_KEY).unwrap()))
         .service(api.clone());
     let body = Slices(VecDeque::from([&b"{\"q\":"[..], b"\"rust\"", b"}"]));
@@ -707,7 +700,7 @@ async fn bytes_bodies_past_the_replay_bound_are_retried_without_a_copy() {
     for first in [Reply::unavailable(), Reply::rate_limited(1)] {
         let api = Emulator::builder().no_rate_limit().build();
         api.push(first);
-        let res = stack(&api, builder())
+        let res = stack(&api, exact())
             .oneshot(
                 Request::put("/v1/lists/1")
                     .body(Full::new(payload.clone()))
@@ -725,7 +718,7 @@ async fn bytes_bodies_past_the_replay_bound_are_retried_without_a_copy() {
     let api = Emulator::new();
     api.push(Reply::rate_limited(1));
     let tiny: VecDeque<&'static [u8]> = (0..4096).map(|_| &b"x"[..]).collect();
-    let res = stack(&api, builder())
+    let res = stack(&api, exact())
         .oneshot(Request::put("/v1/lists/1").body(Streaming(tiny)).unwrap())
         .await
         .unwrap();
@@ -740,7 +733,7 @@ async fn dropping_the_future_stops_everything() {
     let tasks_before = tokio::runtime::Handle::current()
         .metrics()
         .num_alive_tasks();
-    let call = stack(&api, builder()).oneshot(get("/v1/x"));
+    let call = stack(&api, exact()).oneshot(get("/v1/x"));
     assert!(
         tokio::time::timeout(S, call).await.is_err(),
         "still waiting on the hint"
@@ -762,7 +755,7 @@ async fn readiness_is_asked_again_so_limits_and_buffers_compose() {
     api.push_all([Reply::rate_limited(2), Reply::unavailable()]);
     let client = ServiceBuilder::new()
         .buffer(8)
-        .layer(builder().build().unwrap())
+        .layer(exact().build().unwrap())
         .concurrency_limit(1)
         .layer(ClassifyLayer::new())
         .layer(AuthLayer::new(ApiKey::new(TEST_KEY).unwrap()))
@@ -781,7 +774,7 @@ async fn the_preset_stacks_all_three_layers() {
     let api = Emulator::new();
     api.push_all([Reply::rate_limited(1), Reply::echoing_key(401)]);
     let client = InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), "http://api.test")
-        .max_attempts(5)
+        .retry(|r| r.max_attempts(5))
         .build()
         .unwrap()
         .layer(api.clone());
@@ -820,8 +813,6 @@ fn the_stack_and_its_futures_are_send() {
     );
     send(&future);
     drop(future);
-    let _ = Empty::<Bytes>::new();
-    let _ = StatusCode::OK;
 }
 
 mod loopback {
@@ -869,7 +860,7 @@ mod loopback {
         use std::io::Write;
         let api = Emulator::new();
         let server = api.serve().await.unwrap();
-        let client = client(builder(), &server);
+        let client = client(exact(), &server);
         let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         gzip.write_all(br#"{"message":"insufficient_credits","details":"Top up"}"#)
             .unwrap();
@@ -918,10 +909,7 @@ mod loopback {
         let api = Emulator::new();
         let server = api.serve().await.unwrap();
         api.push(date_reply(date()));
-        let client = client(
-            builder().wall_clock(clock_before(date(), 300 * MS)),
-            &server,
-        );
+        let client = client(exact().wall_clock(clock_before(date(), 300 * MS)), &server);
         let res = client
             .oneshot(get(&server.uri("/v1/x").unwrap().to_string()))
             .await
@@ -941,7 +929,7 @@ mod loopback {
             Reply::proxy_html(502),
             Reply::unavailable(),
         ]);
-        let client = client(builder().max_attempts(4), &server);
+        let client = client(exact().max_attempts(4), &server);
         let res = client
             .clone()
             .oneshot(get(&server.uri("/v1/x").unwrap().to_string()))
@@ -967,7 +955,7 @@ mod loopback {
         let api = Emulator::new();
         let server = api.serve().await.unwrap();
         api.push_all([date_reply(date()), Reply::status(500)]);
-        let client = client(builder().wall_clock(clock_before(date(), 50 * MS)), &server);
+        let client = client(exact().wall_clock(clock_before(date(), 50 * MS)), &server);
         let uri = server.uri("/v1/search").unwrap().to_string();
         let res = client
             .clone()
@@ -985,10 +973,7 @@ mod loopback {
         let api = Emulator::new();
         let server = api.serve().await.unwrap();
         api.push(date_reply(date()));
-        let client = client(
-            builder().wall_clock(clock_before(date(), 400 * MS)),
-            &server,
-        );
+        let client = client(exact().wall_clock(clock_before(date(), 400 * MS)), &server);
         let uri = server.uri("/v1/x").unwrap().to_string();
         let first = tokio::spawn(client.clone().oneshot(get(&uri)));
         while api.request_count() == 0 {

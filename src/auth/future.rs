@@ -36,7 +36,7 @@ where
         if let Some(sent) = this.sent.take() {
             crate::key::mark_echoes(res.headers_mut(), &sent);
             #[cfg(feature = "classify")]
-            crate::classify::note_sent_credential(&mut res, sent);
+            crate::handoff::note_sent_credential(&mut res, sent);
         }
         Poll::Ready(Ok(res))
     }

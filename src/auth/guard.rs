@@ -21,7 +21,7 @@ use super::layer::Config;
 ///
 /// ```
 /// use http::{Request, Response};
-/// use tower::{ServiceExt, service_fn};
+/// use tower::{Layer, ServiceExt, service_fn};
 /// use tower_infoplug::{ApiKey, AuthLayer, Origin};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -29,7 +29,7 @@ use super::layer::Config;
 /// let auth = AuthLayer::new(ApiKey::new("ip_test_key")?)
 ///     .for_origin(Origin::parse("https://api.infoplug.io")?);
 /// // In a stack: auth.clone(), then FollowRedirectLayer, then auth.guard()?, then the client.
-/// let transport = auth.guard()?.wrap(service_fn(|req: Request<()>| async move {
+/// let transport = auth.guard()?.layer(service_fn(|req: Request<()>| async move {
 ///     // Stands in for the network: report which key arrived.
 ///     let seen = req.headers().get("x-infoplug-api-key").cloned();
 ///     Ok::<_, std::convert::Infallible>(Response::new(seen))
@@ -56,21 +56,16 @@ impl KeyGuardLayer {
     pub(super) fn from_config(config: Arc<Config>) -> Self {
         Self { config }
     }
-
-    /// Wraps `inner`; the same as [`Layer::layer`].
-    pub fn wrap<S>(&self, inner: S) -> KeyGuard<S> {
-        KeyGuard {
-            inner,
-            config: Arc::clone(&self.config),
-        }
-    }
 }
 
 impl<S> Layer<S> for KeyGuardLayer {
     type Service = KeyGuard<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        self.wrap(inner)
+        KeyGuard {
+            inner,
+            config: Arc::clone(&self.config),
+        }
     }
 }
 
@@ -90,20 +85,7 @@ pub struct KeyGuard<S> {
 }
 
 impl<S> KeyGuard<S> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 impl<S, B> Service<Request<B>> for KeyGuard<S>
@@ -189,7 +171,7 @@ mod tests {
 
     #[test]
     fn the_guard_strips_only_requests_for_other_origins_and_adds_nothing() {
-        let mut guard = auth().guard().unwrap().wrap(Echo);
+        let mut guard = auth().guard().unwrap().layer(Echo);
         let to_api = sent(&mut guard, "https://API.infoplug.io:443/v1", &[]);
         assert!(to_api.is_empty(), "the guard never adds the key");
         let kept = sent(
@@ -223,7 +205,7 @@ mod tests {
             .header(AuthHeader::bearer())
             .guard()
             .unwrap()
-            .wrap(Echo);
+            .layer(Echo);
         let hop = sent(
             &mut guard,
             "https://cdn.example/f",
@@ -246,7 +228,7 @@ mod tests {
     #[test]
     fn debug_of_a_guard_shows_no_key() {
         let layer = auth().guard().unwrap();
-        let shown = format!("{layer:?} {:?}", layer.wrap(Echo));
+        let shown = format!("{layer:?} {:?}", layer.layer(Echo));
         assert!(!shown.contains("k-123"), "{shown}");
         assert!(shown.contains("KeyGuard"), "{shown}");
     }

@@ -120,11 +120,6 @@ impl AuthLayer {
         }
     }
 
-    /// Reads the key from `INFOPLUG_API_KEY`; see [`ApiKey::from_env`].
-    pub fn from_env() -> Result<Self, ConfigError> {
-        ApiKey::from_env().map(Self::new)
-    }
-
     /// Sends the key in `header` instead of `X-INFOPLUG-API-KEY`.
     pub fn header(mut self, header: AuthHeader) -> Self {
         self.config_mut().header = header;
@@ -171,11 +166,6 @@ impl AuthLayer {
     /// [`Self::guard`] for a layer known to have an origin (without one it removes nothing).
     pub(crate) fn guard_unchecked(&self) -> KeyGuardLayer {
         KeyGuardLayer::from_config(Arc::clone(&self.config))
-    }
-
-    /// Wraps `inner`; the same as [`Layer::layer`].
-    pub fn wrap<S>(&self, inner: S) -> Auth<S> {
-        Auth::from_config(inner, Arc::clone(&self.config))
     }
 
     fn config_mut(&mut self) -> &mut Config {
@@ -254,7 +244,7 @@ impl<S> Layer<S> for AuthLayer {
     type Service = Auth<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        self.wrap(inner)
+        Auth::from_config(inner, Arc::clone(&self.config))
     }
 }
 
@@ -384,7 +374,7 @@ mod tests {
         let layer = layer()
             .header(AuthHeader::bearer())
             .for_origin(Origin::parse("https://api.infoplug.io").unwrap());
-        let shown = format!("{layer:?} {:?}", layer.wrap(()));
+        let shown = format!("{layer:?} {:?}", layer.layer(()));
         assert!(!shown.contains("k-123"), "{shown}");
         assert!(shown.contains("api.infoplug.io"), "{shown}");
     }

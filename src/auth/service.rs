@@ -3,6 +3,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
+use tower_layer::Layer;
 use tower_service::Service;
 
 use super::layer::Config;
@@ -18,34 +19,21 @@ pub struct Auth<S> {
 
 impl<S> Auth<S> {
     /// Wraps `inner`, sending `key` in `X-INFOPLUG-API-KEY`; for the other options build an
-    /// [`AuthLayer`] and call [`AuthLayer::wrap`].
+    /// [`AuthLayer`] and call [`Layer::layer`](tower_layer::Layer::layer).
     pub fn new(inner: S, key: impl Into<KeySource>) -> Self {
-        AuthLayer::new(key).wrap(inner)
+        AuthLayer::new(key).layer(inner)
     }
 
     /// Wraps `inner`, sending `key` only to requests for `origin`.
     pub fn for_origin(inner: S, key: impl Into<KeySource>, origin: Origin) -> Self {
-        AuthLayer::new(key).for_origin(origin).wrap(inner)
+        AuthLayer::new(key).for_origin(origin).layer(inner)
     }
 
     pub(super) fn from_config(inner: S, config: Arc<Config>) -> Self {
         Self { inner, config }
     }
 
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Auth<S>

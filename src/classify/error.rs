@@ -1,6 +1,6 @@
 use std::fmt;
 
-use http::{Extensions, HeaderValue, Response, StatusCode};
+use http::{HeaderValue, Response, StatusCode};
 
 /// What the API said went wrong, parsed from a 4xx/5xx response.
 ///
@@ -177,11 +177,6 @@ impl ApiError {
         }
     }
 
-    /// Reads it from extensions (of a response or its parts), if a classifier put one there.
-    pub fn from_extensions(extensions: &Extensions) -> Option<&Self> {
-        extensions.get()
-    }
-
     /// The response's status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -313,7 +308,7 @@ impl<B> ResponseExt for Response<B> {
     }
 
     fn error_for_status(mut self) -> Result<Self, ApiError> {
-        if !super::is_classified(self.status()) {
+        if !super::parse::is_classified(self.status()) {
             return Ok(self);
         }
         let status = self.status();

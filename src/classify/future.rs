@@ -13,16 +13,14 @@ use tokio::time::Sleep;
 use super::body::{ClassifyBody, Tail};
 use super::decode::{self, Decoded};
 use super::layer::Settings;
+use super::parse::is_classified;
 use super::parse::{Outcome, classify};
-use super::{SentCredential, is_classified};
 use crate::frames::{Coalesced, into_bytes};
+use crate::handoff::SentCredential;
 
 pin_project! {
     /// The response future of [`Classify`](super::Classify).
-    pub struct ResponseFuture<F, B>
-    where
-        B: Body,
-    {
+    pub struct ResponseFuture<F, B> {
         #[pin]
         state: State<F, B>,
         settings: Settings,
@@ -31,10 +29,7 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, B>
-    where
-        B: Body,
-    {
+    enum State<F, B> {
         Calling {
             #[pin]
             future: F,
@@ -51,7 +46,7 @@ pin_project! {
 
 /// An error response whose body is being read. What was read is kept in three parts, so
 /// memory is bounded by the limit plus one frame whatever the framing, and handed on in order.
-struct Read<B: Body> {
+struct Read<B> {
     parts: http::response::Parts,
     body: Pin<Box<B>>,
     /// The data read within the limit, contiguous: the parser's input.

@@ -55,11 +55,6 @@ impl ClassifyLayer {
     pub fn read_timeout(&self) -> Option<Duration> {
         self.settings.read_timeout
     }
-
-    /// Wraps `inner`; the same as [`Layer::layer`].
-    pub fn wrap<S>(&self, inner: S) -> Classify<S> {
-        Classify::from_settings(inner, self.settings)
-    }
 }
 
 impl Default for ClassifyLayer {
@@ -72,7 +67,7 @@ impl<S> Layer<S> for ClassifyLayer {
     type Service = Classify<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        self.wrap(inner)
+        Classify::from_settings(inner, self.settings)
     }
 }
 
@@ -128,13 +123,13 @@ impl ClassifyBuilder {
         if !(1..=MAX_BODY_LIMIT).contains(&self.settings.limit) {
             return Err(ConfigError::OutOfRange {
                 setting: "body_limit",
-                expected: "1 byte to 16 MiB",
+                expected: format!("1 to {MAX_BODY_LIMIT} bytes"),
             });
         }
         if self.settings.read_timeout.is_some_and(|t| t.is_zero()) {
             return Err(ConfigError::OutOfRange {
                 setting: "read_timeout",
-                expected: "a positive duration (or `no_read_timeout`)",
+                expected: "a positive duration (or `no_read_timeout`)".to_owned(),
             });
         }
         Ok(ClassifyLayer {

@@ -77,10 +77,8 @@ mod decode;
 mod error;
 mod future;
 mod layer;
-mod parse;
+pub(crate) mod parse;
 mod service;
-
-use http::{HeaderValue, Response, StatusCode};
 
 pub use body::ClassifyBody;
 pub use error::{ApiError, BodyIssue, ErrorCode, ResponseExt};
@@ -89,27 +87,3 @@ pub use layer::{
     ClassifyBuilder, ClassifyLayer, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, MAX_BODY_LIMIT,
 };
 pub use service::Classify;
-
-/// Whether a response with `status` is classified: client and server errors.
-pub(crate) fn is_classified(status: StatusCode) -> bool {
-    status.is_client_error() || status.is_server_error()
-}
-
-/// The credential the auth layer sent with the request of an error response. Private to the
-/// crate, so no one outside can read it from the extensions; the classifier removes it.
-#[derive(Clone)]
-pub(crate) struct SentCredential(pub(crate) HeaderValue);
-
-/// Tells the classifier, in whichever order the layers are stacked, which credential to redact
-/// from the error: redacts an [`ApiError`] that is already there (classifier inside the auth
-/// layer) and leaves a note for one that comes later (classifier outside).
-#[cfg_attr(not(feature = "auth"), allow(dead_code))]
-pub(crate) fn note_sent_credential<B>(res: &mut Response<B>, sent: HeaderValue) {
-    if !is_classified(res.status()) {
-        return;
-    }
-    if let Some(error) = res.extensions_mut().get_mut::<ApiError>() {
-        error.redact(&sent);
-    }
-    res.extensions_mut().insert(SentCredential(sent));
-}

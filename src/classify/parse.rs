@@ -25,6 +25,11 @@ pub(crate) enum Outcome<'a> {
     Encoded(&'a str),
 }
 
+/// Whether a response with `status` is classified: client and server errors.
+pub(crate) fn is_classified(status: StatusCode) -> bool {
+    status.is_client_error() || status.is_server_error()
+}
+
 /// The longest `Content-Type` kept in [`BodyIssue::NotJson`].
 const MAX_CONTENT_TYPE: usize = 200;
 

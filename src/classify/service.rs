@@ -2,6 +2,7 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use http_body::Body;
+use tower_layer::Layer;
 use tower_service::Service;
 
 use super::layer::Settings;
@@ -18,27 +19,14 @@ pub struct Classify<S> {
 impl<S> Classify<S> {
     /// Wraps `inner` with the default limits (64 KiB within 2 s).
     pub fn new(inner: S) -> Self {
-        ClassifyLayer::new().wrap(inner)
+        ClassifyLayer::new().layer(inner)
     }
 
     pub(super) fn from_settings(inner: S, settings: Settings) -> Self {
         Self { inner, settings }
     }
 
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Classify<S>

@@ -34,11 +34,7 @@ pin_project! {
     ///
     /// A handle from an attempt that was given up fails with an error when polled, rather
     /// than taking frames meant for the current attempt.
-    pub struct ReplayBody<B>
-    where
-        // Needed by the struct: the shared state keeps the caller's body.
-        B: Body,
-    {
+    pub struct ReplayBody<B> {
         #[pin]
         kind: Kind<B>,
     }
@@ -46,10 +42,7 @@ pin_project! {
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<B>
-    where
-        B: Body,
-    {
+    enum Kind<B> {
         Empty,
         Shared {
             shared: Arc<Mutex<Shared<B>>>,
@@ -59,7 +52,7 @@ pin_project! {
     }
 }
 
-struct Shared<B: Body> {
+struct Shared<B> {
     source: Option<Pin<Box<B>>>,
     frames: Vec<Kept>,
     /// What the kept frames cost against the limit: copied bytes, and each frame's bookkeeping.
@@ -101,7 +94,7 @@ impl fmt::Display for Superseded {
 impl std::error::Error for Superseded {}
 
 /// Makes the bodies of successive attempts from one caller body.
-pub(super) struct Replay<B: Body> {
+pub(super) struct Replay<B> {
     shared: Option<Arc<Mutex<Shared<B>>>>,
     empty: bool,
 }

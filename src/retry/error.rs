@@ -1,8 +1,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use super::RetryInfo;
 
 /// Why a request through the retry layer produced no response.
@@ -94,35 +92,5 @@ where
             Self::Transport { error, .. } => Some(error),
             _ => None,
         }
-    }
-}
-
-/// A request's own deadline, as a request extension; the retry layer starts no wait that would
-/// cross it (and the layer's own [`deadline`](super::RetryBuilder::deadline), if earlier, wins).
-///
-/// ```
-/// use std::time::Duration;
-/// use tower_infoplug::retry::Deadline;
-///
-/// let mut req = http::Request::new(());
-/// req.extensions_mut().insert(Deadline::after(Duration::from_secs(5)));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Deadline(pub(super) Instant);
-
-impl Deadline {
-    /// At `instant` (Tokio's clock).
-    pub fn at(instant: Instant) -> Self {
-        Self(instant)
-    }
-
-    /// `duration` from now.
-    pub fn after(duration: Duration) -> Self {
-        Self(super::later(Instant::now(), duration))
-    }
-
-    /// When it is.
-    pub fn instant(&self) -> Instant {
-        self.0
     }
 }

@@ -30,7 +30,6 @@ pin_project! {
     pub struct ResponseFuture<S, B, R, P>
     where
         S: Service<Request<ReplayBody<B>>>,
-        B: Body,
     {
         #[pin]
         state: State<S::Future, B, R>,
@@ -44,10 +43,7 @@ pin_project! {
 pin_project! {
     /// Each state that leads to an attempt carries the body that attempt sends.
     #[project = StateProj]
-    enum State<F, B, R>
-    where
-        B: Body,
-    {
+    enum State<F, B, R> {
         // Asking the planner whether, and when, `body` may go.
         Planning {
             body: ReplayBody<B>,
@@ -83,7 +79,7 @@ pin_project! {
 }
 
 /// What the layer knows and has done for one request.
-struct Bookkeeping<B: Body, P> {
+struct Bookkeeping<B, P> {
     head: Parts,
     replay: Replay<B>,
     policy: P,

@@ -92,14 +92,6 @@ impl Default for RetryLayer {
 }
 
 impl<P> RetryLayer<P> {
-    /// Wraps `inner`; the same as [`Layer::layer`].
-    pub fn wrap<S>(&self, inner: S) -> Retry<S, P>
-    where
-        P: Clone,
-    {
-        Retry::from_parts(inner, self.policy.clone(), Arc::clone(&self.shared))
-    }
-
     /// The same settings (and the same shared budget and cooldown) with another policy.
     pub fn with_policy<Q>(self, policy: Q) -> RetryLayer<Q> {
         RetryLayer {
@@ -113,7 +105,7 @@ impl<S, P: Clone> Layer<S> for RetryLayer<P> {
     type Service = Retry<S, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        self.wrap(inner)
+        Retry::from_parts(inner, self.policy.clone(), Arc::clone(&self.shared))
     }
 }
 
@@ -327,9 +319,14 @@ impl RetryBuilder {
     /// Checks the settings and builds the layer.
     pub fn build(self) -> Result<RetryLayer, ConfigError> {
         let s = &self.settings;
-        let out_of_range = |setting, expected| Err(ConfigError::OutOfRange { setting, expected });
+        let out_of_range = |setting, expected: &str| {
+            Err(ConfigError::OutOfRange {
+                setting,
+                expected: expected.to_owned(),
+            })
+        };
         if !(1..=MAX_ATTEMPTS).contains(&s.max_attempts) {
-            return out_of_range("max_attempts", "1 to 100");
+            return out_of_range("max_attempts", &format!("1 to {MAX_ATTEMPTS}"));
         }
         if s.base_backoff.is_zero() || s.max_backoff < s.base_backoff {
             return out_of_range("backoff", "a positive base and a max no smaller than it");
@@ -347,7 +344,7 @@ impl RetryBuilder {
             return out_of_range("attempt_timeout", "a positive duration");
         }
         if s.replay_limit > MAX_REPLAY_LIMIT {
-            return out_of_range("replay_limit", "at most 16 MiB");
+            return out_of_range("replay_limit", &format!("at most {MAX_REPLAY_LIMIT} bytes"));
         }
         if let Some((ratio, _)) = self.budget
             && !(ratio.is_finite() && (0.0..=100.0).contains(&ratio))

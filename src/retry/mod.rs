@@ -132,6 +132,7 @@
 mod backoff;
 mod body;
 mod budget;
+mod deadline;
 mod error;
 mod future;
 pub(crate) mod hints;
@@ -145,7 +146,9 @@ mod state;
 
 pub use backoff::{Jitter, RandomJitter, SystemClock, WallClock};
 pub use body::{BoxError, ReplayBody};
-pub use error::{Deadline, RetryError};
+pub use deadline::Deadline;
+pub(crate) use deadline::later;
+pub use error::RetryError;
 pub use future::ResponseFuture;
 pub use info::{RetryInfo, StopReason};
 pub use layer::{MAX_ATTEMPTS, MAX_REPLAY_LIMIT, RetryBuilder, RetryLayer};
@@ -153,13 +156,3 @@ pub use policy::{
     Attempt, Decision, DefaultPolicy, Failure, Outcome, PolicyFn, RetryPolicy, policy_fn,
 };
 pub use service::Retry;
-
-/// `at + after`, or a point a century away when that would overflow: durations come from users
-/// (`deadline(Duration::MAX)`) and servers (`Retry-After: 999999999999`), and adding them to an
-/// `Instant` must not panic.
-pub(crate) fn later(at: tokio::time::Instant, after: std::time::Duration) -> tokio::time::Instant {
-    const CENTURY: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
-    at.checked_add(after)
-        .or_else(|| at.checked_add(CENTURY))
-        .unwrap_or(at)
-}

@@ -398,6 +398,23 @@ mod tests {
         );
     }
 
+    /// Compiles only while `RetryPolicy` can be a trait object (`Box<dyn RetryPolicy<E>>`).
+    #[test]
+    fn the_policy_trait_stays_object_safe() {
+        let policies: Vec<Box<dyn RetryPolicy<E>>> = vec![
+            Box::new(DefaultPolicy::new()),
+            Box::new(policy_fn(|_: &Attempt<'_, E>| Stop)),
+        ];
+        let attempt = Attempt {
+            method: &Method::GET,
+            request_headers: &HeaderMap::new(),
+            number: 1,
+            outcome: response(429, None, None),
+        };
+        let decisions: Vec<_> = policies.iter().map(|p| p.decide(&attempt)).collect();
+        assert_eq!(decisions, [Retry, Stop]);
+    }
+
     #[test]
     fn failures_are_read_from_the_error_chain() {
         #[derive(Debug)]

@@ -5,6 +5,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use http_body::Body;
 use tokio::time::Instant;
+use tower_layer::Layer;
 use tower_service::Service;
 
 use super::body::{BoxError, ReplayBody};
@@ -22,7 +23,7 @@ pub struct Retry<S, P = DefaultPolicy> {
 impl<S> Retry<S> {
     /// Wraps `inner` with the default settings; for others, build a [`RetryLayer`].
     pub fn new(inner: S) -> Self {
-        RetryLayer::new().wrap(inner)
+        RetryLayer::new().layer(inner)
     }
 }
 
@@ -35,20 +36,7 @@ impl<S, P> Retry<S, P> {
         }
     }
 
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 impl<S, P, ReqBody, ResBody> Service<Request<ReqBody>> for Retry<S, P>

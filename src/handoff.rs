@@ -1,0 +1,37 @@
+//! What the layers leave each other in the extensions, in one place.
+//!
+//! Each layer is useful alone and safe in any order; where one layer's finding helps
+//! another, it travels in the request's or the response's extensions:
+//!
+//! | value | written by | read by | the orders |
+//! |---|---|---|---|
+//! | [`SentCredential`] (crate-private) | `AuthLayer`, on a 4xx/5xx answer to a request it stamped | `ClassifyLayer`, which redacts the credential from the error and removes the note | classifier outside auth (the recommended stack): the note waits in the response; classifier inside auth: the error is already there and is redacted at once, and the note is left for nobody (it is private, so no caller can read it) |
+//! | [`ApiError`](crate::ApiError) | `ClassifyLayer` | `RetryLayer` (a body may only veto a retry), callers | retry outside classify sees each attempt's error; without a classifier the retry layer decides by status |
+//! | [`RetryInfo`](crate::RetryInfo) | `RetryLayer`, on final responses | callers | outermost |
+//! | [`Deadline`](crate::retry::Deadline) | callers, on requests | `RetryLayer` | any |
+//!
+//! Only the first is private, and only this module creates or reads it.
+
+use http::{HeaderValue, Response};
+
+use crate::ApiError;
+use crate::classify::parse::is_classified;
+
+/// The credential the auth layer sent with the request of an error response. Private to the
+/// crate, so no one outside can read it from the extensions; the classifier removes it.
+#[derive(Clone)]
+pub(crate) struct SentCredential(pub(crate) HeaderValue);
+
+/// Tells the classifier, in whichever order the layers are stacked, which credential to redact
+/// from the error: redacts an [`ApiError`] that is already there (classifier inside the auth
+/// layer) and leaves a note for one that comes later (classifier outside).
+#[cfg_attr(not(feature = "auth"), allow(dead_code))]
+pub(crate) fn note_sent_credential<B>(res: &mut Response<B>, sent: HeaderValue) {
+    if !is_classified(res.status()) {
+        return;
+    }
+    if let Some(error) = res.extensions_mut().get_mut::<ApiError>() {
+        error.redact(&sent);
+    }
+    res.extensions_mut().insert(SentCredential(sent));
+}
