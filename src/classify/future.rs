@@ -124,7 +124,7 @@ where
                         // Only reachable by polling again after completion.
                         return Poll::Pending;
                     };
-                    let (outcome, tail) = match poll_read(reading, deadline, *this.settings, cx) {
+                    let (cut, tail) = match poll_read(reading, deadline, *this.settings, cx) {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(done) => done,
                     };
@@ -140,12 +140,7 @@ where
                         trailers,
                         ..
                     } = read;
-                    let outcome = match outcome {
-                        Ending::Complete => Outcome::Complete(data.as_slice()),
-                        Ending::TooLarge => Outcome::TooLarge,
-                        Ending::Incomplete => Outcome::Incomplete,
-                        Ending::TimedOut => Outcome::TimedOut,
-                    };
+                    let outcome = cut.unwrap_or(Outcome::Complete(data.as_slice()));
                     let res = attach(
                         Response::from_parts(parts, ()),
                         outcome,
@@ -167,33 +162,27 @@ where
     }
 }
 
-enum Ending {
-    Complete,
-    TooLarge,
-    Incomplete,
-    TimedOut,
-}
-
-/// Reads frames until the body ends, fails, passes the limit or the deadline passes.
+/// Reads frames until the body ends, fails, passes the limit or the deadline passes; says how
+/// the read was cut short, if it was (`None`: the body, or its data, is complete).
 fn poll_read<B: Body>(
     read: &mut Read<B>,
     deadline: &mut Option<Pin<Box<Sleep>>>,
     settings: Settings,
     cx: &mut Context<'_>,
-) -> Poll<(Ending, Tail<B::Error>)> {
+) -> Poll<(Option<Outcome<'static>>, Tail<B::Error>)> {
     loop {
         // Checked before every frame, so a body that is always ready with tiny frames cannot
         // hold the read past the deadline either.
         if let Some(sleep) = deadline.as_mut()
             && sleep.as_mut().poll(cx).is_ready()
         {
-            return Poll::Ready((Ending::TimedOut, Tail::Inner));
+            return Poll::Ready((Some(Outcome::TimedOut), Tail::Inner));
         }
         let frame = match read.body.as_mut().poll_frame(cx) {
             Poll::Pending => return Poll::Pending,
-            Poll::Ready(None) => return Poll::Ready((Ending::Complete, Tail::End)),
+            Poll::Ready(None) => return Poll::Ready((None, Tail::End)),
             Poll::Ready(Some(Err(err))) => {
-                return Poll::Ready((Ending::Incomplete, Tail::Error(err)));
+                return Poll::Ready((Some(Outcome::Incomplete), Tail::Error(err)));
             }
             Poll::Ready(Some(Ok(frame))) => frame.map_data(into_bytes),
         };
@@ -202,7 +191,7 @@ fn poll_read<B: Body>(
                 read.total = read.total.saturating_add(data.len());
                 if read.total > settings.limit {
                     read.over = Some(data);
-                    return Poll::Ready((Ending::TooLarge, Tail::Inner));
+                    return Poll::Ready((Some(Outcome::TooLarge), Tail::Inner));
                 }
                 read.data.push(data, settings.limit);
             }
@@ -211,7 +200,7 @@ fn poll_read<B: Body>(
                 // still has comes after them, in order.
                 if let Ok(trailers) = frame.into_trailers() {
                     read.trailers = Some(trailers);
-                    return Poll::Ready((Ending::Complete, Tail::Inner));
+                    return Poll::Ready((None, Tail::Inner));
                 }
             }
         }

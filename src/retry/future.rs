@@ -407,11 +407,10 @@ impl<B: Body, P> Bookkeeping<B, P> {
         let now = Instant::now();
         match self.plan(now, Step::Retry { hint }) {
             Plan::Go { at, probe, .. } => {
-                let body = self.replay.next().ok_or(Stop {
-                    reason: StopReason::BodyNotReplayable,
-                    retry_after: None,
-                    status: None,
-                })?;
+                let body = self
+                    .replay
+                    .next()
+                    .ok_or(Stop::at(StopReason::BodyNotReplayable))?;
                 self.probe = probe;
                 Ok((at, body))
             }
@@ -464,11 +463,7 @@ impl<B: Body, P> Bookkeeping<B, P> {
         };
         self.observe(signal);
         let stop = match decision {
-            Decision::Stop => Stop {
-                reason: StopReason::Final,
-                retry_after: None,
-                status: None,
-            },
+            Decision::Stop => Stop::at(StopReason::Final),
             Decision::Retry => match self.retry(hint) {
                 Ok((at, body)) => {
                     crate::trace::debug!(
@@ -520,11 +515,7 @@ impl<B: Body, P> Bookkeeping<B, P> {
         });
         self.observe(Signal::Failed);
         let stop = match decision {
-            Decision::Stop => Stop {
-                reason: StopReason::Final,
-                retry_after: None,
-                status: None,
-            },
+            Decision::Stop => Stop::at(StopReason::Final),
             Decision::Retry => match self.retry(None) {
                 Ok((at, body)) => {
                     crate::trace::debug!(

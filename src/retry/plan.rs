@@ -128,12 +128,17 @@ pub(crate) struct Stop {
 }
 
 impl Stop {
-    fn because(reason: StopReason) -> Plan {
-        Plan::Stop(Self {
+    /// A stop for `reason` alone, with no wait asked for.
+    pub(crate) const fn at(reason: StopReason) -> Self {
+        Self {
             reason,
             retry_after: None,
             status: None,
-        })
+        }
+    }
+
+    fn because(reason: StopReason) -> Plan {
+        Plan::Stop(Self::at(reason))
     }
 
     fn cooling(retry_after: Duration, status: StatusCode) -> Plan {
@@ -286,22 +291,6 @@ mod tests {
         }
     }
 
-    fn stop(reason: StopReason) -> Plan {
-        Plan::Stop(Stop {
-            reason,
-            retry_after: None,
-            status: None,
-        })
-    }
-
-    fn cooling(retry_after: Duration, status: StatusCode) -> Plan {
-        Plan::Stop(Stop {
-            reason: StopReason::CoolingDown,
-            retry_after: Some(retry_after),
-            status: Some(status),
-        })
-    }
-
     #[test]
     fn every_wait_rule_and_their_interactions() {
         let now = Instant::now();
@@ -392,14 +381,14 @@ mod tests {
                 settings: d,
                 inputs: fresh,
                 snapshot: closed(60 * S, 3600 * S, UNAVAILABLE),
-                expected: cooling(3600 * S, UNAVAILABLE),
+                expected: Stop::cooling(3600 * S, UNAVAILABLE),
             },
             Row {
                 name: "a gate past the deadline fails fast",
                 settings: d,
                 inputs: with_deadline(fresh, 4 * S),
                 snapshot: closed(5 * S, 5 * S, TOO_MANY),
-                expected: cooling(5 * S, TOO_MANY),
+                expected: Stop::cooling(5 * S, TOO_MANY),
             },
             Row {
                 name: "a gate whose spread would cross the deadline fails fast",
@@ -412,7 +401,7 @@ mod tests {
                     5 * S + 100 * MS,
                 ),
                 snapshot: closed(5 * S, 5 * S, TOO_MANY),
-                expected: cooling(5 * S, TOO_MANY),
+                expected: Stop::cooling(5 * S, TOO_MANY),
             },
             Row {
                 name: "past a capped gate's reopening, a free probe goes at once",
@@ -431,7 +420,7 @@ mod tests {
                 settings: d,
                 inputs: fresh,
                 snapshot: probing(3000 * S, false),
-                expected: cooling(3000 * S, TOO_MANY),
+                expected: Stop::cooling(3000 * S, TOO_MANY),
             },
             Row {
                 name: "a paced partition sends at its next slot",
@@ -465,14 +454,14 @@ mod tests {
                 settings: d,
                 inputs: fresh,
                 snapshot: paced(61 * S),
-                expected: cooling(61 * S, TOO_MANY),
+                expected: Stop::cooling(61 * S, TOO_MANY),
             },
             Row {
                 name: "a pacing slot past the deadline fails fast",
                 settings: d,
                 inputs: with_deadline(fresh, 30 * MS),
                 snapshot: paced(40 * MS),
-                expected: cooling(40 * MS, TOO_MANY),
+                expected: Stop::cooling(40 * MS, TOO_MANY),
             },
             Row {
                 name: "the pacer's slot comes after the gate",
@@ -595,7 +584,7 @@ mod tests {
                     ..retry(Some(S))
                 },
                 snapshot: Snapshot::OPEN,
-                expected: stop(StopReason::AttemptsExhausted),
+                expected: Stop::because(StopReason::AttemptsExhausted),
             },
             Row {
                 name: "a hint above the cap is not slept on",
@@ -616,21 +605,21 @@ mod tests {
                     ..retry(None)
                 },
                 snapshot: Snapshot::OPEN,
-                expected: stop(StopReason::BodyNotReplayable),
+                expected: Stop::because(StopReason::BodyNotReplayable),
             },
             Row {
                 name: "an own wait past the deadline stops before the gate is looked at",
                 settings: d,
                 inputs: with_deadline(retry(Some(2 * S)), S),
                 snapshot: closed(30 * S, 3600 * S, TOO_MANY),
-                expected: stop(StopReason::DeadlineTooClose),
+                expected: Stop::because(StopReason::DeadlineTooClose),
             },
             Row {
                 name: "cooldown above the cap on a retry returns at once, not after the hour",
                 settings: d,
                 inputs: retry(None),
                 snapshot: closed(60 * S, 3600 * S, TOO_MANY),
-                expected: cooling(3600 * S, TOO_MANY),
+                expected: Stop::cooling(3600 * S, TOO_MANY),
             },
             Row {
                 name: "a gate within the cap lengthens a retry's wait",
@@ -678,7 +667,7 @@ mod tests {
                     budget: false,
                     ..Snapshot::OPEN
                 },
-                expected: stop(StopReason::BudgetExhausted),
+                expected: Stop::because(StopReason::BudgetExhausted),
             },
             Row {
                 name: "limits that stop anyway come before the budget",
@@ -688,7 +677,7 @@ mod tests {
                     budget: false,
                     ..Snapshot::OPEN
                 },
-                expected: stop(StopReason::DeadlineTooClose),
+                expected: Stop::because(StopReason::DeadlineTooClose),
             },
         ];
         for row in rows {
