@@ -444,20 +444,20 @@ impl<B: Body, P> Bookkeeping<B, P> {
                 hint,
             },
         });
-        let signal = if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            if throttling && decision == Decision::Retry {
-                Signal::Throttled {
-                    status,
-                    hint,
-                    quota: settings
-                        .hint_fields
-                        .rate_limit
-                        .then(|| quota(res.headers()))
-                        .flatten(),
-                }
-            } else {
-                Signal::Answered
+        let signal = if throttling && decision == Decision::Retry {
+            Signal::Throttled {
+                status,
+                hint,
+                quota: settings
+                    .hint_fields
+                    .rate_limit
+                    .then(|| quota(res.headers()))
+                    .flatten(),
             }
+        } else if status == StatusCode::TOO_MANY_REQUESTS {
+            Signal::Refused
+        } else if status.is_server_error() {
+            Signal::Answered
         } else {
             Signal::Healthy
         };

@@ -6,11 +6,12 @@
 //!
 //! The rate is learned the way adaptive clients do it (measure, decrease on a throttle,
 //! recover gradually), with the measurement taken from what the server admitted:
-//! - on a throttle, the rate becomes the healthy answers of the cycle that just ended over
+//! - on a throttle, the rate becomes the answers other than 429 of the cycle that just ended
+//!   (what the server's limiter let through, its 5xx included) over
 //!   the cycle's length, up to the moment the server named to come back (a fixed window's
 //!   or a token bucket's refill rate, as seen from here); with the `RateLimit` fields read, a
 //!   `RateLimit-Policy` quota (`q` over `w`) sets it directly;
-//! - a cycle with fewer than [`MIN_ADMITTED`] healthy answers measures nothing: the first
+//! - a cycle with fewer than [`MIN_ADMITTED`] such answers measures nothing: the first
 //!   throttle then starts no pacing (the gate and the spread of the wait are all there is),
 //!   and a later one decreases the rate multiplicatively;
 //! - a rate is held for [`HOLD`], then grows (cubically, slowly at first) for [`GROW`]; a
@@ -29,7 +30,7 @@ use super::later;
 pub(crate) const HOLD: Duration = Duration::from_secs(10);
 /// How long after the hold a measured rate takes to double, ending the pacing.
 pub(crate) const GROW: Duration = Duration::from_secs(10);
-/// The fewest healthy answers a rate is measured from.
+/// The fewest admitted answers a rate is measured from.
 pub(crate) const MIN_ADMITTED: u64 = 8;
 /// The shortest cycle a rate is measured over.
 const MIN_CYCLE: Duration = Duration::from_millis(100);
@@ -48,7 +49,7 @@ pub(crate) struct Pacer {
     floor: f64,
     /// When the cycle began: the moment the server named to come back.
     since: Instant,
-    /// Healthy answers in this cycle.
+    /// Answers other than 429 in this cycle.
     admitted: u64,
     /// The next free slot.
     next: Instant,
@@ -73,7 +74,7 @@ impl Throttle {
 
 impl Pacer {
     /// A pacer for a partition that was not paced, if there is a rate to pace at: a quota the
-    /// server stated, or `admitted` healthy answers since `quiet` (when they began to be
+    /// server stated, or `admitted` answers (other than 429) since `quiet` (when they began to be
     /// counted).
     pub(crate) fn start(
         throttle: Throttle,
@@ -112,7 +113,7 @@ impl Pacer {
         self.next = self.next.max(throttle.reopen);
     }
 
-    /// A healthy answer in this cycle.
+    /// An answer other than a 429 in this cycle.
     pub(crate) fn admitted(&mut self) {
         self.admitted += 1;
     }

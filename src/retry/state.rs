@@ -50,8 +50,11 @@ pub(crate) enum Signal {
         /// A quota the server stated (`RateLimit-Policy`), in requests a second.
         quota: Option<f64>,
     },
-    /// Any other answer (a 5xx, a vetoed 429).
+    /// Another answer the server's rate limiter let through (a 5xx not retried as a throttle):
+    /// it counts towards what the server admits, not towards its health.
     Answered,
+    /// A 429 the policy would not retry (its body vetoed it): neither health nor admission.
+    Refused,
     /// No answer: a transport error or a timeout.
     Failed,
 }
@@ -65,9 +68,13 @@ pub(crate) struct State {
     throttled: AtomicBool,
     /// Healthy answers, ever: the budget's deposits and the first pacing measurement.
     healthy: AtomicU64,
-    /// `healthy` when the current quiet spell began, and (in nanoseconds after `epoch`, 0
-    /// until known) when its first healthy answer came.
+    /// Other answers the rate limiter let through (5xx): with `healthy`, what the server
+    /// admitted, for the pacing's measurement.
+    unhealthy: AtomicU64,
+    /// `healthy` and `unhealthy` when the current quiet spell began, and (in nanoseconds
+    /// after `epoch`, 0 until known) when its first healthy answer came.
     quiet_base: AtomicU64,
+    quiet_base_unhealthy: AtomicU64,
     quiet_since: AtomicU64,
     epoch: Instant,
     budget: Option<Budget>,
@@ -110,7 +117,9 @@ impl State {
             max_cooldown: settings.max_cooldown,
             throttled: AtomicBool::new(false),
             healthy: AtomicU64::new(0),
+            unhealthy: AtomicU64::new(0),
             quiet_base: AtomicU64::new(0),
+            quiet_base_unhealthy: AtomicU64::new(0),
             quiet_since: AtomicU64::new(0),
             epoch: Instant::now(),
             budget,
@@ -219,7 +228,11 @@ impl State {
                 (self.gates && hint.is_some_and(|h| !h.is_zero()))
                     || (self.pacing && status == StatusCode::TOO_MANY_REQUESTS)
             }
-            Signal::Answered | Signal::Failed => false,
+            Signal::Answered => {
+                self.unhealthy.fetch_add(1, Ordering::Relaxed);
+                self.throttled()
+            }
+            Signal::Refused | Signal::Failed => false,
         };
         if !shared && !probe {
             return;
@@ -278,7 +291,7 @@ impl State {
                     }
                 }
             }
-            Signal::Healthy | Signal::Answered | Signal::Failed => {
+            Signal::Healthy | Signal::Answered | Signal::Refused | Signal::Failed => {
                 if let Some(held) = table.held.get_mut(&partition) {
                     if probe {
                         match signal {
@@ -292,7 +305,7 @@ impl State {
                             _ => held.gate = None,
                         }
                     }
-                    if signal == Signal::Healthy
+                    if matches!(signal, Signal::Healthy | Signal::Answered)
                         && let Some(pacer) = &mut held.pacer
                     {
                         pacer.admitted();
@@ -303,12 +316,16 @@ impl State {
         self.tidy(&mut table, &partition, now);
     }
 
-    /// Healthy answers since the quiet spell began, and when the first of them came.
+    /// Answers the server admitted since the quiet spell began, and when the first healthy one
+    /// came.
     fn quiet(&self) -> (u64, Option<Instant>) {
-        let admitted = self
-            .healthy
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.quiet_base.load(Ordering::Relaxed));
+        let since_base = |count: &AtomicU64, base: &AtomicU64| {
+            count
+                .load(Ordering::Relaxed)
+                .saturating_sub(base.load(Ordering::Relaxed))
+        };
+        let admitted = since_base(&self.healthy, &self.quiet_base)
+            + since_base(&self.unhealthy, &self.quiet_base_unhealthy);
         let since = match self.quiet_since.load(Ordering::Relaxed) {
             0 => None,
             nanos => Some(later(self.epoch, Duration::from_nanos(nanos))),
@@ -332,6 +349,8 @@ impl State {
             self.throttled.store(false, Ordering::Release);
             self.quiet_base
                 .store(self.healthy.load(Ordering::Relaxed), Ordering::Relaxed);
+            self.quiet_base_unhealthy
+                .store(self.unhealthy.load(Ordering::Relaxed), Ordering::Relaxed);
             self.quiet_since.store(0, Ordering::Relaxed);
         }
     }

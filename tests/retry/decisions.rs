@@ -1,0 +1,147 @@
+//! The decision table end to end: statuses, methods, transport failures, attempts and
+//! attempt timeouts.
+
+use super::*;
+
+#[tokio::test(start_paused = true)]
+async fn the_decision_table_end_to_end() {
+    let credits_429 = || Reply::error(429, "insufficient_credits", None, "no credits");
+    let cases: Vec<(Method, Reply, u32)> = vec![
+        (Method::GET, Reply::status(402), 1),
+        (Method::GET, Reply::status(400), 1),
+        (Method::GET, Reply::status(404), 1),
+        (Method::GET, Reply::status(501), 1),
+        (Method::GET, credits_429(), 1),
+        (Method::GET, Reply::status(500), 2),
+        (Method::GET, Reply::proxy_html(502), 2),
+        (Method::GET, Reply::status(504), 2),
+        (Method::GET, Reply::unavailable(), 2),
+        (Method::POST, Reply::rate_limited(1), 2),
+        (Method::POST, Reply::unavailable(), 1),
+        (
+            Method::POST,
+            Reply::unavailable().header("retry-after", "1"),
+            2,
+        ),
+        (Method::POST, Reply::status(500), 1),
+        (Method::PATCH, Reply::proxy_html(502), 1),
+        (Method::PUT, Reply::status(500), 2),
+        (Method::DELETE, Reply::status(503), 2),
+    ];
+    for (method, reply, attempts) in cases {
+        let api = Emulator::new();
+        let status = reply.status_code();
+        api.push(reply);
+        let req = Request::builder()
+            .method(method.clone())
+            .uri("/v1/search")
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap();
+        let res = stack(&api, exact()).oneshot(req).await.unwrap();
+        assert_eq!(info(&res).attempts(), attempts, "{method} {status}");
+        assert_eq!(api.request_count() as u32, attempts, "{method} {status}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idempotency_key_makes_a_post_retryable() {
+    let api = Emulator::new();
+    api.push(Reply::status(500));
+    let mut req = post("/v1/search", "{}");
+    req.headers_mut()
+        .insert("idempotency-key", "k1".parse().unwrap());
+    let res = stack(&api, exact()).oneshot(req).await.unwrap();
+    assert_eq!((res.status().as_u16(), info(&res).attempts()), (200, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_attempts_bounds_the_retries() {
+    let api = Emulator::new();
+    api.push_all((0..5).map(|_| Reply::unavailable()));
+    let res = stack(&api, exact()).oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(info(&res).stop_reason(), StopReason::AttemptsExhausted);
+    assert_eq!(api.request_count(), 3);
+}
+
+/// A transport that fails its first calls with the given I/O errors, then answers 200,
+/// counting its calls in `counter`.
+fn flaky(
+    failures: Vec<io::ErrorKind>,
+    counter: Arc<AtomicUsize>,
+) -> impl Service<
+    Request<ReplayBody<Full<Bytes>>>,
+    Response = Response<Full<Bytes>>,
+    Error = io::Error,
+    Future = impl Send,
+> + Clone {
+    let failures = Arc::new(Mutex::new(VecDeque::from(failures)));
+    service_fn(move |_req: Request<ReplayBody<Full<Bytes>>>| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        let next = failures.lock().unwrap().pop_front();
+        async move {
+            match next {
+                Some(kind) => Err(io::Error::from(kind)),
+                None => Ok(Response::new(Full::new(Bytes::from_static(b"ok")))),
+            }
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn transport_failures_follow_the_table() {
+    use io::ErrorKind::{ConnectionRefused, ConnectionReset, TimedOut};
+    for (method, kind, calls, ok) in [
+        (Method::POST, ConnectionRefused, 2, true),
+        (Method::GET, ConnectionRefused, 2, true),
+        (Method::GET, ConnectionReset, 2, true),
+        (Method::POST, ConnectionReset, 1, false),
+        (Method::GET, TimedOut, 2, true),
+        (Method::POST, TimedOut, 1, false),
+    ] {
+        let count = Arc::new(AtomicUsize::new(0));
+        let transport = flaky(vec![kind], count.clone());
+        let req = Request::builder()
+            .method(method.clone())
+            .uri("/v1/x")
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap();
+        let result = exact().build().unwrap().layer(transport).oneshot(req).await;
+        assert_eq!(result.is_ok(), ok, "{method} {kind:?}");
+        assert_eq!(count.load(Ordering::SeqCst), calls, "{method} {kind:?}");
+        if let Err(err) = result {
+            assert_eq!(err.info().stop_reason(), StopReason::Final);
+            assert_eq!(err.into_transport().unwrap().kind(), kind);
+        }
+    }
+    // Failing every time: the transport's own error comes back after the last attempt.
+    let count = Arc::new(AtomicUsize::new(0));
+    let transport = flaky(vec![ConnectionRefused; 5], count.clone());
+    let err = exact()
+        .build()
+        .unwrap()
+        .layer(transport)
+        .oneshot(get("/v1/x"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.info().stop_reason(), StopReason::AttemptsExhausted);
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+    assert!(err.to_string().contains("after 3 attempt(s)"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_attempt_is_timed_out_and_retried() {
+    let api = Emulator::new();
+    api.push(Reply::ok("{}").delay(30 * S));
+    let client = stack(&api, exact().attempt_timeout(5 * S));
+    let start = Instant::now();
+    let res = client.clone().oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!((res.status().as_u16(), info(&res).attempts()), (200, 2));
+    assert_eq!(start.elapsed(), 5 * S);
+
+    // POST is not retried after a timeout: the server may be doing the work.
+    api.push(Reply::ok("{}").delay(30 * S));
+    let err = client.oneshot(post("/v1/x", "{}")).await.unwrap_err();
+    assert!(matches!(err, RetryError::TimedOut { .. }), "{err}");
+    assert_eq!(err.info().attempts(), 1);
+}

@@ -1,0 +1,98 @@
+//! The retry layer: decisions, waits, cooldown, budget, bodies and cancellation, under paused
+//! time in memory and over loopback HTTP against the emulator; one file per subject, sharing
+//! the helpers below.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod bodies;
+mod budget;
+mod composition;
+mod cooldown;
+mod decisions;
+mod hints;
+mod loopback;
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use common::read_body;
+use http::{Method, Request, Response};
+use http_body::{Body, Frame};
+use http_body_util::Full;
+use tokio::time::Instant;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_infoplug::auth::Auth;
+use tower_infoplug::classify::Classify;
+use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
+use tower_infoplug::retry::Retry;
+use tower_infoplug::retry::{
+    Deadline, Jitter, ReplayBody, RetryBuilder, RetryError, RetryInfo, RetryLayer, StopReason,
+};
+use tower_infoplug::{ApiKey, AuthLayer, ClassifyLayer, ErrorCode, InfoPlugLayer, ResponseExt};
+
+const S: Duration = Duration::from_secs(1);
+const MS: Duration = Duration::from_millis(1);
+
+/// Jitter pinned to one value, so waits are exact.
+struct Fixed(f64);
+
+impl Jitter for Fixed {
+    fn sample(&self) -> f64 {
+        self.0
+    }
+}
+
+/// The defaults with the jitter pinned to 0, so every wait is exact (`RetryLayer::builder()`
+/// draws random jitter, as in production).
+fn exact() -> RetryBuilder {
+    RetryLayer::builder().jitter(Fixed(0.0))
+}
+
+type Stack<T> = Retry<Classify<Auth<T>>>;
+
+/// Retry over classify over auth over the in-process emulator.
+fn stack(api: &Emulator, retry: RetryBuilder) -> Stack<Emulator> {
+    ServiceBuilder::new()
+        .layer(retry.build().unwrap())
+        .layer(ClassifyLayer::new())
+        .layer(AuthLayer::new(ApiKey::new(TEST_KEY).unwrap()))
+        .service(api.clone())
+}
+
+fn get(path: &str) -> Request<Full<Bytes>> {
+    Request::get(path).body(Full::default()).unwrap()
+}
+
+fn post(path: &str, body: &'static str) -> Request<Full<Bytes>> {
+    Request::post(path)
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap()
+}
+
+fn info<B>(res: &Response<B>) -> RetryInfo {
+    res.extensions()
+        .get::<RetryInfo>()
+        .cloned()
+        .expect("every final response has a RetryInfo")
+}
+
+fn arrivals(api: &Emulator) -> Vec<Duration> {
+    let seen = api.requests();
+    let first = seen[0].at;
+    seen.iter().map(|r| r.at - first).collect()
+}
