@@ -185,23 +185,18 @@ async fn the_emulator_example_serves_until_interrupted() {
     server.interrupt().await;
 }
 
+/// The gateway on a free port in front of `upstream`, holding the emulator's key.
+async fn start_gateway(upstream: &str, settings: &[&str]) -> Server {
+    let mut args = vec!["--listen", "127.0.0.1:0", "--upstream", upstream];
+    args.extend_from_slice(settings);
+    Server::start("gateway", &args, Some(TEST_KEY)).await
+}
+
 #[tokio::test]
 async fn the_gateway_holds_the_key_and_reports_what_it_did() {
     let api = Emulator::new();
     let upstream = api.serve().await.unwrap();
-    let gateway = Server::start(
-        "gateway",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &upstream.base_url(),
-            "--max-attempts",
-            "3",
-        ],
-        Some(TEST_KEY),
-    )
-    .await;
+    let gateway = start_gateway(&upstream.base_url(), &["--max-attempts", "3"]).await;
     let client = http_client();
     let send = |method: &str, path: &str, body: &'static str| {
         let req = Request::builder()
@@ -263,19 +258,7 @@ async fn the_gateway_holds_the_key_and_reports_what_it_did() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let dead = Server::start(
-        "gateway",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &format!("http://{closed}"),
-            "--max-attempts",
-            "2",
-        ],
-        Some(TEST_KEY),
-    )
-    .await;
+    let dead = start_gateway(&format!("http://{closed}"), &["--max-attempts", "2"]).await;
     let req = Request::get(format!("{}/v1/profile", dead.base))
         .body(Full::new(Bytes::new()))
         .unwrap();
@@ -299,19 +282,7 @@ async fn the_gateway_holds_the_key_and_reports_what_it_did() {
 async fn the_gateway_refuses_locally_while_the_api_asks_for_an_hour_then_probes() {
     let api = Emulator::new();
     let upstream = api.serve().await.unwrap();
-    let gateway = Server::start(
-        "gateway",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &upstream.base_url(),
-            "--max-retry-after",
-            "0.3",
-        ],
-        Some(TEST_KEY),
-    )
-    .await;
+    let gateway = start_gateway(&upstream.base_url(), &["--max-retry-after", "0.3"]).await;
     let client = http_client();
     let get = || {
         let req = Request::get(format!("{}/v1/profile", gateway.base))

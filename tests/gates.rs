@@ -14,30 +14,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::{Fixed, exact};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tokio::time::Instant;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_infoplug::mock::{Emulator, Quota, Reply, TEST_KEY};
-use tower_infoplug::retry::{Jitter, RetryBuilder, RetryError, RetryInfo, RetryLayer, StopReason};
+use tower_infoplug::retry::{RetryError, RetryInfo, RetryLayer, StopReason};
 use tower_infoplug::{ApiKey, AuthLayer, ClassifyLayer};
 
 const S: Duration = Duration::from_secs(1);
 const MS: Duration = Duration::from_millis(1);
-
-struct Fixed(f64);
-
-impl Jitter for Fixed {
-    fn sample(&self) -> f64 {
-        self.0
-    }
-}
-
-/// The defaults with the jitter pinned to 0, so every wait is exact (`RetryLayer::builder()`
-/// draws random jitter, as in production).
-fn exact() -> RetryBuilder {
-    RetryLayer::builder().jitter(Fixed(0.0))
-}
 
 /// Retry over classify over auth, over `api`, from one layer (so stacks built from it share
 /// its gates).

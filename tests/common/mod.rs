@@ -8,8 +8,12 @@
 )]
 
 mod capture;
+#[cfg(feature = "retry")]
+mod retry;
 
 pub use capture::Capture;
+#[cfg(feature = "retry")]
+pub use retry::{Fixed, exact};
 
 use bytes::Bytes;
 use http_body::Body;

@@ -30,7 +30,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use common::read_body;
+use common::{Fixed, exact, read_body};
 use http::{Method, Request, Response};
 use http_body::{Body, Frame};
 use http_body_util::Full;
@@ -47,21 +47,6 @@ use tower_infoplug::{ApiKey, AuthLayer, ClassifyLayer, ErrorCode, InfoPlugLayer,
 
 const S: Duration = Duration::from_secs(1);
 const MS: Duration = Duration::from_millis(1);
-
-/// Jitter pinned to one value, so waits are exact.
-struct Fixed(f64);
-
-impl Jitter for Fixed {
-    fn sample(&self) -> f64 {
-        self.0
-    }
-}
-
-/// The defaults with the jitter pinned to 0, so every wait is exact (`RetryLayer::builder()`
-/// draws random jitter, as in production).
-fn exact() -> RetryBuilder {
-    RetryLayer::builder().jitter(Fixed(0.0))
-}
 
 type Stack<T> = Retry<Classify<Auth<T>>>;
 
