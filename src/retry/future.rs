@@ -354,6 +354,7 @@ impl<B: Body, P> Bookkeeping<B, P> {
             attempts: self.attempts,
             deadline: self.deadline,
             replayable: self.replay.can_replay(),
+            probing: self.probe,
             step,
         };
         let state = &shared.state;

@@ -99,6 +99,8 @@ pub(crate) struct Inputs {
     pub(crate) deadline: Option<Instant>,
     /// Whether the request body can be sent again.
     pub(crate) replayable: bool,
+    /// Whether the request already holds the gate's probe (it took it, then had to wait).
+    pub(crate) probing: bool,
     pub(crate) step: Step,
 }
 
@@ -197,7 +199,7 @@ pub(crate) fn plan(settings: &Settings, inputs: &Inputs, snapshot: &Snapshot) ->
     let held = match snapshot.gate {
         Gate::Open => None,
         Gate::Closed { asked, status, .. } => Some((asked, status)),
-        Gate::Probing { free: true, .. } => {
+        Gate::Probing { free, .. } if free || inputs.probing => {
             probe = true;
             None
         }
@@ -300,6 +302,7 @@ mod tests {
             attempts: 0,
             deadline: None,
             replayable: true,
+            probing: false,
             step: Step::Fresh,
         };
         let retry = |hint: Option<Duration>| Inputs {
@@ -408,6 +411,22 @@ mod tests {
                 settings: d,
                 inputs: fresh,
                 snapshot: probing(3000 * S, true),
+                expected: Plan::Go {
+                    at: now,
+                    slot: false,
+                    probe: true,
+                    spend: false,
+                },
+            },
+            Row {
+                name: "the request that holds the probe keeps it after a wait",
+                settings: d,
+                inputs: Inputs {
+                    step: Step::Resume,
+                    probing: true,
+                    ..fresh
+                },
+                snapshot: probing(3000 * S, false),
                 expected: Plan::Go {
                     at: now,
                     slot: false,
@@ -705,6 +724,7 @@ mod tests {
                 attempts,
                 deadline: None,
                 replayable: true,
+                probing: false,
                 step: Step::Retry { hint: Some(hint) },
             };
             let settings = defaults();
@@ -734,6 +754,7 @@ mod tests {
                     attempts: 1,
                     deadline: Some(later(now, Duration::MAX)),
                     replayable: true,
+                    probing: false,
                     step: Step::Retry { hint: Some(hint) },
                 };
                 let snapshot = Snapshot {

@@ -452,6 +452,7 @@ mod tests {
             attempts: 0,
             deadline: None,
             replayable: true,
+            probing: false,
             step: Step::Fresh,
         }
     }
