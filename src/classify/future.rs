@@ -34,13 +34,11 @@ pin_project! {
             #[pin]
             future: F,
         },
-        // The timer is boxed: it exists only for error responses, and inline it would make
-        // every future (and every move of one) much larger on the success path.
-        Reading {
-            deadline: Option<Pin<Box<Sleep>>>,
-            read: Option<Read<B>>,
+        // The inner service answered: its error body is being read, or (`None`) the future
+        // has completed, and polling it again finds nothing more to do.
+        Answered {
+            reading: Option<Read<B>>,
         },
-        Done,
     }
 }
 
@@ -49,6 +47,9 @@ pin_project! {
 struct Read<B> {
     parts: http::response::Parts,
     body: Pin<Box<B>>,
+    /// Boxed: it exists only for error responses, and inline it would make every future (and
+    /// every move of one) much larger on the success path.
+    deadline: Option<Pin<Box<Sleep>>>,
     /// The data read within the limit, contiguous: the parser's input.
     data: Coalesced,
     /// The frame that passed the limit, kept as it came (by reference).
@@ -82,7 +83,7 @@ where
                 StateProj::Calling { future } => {
                     let res = ready!(future.poll(cx))?;
                     if !is_classified(res.status()) {
-                        this.state.set(State::Done);
+                        this.state.set(State::Answered { reading: None });
                         return Poll::Ready(Ok(res.map(ClassifyBody::passthrough)));
                     }
                     let (parts, body) = res.into_parts();
@@ -96,7 +97,7 @@ where
                         None
                     };
                     if let Some(outcome) = outcome {
-                        this.state.set(State::Done);
+                        this.state.set(State::Answered { reading: None });
                         let res = Response::from_parts(parts, ClassifyBody::passthrough(body));
                         return Poll::Ready(Ok(attach(res, outcome, this.settings.limit)));
                     }
@@ -107,11 +108,11 @@ where
                         .read_timeout
                         .filter(|_| tokio::runtime::Handle::try_current().is_ok())
                         .map(|t| Box::pin(tokio::time::sleep(t)));
-                    this.state.set(State::Reading {
-                        deadline,
-                        read: Some(Read {
+                    this.state.set(State::Answered {
+                        reading: Some(Read {
                             parts,
                             body: Box::pin(body),
+                            deadline,
                             data: Coalesced::default(),
                             over: None,
                             trailers: None,
@@ -119,46 +120,51 @@ where
                         }),
                     });
                 }
-                StateProj::Reading { deadline, read } => {
-                    let Some(reading) = read.as_mut() else {
-                        // Only reachable by polling again after completion.
+                StateProj::Answered { reading } => {
+                    let Some(mut read) = reading.take() else {
                         return Poll::Pending;
                     };
-                    let (cut, tail) = match poll_read(reading, deadline, *this.settings, cx) {
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(done) => done,
+                    return match poll_read(&mut read, *this.settings, cx) {
+                        Poll::Pending => {
+                            *reading = Some(read);
+                            Poll::Pending
+                        }
+                        Poll::Ready((cut, tail)) => {
+                            Poll::Ready(Ok(read.finish(cut, tail, this.settings.limit)))
+                        }
                     };
-                    let Some(read) = read.take() else {
-                        return Poll::Pending;
-                    };
-                    this.state.set(State::Done);
-                    let Read {
-                        parts,
-                        body,
-                        data,
-                        over,
-                        trailers,
-                        ..
-                    } = read;
-                    let outcome = cut.unwrap_or(Outcome::Complete(data.as_slice()));
-                    let res = attach(
-                        Response::from_parts(parts, ()),
-                        outcome,
-                        this.settings.limit,
-                    );
-                    let frames: VecDeque<_> = data
-                        .into_bytes()
-                        .into_iter()
-                        .chain(over)
-                        .map(Frame::data)
-                        .chain(trailers.map(Frame::trailers))
-                        .collect();
-                    let body = ClassifyBody::replay(body, frames, tail);
-                    return Poll::Ready(Ok(res.map(|()| body)));
                 }
-                StateProj::Done => return Poll::Pending,
             }
         }
+    }
+}
+
+impl<B: Body> Read<B> {
+    /// Classifies what was read and hands the response on with a body that replays it.
+    fn finish(
+        self,
+        cut: Option<Outcome<'static>>,
+        tail: Tail<B::Error>,
+        limit: usize,
+    ) -> Response<ClassifyBody<B>> {
+        let Self {
+            parts,
+            body,
+            data,
+            over,
+            trailers,
+            ..
+        } = self;
+        let outcome = cut.unwrap_or(Outcome::Complete(data.as_slice()));
+        let res = attach(Response::from_parts(parts, ()), outcome, limit);
+        let frames: VecDeque<_> = data
+            .into_bytes()
+            .into_iter()
+            .chain(over)
+            .map(Frame::data)
+            .chain(trailers.map(Frame::trailers))
+            .collect();
+        res.map(|()| ClassifyBody::replay(body, frames, tail))
     }
 }
 
@@ -166,14 +172,13 @@ where
 /// the read was cut short, if it was (`None`: the body, or its data, is complete).
 fn poll_read<B: Body>(
     read: &mut Read<B>,
-    deadline: &mut Option<Pin<Box<Sleep>>>,
     settings: Settings,
     cx: &mut Context<'_>,
 ) -> Poll<(Option<Outcome<'static>>, Tail<B::Error>)> {
     loop {
         // Checked before every frame, so a body that is always ready with tiny frames cannot
         // hold the read past the deadline either.
-        if let Some(sleep) = deadline.as_mut()
+        if let Some(sleep) = read.deadline.as_mut()
             && sleep.as_mut().poll(cx).is_ready()
         {
             return Poll::Ready((Some(Outcome::TimedOut), Tail::Inner));

@@ -243,37 +243,21 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Empty => true,
-            Kind::Shared {
-                shared,
-                generation,
-                position,
-            } => {
-                let state = lock(shared);
-                state.generation == *generation
-                    && *position >= state.frames.len()
-                    && state.source.as_ref().is_none_or(|s| s.is_end_stream())
-            }
-        }
+        self.with_state(true, false, |state, position| {
+            position >= state.frames.len()
+                && state.source.as_ref().is_none_or(|s| s.is_end_stream())
+        })
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Empty => SizeHint::with_exact(0),
-            Kind::Shared {
-                shared,
-                generation,
-                position,
-            } => {
-                let state = lock(shared);
-                if state.generation != *generation {
-                    return SizeHint::default();
-                }
+        self.with_state(
+            SizeHint::with_exact(0),
+            SizeHint::default(),
+            |state, position| {
                 let kept: u64 = state
                     .frames
                     .iter()
-                    .skip(*position)
+                    .skip(position)
                     .map(|kept| match kept {
                         Kept::Data(data) => data.len() as u64,
                         Kept::Trailers(_) => 0,
@@ -284,8 +268,28 @@ where
                     .as_ref()
                     .map_or_else(|| SizeHint::with_exact(0), |s| s.size_hint());
                 hint_plus(&rest, kept)
-            }
+            },
+        )
+    }
+}
+
+impl<B: Body> ReplayBody<B> {
+    /// `f` of the shared state and this handle's position in it; `empty` for an empty body,
+    /// `superseded` for the handle of an attempt that was given up.
+    fn with_state<T>(&self, empty: T, superseded: T, f: impl FnOnce(&Shared<B>, usize) -> T) -> T {
+        let Kind::Shared {
+            shared,
+            generation,
+            position,
+        } = &self.kind
+        else {
+            return empty;
+        };
+        let state = lock(shared);
+        if state.generation != *generation {
+            return superseded;
         }
+        f(&state, *position)
     }
 }
 
