@@ -22,7 +22,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use common::read_body;
+use common::{arrivals, info, read_body};
 use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
@@ -32,9 +32,7 @@ use tower::{Layer, ServiceBuilder, ServiceExt, service_fn};
 use tower_infoplug::auth::Auth;
 use tower_infoplug::classify::Classify;
 use tower_infoplug::mock::{Emulator, EmulatorServer, Reply, TEST_KEY};
-use tower_infoplug::retry::{
-    Deadline, ReplayBody, Retry, RetryBuilder, RetryInfo, RetryLayer, StopReason,
-};
+use tower_infoplug::retry::{Deadline, ReplayBody, Retry, RetryBuilder, RetryLayer, StopReason};
 use tower_infoplug::{ApiKey, AuthLayer, BodyIssue, ClassifyLayer, InfoPlugLayer, ResponseExt};
 
 const S: Duration = Duration::from_secs(1);
@@ -54,16 +52,6 @@ fn stack(server: &EmulatorServer, retry: RetryBuilder) -> Retry<Classify<Auth<Ht
 fn get(server: &EmulatorServer) -> Request<Full<Bytes>> {
     let uri = server.uri("/v1/profile").unwrap();
     Request::get(uri).body(Full::default()).unwrap()
-}
-
-fn info<B>(res: &Response<B>) -> RetryInfo {
-    res.extensions().get::<RetryInfo>().cloned().unwrap()
-}
-
-/// Arrival times at the server, from the first.
-fn arrivals(api: &Emulator) -> Vec<Duration> {
-    let seen = api.requests();
-    seen.iter().map(|r| r.at - seen[0].at).collect()
 }
 
 /// A date for the emulator to name in `Retry-After`, and a wall clock `lead` before it.

@@ -14,13 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Fixed, exact};
+use common::{Fixed, exact, get, info};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tokio::time::Instant;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_infoplug::mock::{Emulator, Quota, Reply, TEST_KEY};
-use tower_infoplug::retry::{RetryError, RetryInfo, RetryLayer, StopReason};
+use tower_infoplug::retry::{RetryError, RetryLayer, StopReason};
 use tower_infoplug::{ApiKey, AuthLayer, ClassifyLayer};
 
 const S: Duration = Duration::from_secs(1);
@@ -45,19 +45,11 @@ fn stack_of(
         .service(api.clone())
 }
 
-fn get(path: &str) -> Request<Full<Bytes>> {
-    Request::get(path).body(Full::default()).unwrap()
-}
-
 fn as_tenant(key: &str) -> Request<Full<Bytes>> {
     Request::get("https://api.test/v1/x")
         .header("x-infoplug-api-key", key)
         .body(Full::default())
         .unwrap()
-}
-
-fn info<B>(res: &Response<B>) -> RetryInfo {
-    res.extensions().get::<RetryInfo>().cloned().unwrap()
 }
 
 fn cooling(err: &RetryError<std::convert::Infallible>) -> (StatusCode, Duration) {

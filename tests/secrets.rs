@@ -17,7 +17,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Capture, empty, read_body};
+use common::{Capture, get, read_body};
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, StatusCode, Uri};
 use http_body_util::Full;
@@ -39,10 +39,6 @@ use tracing::Level;
 /// A real HTTP/1.1 client for the bodies the retry layer sends.
 fn transport() -> Client<HttpConnector, ReplayBody<Full<Bytes>>> {
     common::http_client_for()
-}
-
-fn get(uri: Uri) -> Request<Full<Bytes>> {
-    Request::get(uri).body(empty()).unwrap()
 }
 
 /// tower-http's tracing, at its most talkative: TRACE, with request and response headers.

@@ -13,7 +13,7 @@ mod retry;
 
 pub use capture::Capture;
 #[cfg(feature = "retry")]
-pub use retry::{Fixed, exact};
+pub use retry::{Fixed, exact, info};
 
 use bytes::Bytes;
 use http_body::Body;
@@ -29,6 +29,24 @@ pub fn http_client() -> Client<HttpConnector, Full<Bytes>> {
 /// Reads a whole body, keeping the stream's error if it fails.
 pub async fn read_body<B: Body>(body: B) -> Result<Bytes, B::Error> {
     Ok(body.collect().await?.to_bytes())
+}
+
+/// A GET with an empty body.
+pub fn get<U>(uri: U) -> http::Request<Full<Bytes>>
+where
+    http::Uri: TryFrom<U>,
+    <http::Uri as TryFrom<U>>::Error: Into<http::Error>,
+{
+    http::Request::get(uri).body(Full::default()).unwrap()
+}
+
+/// When each request reached the emulator, from the first.
+#[cfg(feature = "mock")]
+pub fn arrivals(api: &tower_infoplug::mock::Emulator) -> Vec<std::time::Duration> {
+    let seen = api.requests();
+    seen.iter()
+        .map(|r| r.at.saturating_duration_since(seen[0].at))
+        .collect()
 }
 
 /// An empty request body of the client's type.

@@ -16,3 +16,11 @@ impl Jitter for Fixed {
 pub fn exact() -> RetryBuilder {
     RetryLayer::builder().jitter(Fixed(0.0))
 }
+
+/// The `RetryInfo` of a final response.
+pub fn info<B>(res: &http::Response<B>) -> tower_infoplug::RetryInfo {
+    res.extensions()
+        .get::<tower_infoplug::RetryInfo>()
+        .cloned()
+        .expect("every final response has a RetryInfo")
+}

@@ -30,7 +30,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use common::{Fixed, exact, read_body};
+use common::{Fixed, arrivals, exact, get, info, read_body};
 use http::{Method, Request, Response};
 use http_body::{Body, Frame};
 use http_body_util::Full;
@@ -41,7 +41,7 @@ use tower_infoplug::classify::Classify;
 use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
 use tower_infoplug::retry::Retry;
 use tower_infoplug::retry::{
-    Deadline, Jitter, ReplayBody, RetryBuilder, RetryError, RetryInfo, RetryLayer, StopReason,
+    Deadline, Jitter, ReplayBody, RetryBuilder, RetryError, RetryLayer, StopReason,
 };
 use tower_infoplug::{ApiKey, AuthLayer, ClassifyLayer, ErrorCode, InfoPlugLayer, ResponseExt};
 
@@ -59,25 +59,8 @@ fn stack(api: &Emulator, retry: RetryBuilder) -> Stack<Emulator> {
         .service(api.clone())
 }
 
-fn get(path: &str) -> Request<Full<Bytes>> {
-    Request::get(path).body(Full::default()).unwrap()
-}
-
 fn post(path: &str, body: &'static str) -> Request<Full<Bytes>> {
     Request::post(path)
         .body(Full::new(Bytes::from_static(body.as_bytes())))
         .unwrap()
-}
-
-fn info<B>(res: &Response<B>) -> RetryInfo {
-    res.extensions()
-        .get::<RetryInfo>()
-        .cloned()
-        .expect("every final response has a RetryInfo")
-}
-
-fn arrivals(api: &Emulator) -> Vec<Duration> {
-    let seen = api.requests();
-    let first = seen[0].at;
-    seen.iter().map(|r| r.at - first).collect()
 }
