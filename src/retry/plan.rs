@@ -275,11 +275,37 @@ mod tests {
         expected: Plan,
     }
 
+    impl Row {
+        /// A row with the default settings.
+        fn new(name: &'static str, inputs: Inputs, snapshot: Snapshot, expected: Plan) -> Self {
+            Self {
+                name,
+                settings: defaults(),
+                inputs,
+                snapshot,
+                expected,
+            }
+        }
+
+        fn with(self, settings: Settings) -> Self {
+            Self { settings, ..self }
+        }
+    }
+
     fn go(at: Instant) -> Plan {
         Plan::Go {
             at,
             slot: false,
             probe: false,
+            spend: false,
+        }
+    }
+
+    fn probe_at(at: Instant) -> Plan {
+        Plan::Go {
+            at,
+            slot: false,
+            probe: true,
             spend: false,
         }
     }
@@ -338,366 +364,320 @@ mod tests {
             pacing: false,
             ..defaults()
         };
-        let d = defaults();
 
         let rows = [
             // A fresh request.
-            Row {
-                name: "open gate, no pacing: send at once",
-                settings: d,
-                inputs: fresh,
-                snapshot: Snapshot::OPEN,
-                expected: go(now),
-            },
-            Row {
-                name: "a closed gate within the cap is waited for, plus a spread",
-                settings: d,
-                inputs: Inputs {
+            Row::new(
+                "open gate, no pacing: send at once",
+                fresh,
+                Snapshot::OPEN,
+                go(now),
+            ),
+            Row::new(
+                "a closed gate within the cap is waited for, plus a spread",
+                Inputs {
                     samples: [0.0, 1.0],
                     ..fresh
                 },
-                snapshot: closed(5 * S, 5 * S, TOO_MANY),
-                expected: go(now + 5 * S + 500 * MS),
-            },
-            Row {
-                name: "a gate's spread is at least 100 ms with pacing",
-                settings: d,
-                inputs: Inputs {
+                closed(5 * S, 5 * S, TOO_MANY),
+                go(now + 5 * S + 500 * MS),
+            ),
+            Row::new(
+                "a gate's spread is at least 100 ms with pacing",
+                Inputs {
                     samples: [0.0, 1.0],
                     ..fresh
                 },
-                snapshot: closed(S, S, TOO_MANY),
-                expected: go(now + S + 100 * MS),
-            },
-            Row {
-                name: "without pacing the spread is min(wait, hint_jitter), as before",
-                settings: no_pacing,
-                inputs: Inputs {
+                closed(S, S, TOO_MANY),
+                go(now + S + 100 * MS),
+            ),
+            Row::new(
+                "without pacing the spread is min(wait, hint_jitter), as before",
+                Inputs {
                     samples: [0.0, 1.0],
                     ..fresh
                 },
-                snapshot: closed(5 * S, 5 * S, TOO_MANY),
-                expected: go(now + 6 * S),
-            },
-            Row {
-                name: "cooldown above the cap on a fresh request fails fast with the ask",
-                settings: d,
-                inputs: fresh,
-                snapshot: closed(60 * S, 3600 * S, UNAVAILABLE),
-                expected: Stop::cooling(3600 * S, UNAVAILABLE),
-            },
-            Row {
-                name: "a gate past the deadline fails fast",
-                settings: d,
-                inputs: with_deadline(fresh, 4 * S),
-                snapshot: closed(5 * S, 5 * S, TOO_MANY),
-                expected: Stop::cooling(5 * S, TOO_MANY),
-            },
-            Row {
-                name: "a gate whose spread would cross the deadline fails fast",
-                settings: d,
-                inputs: with_deadline(
+                closed(5 * S, 5 * S, TOO_MANY),
+                go(now + 6 * S),
+            )
+            .with(no_pacing),
+            Row::new(
+                "cooldown above the cap on a fresh request fails fast with the ask",
+                fresh,
+                closed(60 * S, 3600 * S, UNAVAILABLE),
+                Stop::cooling(3600 * S, UNAVAILABLE),
+            ),
+            Row::new(
+                "a gate past the deadline fails fast",
+                with_deadline(fresh, 4 * S),
+                closed(5 * S, 5 * S, TOO_MANY),
+                Stop::cooling(5 * S, TOO_MANY),
+            ),
+            Row::new(
+                "a gate whose spread would cross the deadline fails fast",
+                with_deadline(
                     Inputs {
                         samples: [0.0, 1.0],
                         ..fresh
                     },
                     5 * S + 100 * MS,
                 ),
-                snapshot: closed(5 * S, 5 * S, TOO_MANY),
-                expected: Stop::cooling(5 * S, TOO_MANY),
-            },
-            Row {
-                name: "past a capped gate's reopening, a free probe goes at once",
-                settings: d,
-                inputs: fresh,
-                snapshot: probing(3000 * S, true),
-                expected: Plan::Go {
-                    at: now,
-                    slot: false,
-                    probe: true,
-                    spend: false,
-                },
-            },
-            Row {
-                name: "the request that holds the probe keeps it after a wait",
-                settings: d,
-                inputs: Inputs {
+                closed(5 * S, 5 * S, TOO_MANY),
+                Stop::cooling(5 * S, TOO_MANY),
+            ),
+            Row::new(
+                "past a capped gate's reopening, a free probe goes at once",
+                fresh,
+                probing(3000 * S, true),
+                probe_at(now),
+            ),
+            Row::new(
+                "the request that holds the probe keeps it after a wait",
+                Inputs {
                     step: Step::Resume,
                     probing: true,
                     ..fresh
                 },
-                snapshot: probing(3000 * S, false),
-                expected: Plan::Go {
-                    at: now,
-                    slot: false,
-                    probe: true,
-                    spend: false,
-                },
-            },
-            Row {
-                name: "while the probe is out, the rest fail fast on the server's ask",
-                settings: d,
-                inputs: fresh,
-                snapshot: probing(3000 * S, false),
-                expected: Stop::cooling(3000 * S, TOO_MANY),
-            },
-            Row {
-                name: "a paced partition sends at its next slot",
-                settings: d,
-                inputs: fresh,
-                snapshot: paced(40 * MS),
-                expected: Plan::Go {
+                probing(3000 * S, false),
+                probe_at(now),
+            ),
+            Row::new(
+                "while the probe is out, the rest fail fast on the server's ask",
+                fresh,
+                probing(3000 * S, false),
+                Stop::cooling(3000 * S, TOO_MANY),
+            ),
+            Row::new(
+                "a paced partition sends at its next slot",
+                fresh,
+                paced(40 * MS),
+                Plan::Go {
                     at: now + 40 * MS,
                     slot: true,
                     probe: false,
                     spend: false,
                 },
-            },
-            Row {
-                name: "a slot in the past is taken now",
-                settings: d,
-                inputs: Inputs {
+            ),
+            Row::new(
+                "a slot in the past is taken now",
+                Inputs {
                     now: now + S,
                     ..fresh
                 },
-                snapshot: paced(Duration::ZERO),
-                expected: Plan::Go {
+                paced(Duration::ZERO),
+                Plan::Go {
                     at: now + S,
                     slot: true,
                     probe: false,
                     spend: false,
                 },
-            },
-            Row {
-                name: "a pacing slot beyond the cap fails fast",
-                settings: d,
-                inputs: fresh,
-                snapshot: paced(61 * S),
-                expected: Stop::cooling(61 * S, TOO_MANY),
-            },
-            Row {
-                name: "a pacing slot past the deadline fails fast",
-                settings: d,
-                inputs: with_deadline(fresh, 30 * MS),
-                snapshot: paced(40 * MS),
-                expected: Stop::cooling(40 * MS, TOO_MANY),
-            },
-            Row {
-                name: "the pacer's slot comes after the gate",
-                settings: d,
-                inputs: fresh,
-                snapshot: Snapshot {
+            ),
+            Row::new(
+                "a pacing slot beyond the cap fails fast",
+                fresh,
+                paced(61 * S),
+                Stop::cooling(61 * S, TOO_MANY),
+            ),
+            Row::new(
+                "a pacing slot past the deadline fails fast",
+                with_deadline(fresh, 30 * MS),
+                paced(40 * MS),
+                Stop::cooling(40 * MS, TOO_MANY),
+            ),
+            Row::new(
+                "the pacer's slot comes after the gate",
+                fresh,
+                Snapshot {
                     pace: Some(now + 2 * S),
                     ..closed(S, S, TOO_MANY)
                 },
-                expected: Plan::Go {
+                Plan::Go {
                     at: now + 2 * S,
                     slot: true,
                     probe: false,
                     spend: false,
                 },
-            },
-            Row {
-                name: "a resumed request checks the gate again but takes no second slot",
-                settings: d,
-                inputs: Inputs {
+            ),
+            Row::new(
+                "a resumed request checks the gate again but takes no second slot",
+                Inputs {
                     step: Step::Resume,
                     ..fresh
                 },
-                snapshot: Snapshot {
+                Snapshot {
                     pace: Some(now + 2 * S),
                     ..Snapshot::OPEN
                 },
-                expected: go(now),
-            },
-            Row {
-                name: "a resumed request meeting a gate closed meanwhile waits again",
-                settings: d,
-                inputs: Inputs {
+                go(now),
+            ),
+            Row::new(
+                "a resumed request meeting a gate closed meanwhile waits again",
+                Inputs {
                     step: Step::Resume,
                     ..fresh
                 },
-                snapshot: closed(2 * S, 2 * S, TOO_MANY),
-                expected: go(now + 2 * S),
-            },
-            Row {
-                name: "a fresh request needs no budget",
-                settings: d,
-                inputs: fresh,
-                snapshot: Snapshot {
+                closed(2 * S, 2 * S, TOO_MANY),
+                go(now + 2 * S),
+            ),
+            Row::new(
+                "a fresh request needs no budget",
+                fresh,
+                Snapshot {
                     budget: false,
                     ..Snapshot::OPEN
                 },
-                expected: go(now),
-            },
+                go(now),
+            ),
             // After an attempt the policy would retry.
-            Row {
-                name: "no hint: full-jitter backoff, one retry spent",
-                settings: d,
-                inputs: Inputs {
+            Row::new(
+                "no hint: full-jitter backoff, one retry spent",
+                Inputs {
                     samples: [0.5, 0.0],
                     ..retry(None)
                 },
-                snapshot: Snapshot::OPEN,
-                expected: retry_at(now + 50 * MS),
-            },
-            Row {
-                name: "backoff doubles with the attempts",
-                settings: d,
-                inputs: Inputs {
+                Snapshot::OPEN,
+                retry_at(now + 50 * MS),
+            ),
+            Row::new(
+                "backoff doubles with the attempts",
+                Inputs {
                     attempts: 2,
                     ..retry(None)
                 },
-                snapshot: Snapshot::OPEN,
-                expected: retry_at(now + 200 * MS),
-            },
-            Row {
-                name: "a zero hint names no floor: backoff as usual",
-                settings: d,
-                inputs: retry(Some(Duration::ZERO)),
-                snapshot: Snapshot::OPEN,
-                expected: retry_at(now + 100 * MS),
-            },
-            Row {
-                name: "a hint is a floor over the backoff",
-                settings: d,
-                inputs: retry(Some(2 * S)),
-                snapshot: Snapshot::OPEN,
-                expected: retry_at(now + 2 * S),
-            },
-            Row {
-                name: "a lone request waits its hint plus at most max(10%, 100 ms)",
-                settings: d,
-                inputs: Inputs {
+                Snapshot::OPEN,
+                retry_at(now + 200 * MS),
+            ),
+            Row::new(
+                "a zero hint names no floor: backoff as usual",
+                retry(Some(Duration::ZERO)),
+                Snapshot::OPEN,
+                retry_at(now + 100 * MS),
+            ),
+            Row::new(
+                "a hint is a floor over the backoff",
+                retry(Some(2 * S)),
+                Snapshot::OPEN,
+                retry_at(now + 2 * S),
+            ),
+            Row::new(
+                "a lone request waits its hint plus at most max(10%, 100 ms)",
+                Inputs {
                     samples: [0.0, 1.0],
                     ..retry(Some(S))
                 },
-                snapshot: Snapshot::OPEN,
-                expected: retry_at(now + S + 100 * MS),
-            },
-            Row {
-                name: "and 10% of a longer hint",
-                settings: d,
-                inputs: Inputs {
+                Snapshot::OPEN,
+                retry_at(now + S + 100 * MS),
+            ),
+            Row::new(
+                "and 10% of a longer hint",
+                Inputs {
                     samples: [0.0, 1.0],
                     ..retry(Some(5 * S))
                 },
-                snapshot: Snapshot::OPEN,
-                expected: retry_at(now + 5 * S + 500 * MS),
-            },
-            Row {
-                name: "the backoff wins over a shorter hint",
-                settings: d,
-                inputs: Inputs {
+                Snapshot::OPEN,
+                retry_at(now + 5 * S + 500 * MS),
+            ),
+            Row::new(
+                "the backoff wins over a shorter hint",
+                Inputs {
                     attempts: 2,
                     ..retry(Some(50 * MS))
                 },
-                snapshot: Snapshot::OPEN,
-                expected: retry_at(now + 200 * MS),
-            },
-            Row {
-                name: "attempts exhausted",
-                settings: d,
-                inputs: Inputs {
+                Snapshot::OPEN,
+                retry_at(now + 200 * MS),
+            ),
+            Row::new(
+                "attempts exhausted",
+                Inputs {
                     attempts: 3,
                     ..retry(Some(S))
                 },
-                snapshot: Snapshot::OPEN,
-                expected: Stop::because(StopReason::AttemptsExhausted),
-            },
-            Row {
-                name: "a hint above the cap is not slept on",
-                settings: d,
-                inputs: retry(Some(61 * S)),
-                snapshot: Snapshot::OPEN,
-                expected: Plan::Stop(Stop {
+                Snapshot::OPEN,
+                Stop::because(StopReason::AttemptsExhausted),
+            ),
+            Row::new(
+                "a hint above the cap is not slept on",
+                retry(Some(61 * S)),
+                Snapshot::OPEN,
+                Plan::Stop(Stop {
                     reason: StopReason::HintTooLong,
                     retry_after: Some(61 * S),
                     status: None,
                 }),
-            },
-            Row {
-                name: "a body that cannot be replayed stops",
-                settings: d,
-                inputs: Inputs {
+            ),
+            Row::new(
+                "a body that cannot be replayed stops",
+                Inputs {
                     replayable: false,
                     ..retry(None)
                 },
-                snapshot: Snapshot::OPEN,
-                expected: Stop::because(StopReason::BodyNotReplayable),
-            },
-            Row {
-                name: "an own wait past the deadline stops before the gate is looked at",
-                settings: d,
-                inputs: with_deadline(retry(Some(2 * S)), S),
-                snapshot: closed(30 * S, 3600 * S, TOO_MANY),
-                expected: Stop::because(StopReason::DeadlineTooClose),
-            },
-            Row {
-                name: "cooldown above the cap on a retry returns at once, not after the hour",
-                settings: d,
-                inputs: retry(None),
-                snapshot: closed(60 * S, 3600 * S, TOO_MANY),
-                expected: Stop::cooling(3600 * S, TOO_MANY),
-            },
-            Row {
-                name: "a gate within the cap lengthens a retry's wait",
-                settings: d,
-                inputs: retry(None),
-                snapshot: closed(5 * S, 5 * S, UNAVAILABLE),
-                expected: retry_at(now + 5 * S),
-            },
-            Row {
-                name: "a gate shorter than the own wait does not lengthen it",
-                settings: d,
-                inputs: retry(Some(5 * S)),
-                snapshot: closed(S, S, TOO_MANY),
-                expected: retry_at(now + 5 * S),
-            },
-            Row {
-                name: "a retry may go as the probe",
-                settings: d,
-                inputs: retry(None),
-                snapshot: probing(3000 * S, true),
-                expected: Plan::Go {
+                Snapshot::OPEN,
+                Stop::because(StopReason::BodyNotReplayable),
+            ),
+            Row::new(
+                "an own wait past the deadline stops before the gate is looked at",
+                with_deadline(retry(Some(2 * S)), S),
+                closed(30 * S, 3600 * S, TOO_MANY),
+                Stop::because(StopReason::DeadlineTooClose),
+            ),
+            Row::new(
+                "cooldown above the cap on a retry returns at once, not after the hour",
+                retry(None),
+                closed(60 * S, 3600 * S, TOO_MANY),
+                Stop::cooling(3600 * S, TOO_MANY),
+            ),
+            Row::new(
+                "a gate within the cap lengthens a retry's wait",
+                retry(None),
+                closed(5 * S, 5 * S, UNAVAILABLE),
+                retry_at(now + 5 * S),
+            ),
+            Row::new(
+                "a gate shorter than the own wait does not lengthen it",
+                retry(Some(5 * S)),
+                closed(S, S, TOO_MANY),
+                retry_at(now + 5 * S),
+            ),
+            Row::new(
+                "a retry may go as the probe",
+                retry(None),
+                probing(3000 * S, true),
+                Plan::Go {
                     at: now + 100 * MS,
                     slot: false,
                     probe: true,
                     spend: true,
                 },
-            },
-            Row {
-                name: "a retry takes a pacing slot after its own wait",
-                settings: d,
-                inputs: retry(Some(S)),
-                snapshot: paced(S + 5 * MS),
-                expected: Plan::Go {
+            ),
+            Row::new(
+                "a retry takes a pacing slot after its own wait",
+                retry(Some(S)),
+                paced(S + 5 * MS),
+                Plan::Go {
                     at: now + S + 5 * MS,
                     slot: true,
                     probe: false,
                     spend: true,
                 },
-            },
-            Row {
-                name: "an empty budget stops a retry",
-                settings: d,
-                inputs: retry(None),
-                snapshot: Snapshot {
+            ),
+            Row::new(
+                "an empty budget stops a retry",
+                retry(None),
+                Snapshot {
                     budget: false,
                     ..Snapshot::OPEN
                 },
-                expected: Stop::because(StopReason::BudgetExhausted),
-            },
-            Row {
-                name: "limits that stop anyway come before the budget",
-                settings: d,
-                inputs: with_deadline(retry(Some(2 * S)), S),
-                snapshot: Snapshot {
+                Stop::because(StopReason::BudgetExhausted),
+            ),
+            Row::new(
+                "limits that stop anyway come before the budget",
+                with_deadline(retry(Some(2 * S)), S),
+                Snapshot {
                     budget: false,
                     ..Snapshot::OPEN
                 },
-                expected: Stop::because(StopReason::DeadlineTooClose),
-            },
+                Stop::because(StopReason::DeadlineTooClose),
+            ),
         ];
         for row in rows {
             assert_eq!(
