@@ -71,6 +71,7 @@
 //! | `retry` | yes | [`RetryLayer`] (needs `classify`; pulls `httpdate`), and with `auth` the [`InfoPlugLayer`] preset |
 //! | `tracing` | yes | `tracing` events for the layers' decisions (never with the key) |
 //! | `mock` | no | [`mock`]: the embedded emulator, in process and on loopback |
+//! | `decompress` | no | the classifier decodes gzip-, deflate- and br-encoded error bodies (pulls `flate2`, `brotli-decompressor`) |
 //! | `full` | no | all of the above |
 //!
 //! The embedded emulator (`mock`) is what the examples and the integration tests run
