@@ -384,3 +384,35 @@ async fn over_loopback_a_quota_costs_one_burst_of_429s_and_every_request_gets_it
         rejected(&api)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_paced_partition_follows_the_quota_the_server_says_is_left() {
+    for read_fields in [true, false] {
+        let api = Emulator::builder().no_rate_limit().build();
+        let layer = exact().rate_limit_headers(read_fields).build().unwrap();
+        let client = stack_of(&layer, &api);
+        // A 429 that states a quota of 100 a second starts the pacing; then every answer
+        // says two requests are left for the next second.
+        api.push(
+            Reply::rate_limited(1)
+                .header("ratelimit", "\"default\";r=0;t=1")
+                .header("ratelimit-policy", "\"default\";q=100;w=1"),
+        );
+        api.set_outage(Some(
+            Reply::ok("{}").header("ratelimit", "\"default\";r=2;t=1"),
+        ));
+        for _ in 0..5 {
+            let res = client.clone().oneshot(get("/v1/x")).await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+        }
+        let seen = api.requests();
+        let gaps: Vec<_> = seen.windows(2).skip(2).map(|w| w[1].at - w[0].at).collect();
+        if read_fields {
+            // Two left in a second: one every half second, not one every 10 ms.
+            assert!(gaps.iter().all(|g| *g == 500 * MS), "{gaps:?}");
+        } else {
+            // Without the fields nothing is measured or stated: no pacing at all.
+            assert!(gaps.iter().all(|g| g.is_zero()), "{gaps:?}");
+        }
+    }
+}

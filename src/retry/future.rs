@@ -13,7 +13,7 @@ use tokio::time::{Instant, Sleep, sleep, sleep_until};
 use tower_service::Service;
 
 use super::body::{Replay, ReplayBody};
-use super::hints::{quota, wait_hint};
+use super::hints::{quota, remaining_rate, wait_hint};
 use super::layer::Shared;
 use super::plan::{Inputs, Plan, Step, Stop};
 use super::policy::{Attempt, Decision, Failure, Outcome, RetryPolicy};
@@ -379,8 +379,9 @@ impl<B: Body, P> Bookkeeping<B, P> {
         }
     }
 
-    /// Tells the shared state what the attempt showed.
-    fn observe(&mut self, signal: Signal) {
+    /// Tells the shared state what the attempt showed (and, for a paced partition, the rate
+    /// the server says its remaining quota lasts at, if it says so).
+    fn observe(&mut self, signal: Signal, follow: Option<f64>) {
         let probe = std::mem::take(&mut self.probe);
         let sent = self.sent.take();
         let Self {
@@ -400,6 +401,7 @@ impl<B: Body, P> Bookkeeping<B, P> {
             Instant::now,
             sent,
             probe,
+            follow,
         );
     }
 
@@ -462,7 +464,12 @@ impl<B: Body, P> Bookkeeping<B, P> {
         } else {
             Signal::Healthy
         };
-        self.observe(signal);
+        // Only a paced partition follows the server's figures: nothing is read while nothing
+        // is throttled.
+        let follow = (signal == Signal::Healthy && self.shared.state.throttled())
+            .then(|| remaining_rate(res.headers(), settings.hint_fields, self.shared.clock.now()))
+            .flatten();
+        self.observe(signal, follow);
         let stop = match decision {
             Decision::Stop => Stop::at(StopReason::Final),
             Decision::Retry => match self.retry(hint) {
@@ -514,7 +521,7 @@ impl<B: Body, P> Bookkeeping<B, P> {
                 failure,
             },
         });
-        self.observe(Signal::Failed);
+        self.observe(Signal::Failed, None);
         let stop = match decision {
             Decision::Stop => Stop::at(StopReason::Final),
             Decision::Retry => match self.retry(None) {

@@ -115,6 +115,44 @@ pub(crate) fn quota(headers: &HeaderMap) -> Option<f64> {
         .min_by(f64::total_cmp)
 }
 
+/// The rate, in requests a second, at which what the server says is left of its quota lasts
+/// until the quota resets: `r` over `t` of the tightest `RateLimit` policy (with the
+/// `RateLimit` fields read), or `X-RateLimit-Remaining` over `X-RateLimit-Reset` (with that
+/// field read). `None` without both figures, or with a reset of zero.
+pub(crate) fn remaining_rate(
+    headers: &HeaderMap,
+    fields: HintFields,
+    now: SystemTime,
+) -> Option<f64> {
+    let rate = |remaining: u64, reset: Duration| {
+        (!reset.is_zero()).then(|| remaining as f64 / reset.as_secs_f64())
+    };
+    let from_rate_limit = fields
+        .rate_limit
+        .then(|| {
+            headers
+                .get_all("ratelimit")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(policies)
+                .filter_map(|p| rate(p.remaining?, Duration::from_secs(p.reset?)))
+                .min_by(f64::total_cmp)
+        })
+        .flatten();
+    let from_x_rate_limit = fields
+        .x_rate_limit_reset
+        .then(|| {
+            let remaining = seconds(headers.get("x-ratelimit-remaining")?.to_str().ok()?.trim())?;
+            let reset = x_rate_limit_reset(headers.get(X_RATELIMIT_RESET)?, now)?;
+            rate(remaining, reset)
+        })
+        .flatten();
+    [from_rate_limit, from_x_rate_limit]
+        .into_iter()
+        .flatten()
+        .min_by(f64::total_cmp)
+}
+
 /// One policy of a `RateLimit` or `RateLimit-Policy` field.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Policy<'a> {
@@ -350,6 +388,29 @@ mod tests {
         assert_eq!(quota(&headers), None, "a zero quota paces nothing");
     }
 
+    #[test]
+    fn the_remaining_quota_over_its_reset_is_a_rate() {
+        let both = HintFields {
+            rate_limit: true,
+            x_rate_limit_reset: true,
+        };
+        let mut headers = HeaderMap::new();
+        assert_eq!(remaining_rate(&headers, both, at(NOW)), None);
+        headers.insert("ratelimit", hv("\"burst\";r=5;t=2, \"daily\";r=900;t=100"));
+        assert_eq!(remaining_rate(&headers, both, at(NOW)), Some(2.5));
+        headers.insert("x-ratelimit-remaining", hv("1"));
+        headers.insert("x-ratelimit-reset", hv("4"));
+        assert_eq!(remaining_rate(&headers, both, at(NOW)), Some(0.25));
+        // Fields not read are not used; a reset of zero names no rate.
+        assert_eq!(
+            remaining_rate(&headers, HintFields::default(), at(NOW)),
+            None
+        );
+        headers.insert("ratelimit", hv("\"burst\";r=5;t=0"));
+        headers.remove("x-ratelimit-remaining");
+        assert_eq!(remaining_rate(&headers, both, at(NOW)), None);
+    }
+
     proptest! {
         #[test]
         fn any_header_bytes_never_panic(
@@ -364,6 +425,7 @@ mod tests {
                 let all = HintFields { rate_limit: true, x_rate_limit_reset: true };
                 let _ = wait_hint(&headers, all, at(now));
                 let _ = quota(&headers);
+                let _ = remaining_rate(&headers, all, at(now));
             }
         }
 

@@ -113,6 +113,14 @@ impl Pacer {
         self.next = self.next.max(throttle.reopen);
     }
 
+    /// Paces at `rate`, what the server says is left of its quota over the time until it
+    /// resets (`RateLimit: r/t`, `X-RateLimit-Remaining/Reset`), when it says so.
+    pub(crate) fn follow(&mut self, rate: f64) {
+        if rate.is_finite() && rate > 0.0 {
+            self.rate = rate;
+        }
+    }
+
     /// An answer other than a 429 in this cycle.
     pub(crate) fn admitted(&mut self) {
         self.admitted += 1;

@@ -205,7 +205,8 @@ impl State {
 
     /// Records an attempt's outcome. `partition` and `now` are only asked for when the
     /// outcome changes shared state; `sent` is when the attempt was sent, if anything was
-    /// throttled then; `probe` whether it went as the gate's probe.
+    /// throttled then; `probe` whether it went as the gate's probe; `follow` the rate at which
+    /// the server says its remaining quota lasts, for a paced partition to follow.
     pub(crate) fn observe(
         &self,
         signal: Signal,
@@ -213,6 +214,7 @@ impl State {
         now: impl Fn() -> Instant,
         sent: Option<Instant>,
         probe: bool,
+        follow: Option<f64>,
     ) {
         let shared = match signal {
             Signal::Healthy => {
@@ -309,6 +311,9 @@ impl State {
                         && let Some(pacer) = &mut held.pacer
                     {
                         pacer.admitted();
+                        if let Some(rate) = follow {
+                            pacer.follow(rate);
+                        }
                     }
                 }
             }
@@ -468,7 +473,7 @@ mod tests {
             hint: Some(3600 * S),
             quota: None,
         };
-        state.observe(throttle, || api.clone(), || t0, None, false);
+        state.observe(throttle, || api.clone(), || t0, None, false, None);
         assert!(state.throttled());
         let cooling = |plan| matches!(plan, Plan::Stop(stop) if stop.retry_after.is_some());
         assert!(cooling(state.plan(&settings, || api.clone(), &fresh(t0))));
@@ -482,7 +487,7 @@ mod tests {
             &fresh(after)
         )));
         // The probe's answer has no hint: the gate is open, and nothing is held any more.
-        state.observe(Signal::Healthy, || api.clone(), || after, None, true);
+        state.observe(Signal::Healthy, || api.clone(), || after, None, true, None);
         assert!(matches!(
             state.plan(&settings, || api.clone(), &fresh(after)),
             Plan::Go { probe: false, .. }
