@@ -31,7 +31,7 @@ use http_body_util::{BodyExt, Full};
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
 use tower_infoplug::retry::ReplayBody;
-use tower_infoplug::{ApiKey, InfoPlugLayer, ResponseExt, RetryInfo};
+use tower_infoplug::{ApiKey, InfoPlugLayer, ResponseExt};
 
 /// reqwest as a tower service of `http` types.
 #[derive(Clone)]
@@ -102,10 +102,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let req = Request::post("http://api.test/v1/search")
         .body(Full::new(Bytes::from_static(b"{\"q\":\"rust\"}")))?;
     let res = client.oneshot(req).await?;
-    let attempts = res
-        .extensions()
-        .get::<RetryInfo>()
-        .map_or(1, RetryInfo::attempts);
+    let attempts = res.retry_info().attempts();
     println!(
         "in-memory transport: {} after {attempts} attempts",
         res.status()
@@ -129,10 +126,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = layer.layer(Reqwest(reqwest));
     let req = Request::get(server.uri("/v1/profile")?).body(Full::new(Bytes::new()))?;
     let res = client.oneshot(req).await?;
-    let attempts = res
-        .extensions()
-        .get::<RetryInfo>()
-        .map_or(1, RetryInfo::attempts);
+    let attempts = res.retry_info().attempts();
     let code = res
         .api_error()
         .map(|e| e.code().to_string())

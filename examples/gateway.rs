@@ -44,7 +44,7 @@ use tower::{Layer, ServiceExt};
 use tower_infoplug::auth::Auth;
 use tower_infoplug::classify::Classify;
 use tower_infoplug::retry::{ReplayBody, Retry, RetryError};
-use tower_infoplug::{ApiKey, AuthHeader, ErrorCode, InfoPlugLayer, ResponseExt, RetryInfo};
+use tower_infoplug::{ApiKey, AuthHeader, ErrorCode, InfoPlugLayer, ResponseExt};
 
 type Upstream = Retry<Classify<Auth<Client<HttpConnector, ReplayBody<Body>>>>>;
 
@@ -216,10 +216,7 @@ async fn proxy(State(gateway): State<Gateway>, req: Request) -> Response {
         .await
     {
         Ok(res) => {
-            let attempts = res
-                .extensions()
-                .get::<RetryInfo>()
-                .map_or(1, RetryInfo::attempts);
+            let attempts = res.retry_info().attempts();
             let code = res.api_error().map(|err| err.code().as_str().to_owned());
             let (mut parts, body) = res.into_parts();
             strip_hop_by_hop(&mut parts.headers);

@@ -18,7 +18,7 @@ use hyper_util::rt::TokioExecutor;
 use tower::{Layer, ServiceExt};
 use tower_infoplug::mock::{Emulator, TEST_KEY};
 use tower_infoplug::retry::ReplayBody;
-use tower_infoplug::{ApiKey, InfoPlugLayer, ResponseExt, RetryInfo};
+use tower_infoplug::{ApiKey, InfoPlugLayer, ResponseExt};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -51,10 +51,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     ] {
         let req = Request::get(format!("{base}{path}")).body(Empty::new())?;
         let res = client.clone().oneshot(req).await?;
-        let attempts = res
-            .extensions()
-            .get::<RetryInfo>()
-            .map_or(1, RetryInfo::attempts);
+        let attempts = res.retry_info().attempts();
         let summary = match res.api_error() {
             Some(err) => err.to_string(),
             None => "ok".to_owned(),

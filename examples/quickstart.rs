@@ -20,7 +20,7 @@ use hyper_util::rt::TokioExecutor;
 use tower::{Layer, ServiceExt};
 use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
 use tower_infoplug::retry::ReplayBody;
-use tower_infoplug::{ApiKey, InfoPlugLayer, ResponseExt, RetryInfo};
+use tower_infoplug::{ApiKey, InfoPlugLayer, ResponseExt};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -82,11 +82,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .uri(server.uri(path)?)
             .body(Full::new(Bytes::from_static(b"{\"q\":\"rust\"}")))?;
         let res = client.clone().oneshot(req).await?;
-        let info = res
-            .extensions()
-            .get::<RetryInfo>()
-            .cloned()
-            .expect("set by the retry layer");
+        let info = res.retry_info();
         let (code, details) = match res.api_error() {
             Some(err) => (
                 err.code().to_string(),

@@ -57,7 +57,7 @@
 //! assert_eq!(err.code(), &ErrorCode::InsufficientCredits);
 //! assert!(!err.is_retryable());
 //! // The 429 was retried after its Retry-After; the 402 was final.
-//! assert_eq!(res.extensions().get::<RetryInfo>().unwrap().attempts(), 2);
+//! assert_eq!(res.retry_info().attempts(), 2);
 //! # Ok(())
 //! # }
 //! ```

@@ -37,7 +37,7 @@ pub const BASE_URL_ENV: &str = "INFOPLUG_BASE_URL";
 ///
 /// let req = Request::get("https://api.infoplug.test/v1/profile").body(Full::<Bytes>::default())?;
 /// let res = client.clone().oneshot(req).await?;
-/// assert_eq!(res.extensions().get::<RetryInfo>().unwrap().attempts(), 1);
+/// assert_eq!(res.retry_info().attempts(), 1);
 /// assert_eq!(res.into_body().collect().await?.to_bytes(), "ip_live_key");
 ///
 /// // Another origin (a download link, a redirect target) never gets the key.

@@ -32,7 +32,7 @@ use tower_http::trace::{
 use tower_infoplug::mock::{Emulator, EmulatorServer, Reply, TEST_KEY};
 use tower_infoplug::retry::ReplayBody;
 use tower_infoplug::{
-    ApiKey, AuthHeader, InfoPlugLayer, KeyHandle, ResponseExt, RetryInfo, X_INFOPLUG_API_KEY,
+    ApiKey, AuthHeader, InfoPlugLayer, KeyHandle, ResponseExt, X_INFOPLUG_API_KEY,
 };
 use tracing::Level;
 
@@ -105,7 +105,7 @@ async fn no_log_line_debug_or_error_carries_the_key() {
             .await
             .unwrap();
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-        let info = res.extensions().get::<RetryInfo>().unwrap().clone();
+        let info = res.retry_info();
         assert_eq!(info.attempts(), 3, "the echoing errors were retried");
         shown.push(format!(
             "{:?} {:?} {info:?}",

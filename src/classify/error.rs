@@ -299,6 +299,11 @@ pub trait ResponseExt: Sized {
     /// made from the status ([`BodyIssue::NotRead`]) when no classifier ran. The body is
     /// dropped in the error case.
     fn error_for_status(self) -> Result<Self, ApiError>;
+
+    /// What the retry layer did: the [`RetryInfo`](crate::RetryInfo) it attached when
+    /// anything happened beyond one plain attempt, else that one attempt.
+    #[cfg(feature = "retry")]
+    fn retry_info(&self) -> crate::RetryInfo;
 }
 
 #[allow(clippy::result_large_err)]
@@ -316,5 +321,13 @@ impl<B> ResponseExt for Response<B> {
             .extensions_mut()
             .remove::<ApiError>()
             .unwrap_or_else(|| ApiError::from_status(status)))
+    }
+
+    #[cfg(feature = "retry")]
+    fn retry_info(&self) -> crate::RetryInfo {
+        self.extensions()
+            .get::<crate::RetryInfo>()
+            .cloned()
+            .unwrap_or(crate::RetryInfo::ONE_ATTEMPT)
     }
 }

@@ -500,8 +500,12 @@ impl<B: Body, P> Bookkeeping<B, P> {
             reason = ?stop.reason,
             "returning the response"
         );
-        res.extensions_mut()
-            .insert(self.info(stop.reason, stop.retry_after));
+        // Only when something happened: a plain single attempt costs no extension (the map,
+        // its table and a box); `ResponseExt::retry_info` gives the same record without it.
+        let info = self.info(stop.reason, stop.retry_after);
+        if info.is_eventful() {
+            res.extensions_mut().insert(info);
+        }
         Next::Return(Ok(res))
     }
 

@@ -1,7 +1,10 @@
 use std::time::Duration;
 
-/// What the retry layer did for a request: in the extensions of every final response, and in
-/// every [`RetryError`](super::RetryError).
+/// What the retry layer did for a request: in the extensions of a final response when anything
+/// happened beyond one plain attempt (a retry, a wait, a hint, an early stop), and in every
+/// [`RetryError`](super::RetryError). Read it with
+/// [`ResponseExt::retry_info`](crate::ResponseExt::retry_info), which gives the one-attempt
+/// record when the extension is absent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryInfo {
     pub(super) attempts: u32,
@@ -36,6 +39,20 @@ pub enum StopReason {
 }
 
 impl RetryInfo {
+    /// One attempt, no wait, no hint, final: what a response without the extension had.
+    pub(crate) const ONE_ATTEMPT: Self = Self {
+        attempts: 1,
+        waited: Duration::ZERO,
+        last_hint: None,
+        retry_after: None,
+        stop: StopReason::Final,
+    };
+
+    /// Whether anything happened beyond one plain attempt, so that the response carries it.
+    pub(super) fn is_eventful(&self) -> bool {
+        *self != Self::ONE_ATTEMPT
+    }
+
     /// How many attempts were sent, the first included.
     pub fn attempts(&self) -> u32 {
         self.attempts

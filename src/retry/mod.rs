@@ -39,8 +39,10 @@
 //!   short body. See [`ReplayBody`].
 //! - **Retried responses' bodies** are drained (bounded in bytes and time) while waiting, so
 //!   the connection can be reused.
-//! - **Every final response** carries a [`RetryInfo`] extension: attempts, time waited, the
-//!   last hint, why retrying stopped.
+//! - **A final response** carries a [`RetryInfo`] extension (attempts, time waited, the last
+//!   hint, why retrying stopped) when anything happened beyond one plain attempt;
+//!   [`ResponseExt::retry_info`](crate::ResponseExt::retry_info) reads it, or the one-attempt
+//!   record when it is absent.
 //! - **Cancellation**: dropping the response future stops everything; nothing is spawned.
 //!   Readiness is polled again before every attempt, so the layer composes with `Buffer`,
 //!   `ConcurrencyLimit` and balancers, and a request held by a gate or the pacing holds no
@@ -67,7 +69,7 @@
 //! use http_body_util::Full;
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //! use tower_infoplug::retry::{RetryInfo, RetryLayer, StopReason};
-//! use tower_infoplug::ClassifyLayer;
+//! use tower_infoplug::{ClassifyLayer, ResponseExt};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -95,7 +97,7 @@
 //! let res = client.oneshot(Request::get("/v1/profile").body(Full::<Bytes>::default())?).await?;
 //! assert_eq!(res.status(), 200);
 //!
-//! let info = res.extensions().get::<RetryInfo>().unwrap();
+//! let info = res.retry_info();
 //! assert_eq!(info.attempts(), 3);
 //! assert_eq!(info.stop_reason(), StopReason::Final);
 //! assert!(started.elapsed() >= Duration::from_secs(2)); // Retry-After: 2 was honoured

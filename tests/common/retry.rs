@@ -17,10 +17,8 @@ pub fn exact() -> RetryBuilder {
     RetryLayer::builder().jitter(Fixed(0.0))
 }
 
-/// The `RetryInfo` of a final response.
+/// What the retry layer did for a final response.
 pub fn info<B>(res: &http::Response<B>) -> tower_infoplug::RetryInfo {
-    res.extensions()
-        .get::<tower_infoplug::RetryInfo>()
-        .cloned()
-        .expect("every final response has a RetryInfo")
+    use tower_infoplug::ResponseExt;
+    res.retry_info()
 }
