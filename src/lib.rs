@@ -32,7 +32,7 @@
 //! use http::{Request, Response};
 //! use http_body_util::Full;
 //! use tower::{Layer, ServiceExt, service_fn};
-//! use tower_infoplug::{ApiKey, ErrorCode, InfoPlugLayer, ResponseExt, RetryInfo};
+//! use tower_infoplug::{ApiKey, ErrorCode, InfoPlugLayer, ResponseExt};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {

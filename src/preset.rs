@@ -20,7 +20,7 @@ pub const BASE_URL_ENV: &str = "INFOPLUG_BASE_URL";
 /// use http::{Request, Response};
 /// use http_body_util::{BodyExt, Full};
 /// use tower::{Layer, ServiceExt, service_fn};
-/// use tower_infoplug::{ApiKey, InfoPlugLayer, RetryInfo};
+/// use tower_infoplug::{ApiKey, InfoPlugLayer, ResponseExt};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {

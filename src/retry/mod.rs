@@ -68,7 +68,7 @@
 //! use http::{Request, Response};
 //! use http_body_util::Full;
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
-//! use tower_infoplug::retry::{RetryInfo, RetryLayer, StopReason};
+//! use tower_infoplug::retry::{RetryLayer, StopReason};
 //! use tower_infoplug::{ClassifyLayer, ResponseExt};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
