@@ -305,24 +305,10 @@ async fn a_quota_is_paced_instead_of_hit_window_after_window() {
     }
 }
 
-/// An emulator whose next answer is a 429 stating a quota of `per_second`, and a stack that
+/// An emulator whose next answer is a 429 stating a quota of `per_second`, and a layer that
 /// reads the rate-limit fields or not.
-fn after_a_stated_quota(
-    per_second: u32,
-    read_fields: bool,
-) -> (
-    Emulator,
-    impl tower::Service<
-        Request<Full<Bytes>>,
-        Response = Response<tower_infoplug::classify::ClassifyBody<tower_infoplug::mock::MockBody>>,
-        Error = RetryError<std::convert::Infallible>,
-        Future: Send,
-    > + Clone
-    + use<>,
-) {
+fn after_a_stated_quota(per_second: u32, read_fields: bool) -> (Emulator, RetryLayer) {
     let api = Emulator::builder().no_rate_limit().build();
-    let layer = exact().rate_limit_headers(read_fields).build().unwrap();
-    let client = stack_of(&layer, &api);
     api.push(
         Reply::rate_limited(1)
             .header("ratelimit", "\"default\";r=0;t=1")
@@ -331,13 +317,17 @@ fn after_a_stated_quota(
                 &format!("\"default\";q={per_second};w=1"),
             ),
     );
-    (api, client)
+    (
+        api,
+        exact().rate_limit_headers(read_fields).build().unwrap(),
+    )
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_stated_quota_sets_the_pace_directly() {
     for read_fields in [true, false] {
-        let (api, client) = after_a_stated_quota(4, read_fields);
+        let (api, layer) = after_a_stated_quota(4, read_fields);
+        let client = stack_of(&layer, &api);
         let first = tokio::spawn(client.clone().oneshot(get("/v1/x")));
         tokio::time::sleep(500 * MS).await;
         let rest: Vec<_> = (0..7)
@@ -412,7 +402,8 @@ async fn a_paced_partition_follows_the_quota_the_server_says_is_left() {
     for read_fields in [true, false] {
         // A 429 that states a quota of 100 a second starts the pacing; then every answer
         // says two requests are left for the next second.
-        let (api, client) = after_a_stated_quota(100, read_fields);
+        let (api, layer) = after_a_stated_quota(100, read_fields);
+        let client = stack_of(&layer, &api);
         api.set_outage(Some(
             Reply::ok("{}").header("ratelimit", "\"default\";r=2;t=1"),
         ));
