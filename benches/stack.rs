@@ -10,8 +10,11 @@
 //! - `success`: a small 200 from an in-memory transport, through each layer alone, the whole
 //!   preset, and tower-http's `SetRequestHeader` (sensitive value), `tower::retry` with a
 //!   clone-only policy, and both stacked;
-//! - `error`: a 400 with a 101-byte contract body, bare and classified;
-//! - `retry`: a 429 then a 200 with zero wait, through `tower::retry` and through ours (the
+//! - `error`: a 400 with a 101-byte contract body, bare, classified, through the whole stack
+//!   and through its hand-built equivalent (a naive collect-and-parse classifier with
+//!   `tower::retry` and `SetRequestHeader`, in `support`);
+//! - `retry`: a 429 then a 200 with zero wait, through `tower::retry`, the hand-built
+//!   equivalent, and ours (the
 //!   difference from the success row is the cost of one extra attempt; pacing is off there,
 //!   since a transport that throttles every other call is, rightly, paced);
 //! - `body`: a 200 with a 1 MiB body read to the end, bare and through the preset (no per-byte
@@ -31,72 +34,23 @@
 )]
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::hint::black_box;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use criterion::Criterion;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_infoplug::retry::{ReplayBody, RetryLayer};
 use tower_infoplug::{AuthLayer, ClassifyLayer, InfoPlugLayer, Origin};
 
 mod support;
 
-use support::{BASE, CloneOnly, ERROR_BODY, NoJitter, key, send_one, set_header};
-
-/// A transport answering `status` with `body`, for any request body.
-fn transport<B>(
-    status: u16,
-    body: &'static [u8],
-) -> impl Service<
-    Request<B>,
-    Response = Response<Full<Bytes>>,
-    Error = Infallible,
-    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>>,
-> + Clone {
-    service_fn(move |req: Request<B>| {
-        black_box(&req);
-        let mut res = Response::new(Full::new(Bytes::from_static(body)));
-        *res.status_mut() = StatusCode::from_u16(status).unwrap();
-        std::future::ready(Ok(res))
-    })
-}
-
-fn ok<B>() -> impl Service<
-    Request<B>,
-    Response = Response<Full<Bytes>>,
-    Error = Infallible,
-    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>>,
-> + Clone {
-    transport(200, b"{\"data\":{}}")
-}
-
-/// A transport that answers 429 and 200 in turn.
-fn flip<B>() -> impl Service<
-    Request<B>,
-    Response = Response<Full<Bytes>>,
-    Error = Infallible,
-    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>>,
-> + Clone {
-    let limited = Arc::new(AtomicBool::new(false));
-    service_fn(move |req: Request<B>| {
-        black_box(&req);
-        let was = limited.fetch_xor(true, Ordering::Relaxed);
-        let (status, body) = if was {
-            (200, &b"{\"data\":{}}"[..])
-        } else {
-            (429, &br#"{"message":"rate_limit_exceeded"}"#[..])
-        };
-        let mut res = Response::new(Full::new(Bytes::from_static(body)));
-        *res.status_mut() = StatusCode::from_u16(status).unwrap();
-        std::future::ready(Ok(res))
-    })
-}
+use support::{
+    BASE, CloneOnly, ERROR_BODY, NoJitter, flip, key, naive_stack, ok, send_one, set_header,
+    transport,
+};
 
 /// Requests run for one row in profiling mode.
 const PROFILE_REQUESTS: u64 = 100_000;
@@ -191,6 +145,12 @@ fn error_path(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
         preset().layer(transport(400, ERROR_BODY)),
         false,
     );
+    bench(
+        c,
+        "error/naive_stack",
+        naive_stack(transport(400, ERROR_BODY)),
+        false,
+    );
 }
 
 fn retry_path(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
@@ -213,6 +173,7 @@ fn retry_path(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
         .build()
         .unwrap();
     bench(c, "retry/stack", stack.layer(flip()), false);
+    bench(c, "retry/naive_stack", naive_stack(flip()), false);
 }
 
 fn big_body(c: &mut Criterion) {
@@ -301,7 +262,7 @@ fn mean_ns(id: &str) -> Option<f64> {
 /// Prints the README's table: each row, its ratio to the floor, and to its tower/tower-http
 /// equivalent, from the estimates this run wrote.
 fn print_table() {
-    let rows: [(&str, &str, &str, Option<&str>); 19] = [
+    let rows: [(&str, &str, &str, Option<&str>); 21] = [
         (
             "success/bare",
             "bare transport (the floor)",
@@ -368,7 +329,18 @@ fn print_table() {
             "error/bare",
             None,
         ),
-        ("error/stack", "400, `InfoPlugLayer`", "error/bare", None),
+        (
+            "error/naive_stack",
+            "400, naive classifier + `tower::retry` + `SetRequestHeader`",
+            "error/bare",
+            None,
+        ),
+        (
+            "error/stack",
+            "400, `InfoPlugLayer`",
+            "error/bare",
+            Some("error/naive_stack"),
+        ),
         (
             "retry/tower_retry",
             "429 → 200, `tower::retry`",
@@ -382,10 +354,16 @@ fn print_table() {
             Some("retry/tower_retry"),
         ),
         (
+            "retry/naive_stack",
+            "429 → 200, naive classifier + `tower::retry` + `SetRequestHeader`",
+            "success/bare",
+            None,
+        ),
+        (
             "retry/stack",
             "429 → 200, `InfoPlugLayer` (zero wait)",
             "success/bare",
-            Some("retry/tower_retry"),
+            Some("retry/naive_stack"),
         ),
         (
             "body/bare",

@@ -3,15 +3,18 @@
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::panic)]
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Request, Response};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use tower::Service;
+use tower::{Service, ServiceBuilder, service_fn};
 use tower_http::set_header::SetRequestHeaderLayer;
 use tower_infoplug::ApiKey;
 use tower_infoplug::retry::Jitter;
@@ -85,6 +88,106 @@ impl<Res, E> tower::retry::Policy<Request<Full<Bytes>>, Response<Res>, E> for Cl
     fn clone_request(&mut self, req: &Request<Full<Bytes>>) -> Option<Request<Full<Bytes>>> {
         Some(req.clone())
     }
+}
+
+/// A transport answering `status` with `body`, for any request body.
+pub fn transport<B>(
+    status: u16,
+    body: &'static [u8],
+) -> impl Service<
+    Request<B>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>>,
+> + Clone {
+    service_fn(move |req: Request<B>| {
+        black_box(&req);
+        let mut res = Response::new(Full::new(Bytes::from_static(body)));
+        *res.status_mut() = StatusCode::from_u16(status).unwrap();
+        std::future::ready(Ok(res))
+    })
+}
+
+pub fn ok<B>() -> impl Service<
+    Request<B>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>>,
+> + Clone {
+    transport(200, b"{\"data\":{}}")
+}
+
+/// A transport that answers 429 and 200 in turn.
+pub fn flip<B>() -> impl Service<
+    Request<B>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>>,
+> + Clone {
+    let limited = Arc::new(AtomicBool::new(false));
+    service_fn(move |req: Request<B>| {
+        black_box(&req);
+        let was = limited.fetch_xor(true, Ordering::Relaxed);
+        let (status, body) = if was {
+            (200, &b"{\"data\":{}}"[..])
+        } else {
+            (429, &br#"{"message":"rate_limit_exceeded"}"#[..])
+        };
+        let mut res = Response::new(Full::new(Bytes::from_static(body)));
+        *res.status_mut() = StatusCode::from_u16(status).unwrap();
+        std::future::ready(Ok(res))
+    })
+}
+
+/// What a naive classifier finds in an error body: the contract's three fields, as `String`s.
+#[derive(Debug, Clone)]
+pub struct NaiveError {
+    pub status: u16,
+    pub message: Option<String>,
+    pub parameter: Option<String>,
+    pub details: Option<String>,
+}
+
+/// What people write by hand instead of `ClassifyLayer` (with `tower::util::AndThenLayer`):
+/// collect a 4xx/5xx body whole, parse it with `serde_json`, store the fields in the
+/// extensions, and hand on a `Full` body of the bytes. No limit, no deadline, no replay of
+/// trailers or errors: the cheapest equivalent, for the cost ratios.
+pub async fn naive_classify(
+    res: Response<Full<Bytes>>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if !(res.status().is_client_error() || res.status().is_server_error()) {
+        return Ok(res);
+    }
+    let (mut parts, body) = res.into_parts();
+    let bytes = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    };
+    let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let field = |name: &str| value.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+    parts.extensions.insert(NaiveError {
+        status: parts.status.as_u16(),
+        message: field("message"),
+        parameter: field("parameter"),
+        details: field("details"),
+    });
+    Ok(Response::from_parts(parts, Full::new(bytes)))
+}
+
+/// The hand-built equivalent of the whole stack over `inner`: `tower::retry` (clone-only
+/// policy) over the naive classifier (`AndThen`, unboxed) over tower-http's
+/// `SetRequestHeader`.
+pub fn naive_stack<S>(
+    inner: S,
+) -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone,
+{
+    ServiceBuilder::new()
+        .layer(tower::retry::RetryLayer::new(CloneOnly))
+        .layer(tower::util::AndThenLayer::new(naive_classify))
+        .layer(set_header())
+        .service(inner)
 }
 
 /// No jitter: backoff waits are zero, so retries measure the layer, not the clock.
