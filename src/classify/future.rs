@@ -216,23 +216,21 @@ fn poll_read<B: Body>(
 /// auth layer reported, and stores the result.
 fn attach<B>(mut res: Response<B>, outcome: Outcome<'_>, limit: usize) -> Response<B> {
     let content_type = res.headers().get(header::CONTENT_TYPE);
-    let codings = match outcome {
-        Outcome::Complete(raw) if !raw.is_empty() => decode::codings(res.headers()),
-        _ => Vec::new(),
-    };
     let decoded = match outcome {
-        Outcome::Complete(raw) if !codings.is_empty() => Some(decode::decode(&codings, raw, limit)),
+        Outcome::Complete(raw) if !raw.is_empty() => {
+            let codings = decode::codings(res.headers());
+            (!codings.is_empty()).then(|| decode::decode(&codings, raw, limit))
+        }
         _ => None,
     };
-    let mut error = match &decoded {
-        None => classify(res.status(), content_type, outcome),
-        Some(Decoded::Body(body)) => classify(res.status(), content_type, Outcome::Complete(body)),
-        Some(Decoded::TooLarge) => classify(res.status(), content_type, Outcome::TooLarge),
-        Some(Decoded::Invalid) => classify(res.status(), content_type, Outcome::Malformed),
-        Some(Decoded::Unsupported(encoding)) => {
-            classify(res.status(), content_type, Outcome::Encoded(encoding))
-        }
+    let outcome = match &decoded {
+        None => outcome,
+        Some(Decoded::Body(body)) => Outcome::Complete(body),
+        Some(Decoded::TooLarge) => Outcome::TooLarge,
+        Some(Decoded::Invalid) => Outcome::Malformed,
+        Some(Decoded::Unsupported(encoding)) => Outcome::Encoded(encoding),
     };
+    let mut error = classify(res.status(), content_type, outcome);
     if let Some(SentCredential(sent)) = res.extensions_mut().remove::<SentCredential>() {
         error.redact(&sent);
     }

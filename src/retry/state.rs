@@ -27,7 +27,7 @@ use super::budget::Budget;
 use super::later;
 use super::layer::Settings;
 use super::pacer::{Pacer, Throttle};
-use super::plan::{Gate, Inputs, Plan, Snapshot, plan};
+use super::plan::{Gate, Inputs, Plan, Snapshot, Step, plan};
 use crate::Origin;
 
 /// Which gate and pacer a request is held by.
@@ -175,10 +175,13 @@ impl State {
                 .as_ref()
                 .and_then(|h| h.pacer.as_ref())
                 .map(Pacer::next),
-            budget: self
-                .budget
-                .as_ref()
-                .is_none_or(|b| b.available(self.healthy.load(Ordering::Relaxed))),
+            // Only a retry asks the budget: a fresh or resumed request neither spends from it
+            // nor marks its window.
+            budget: !matches!(inputs.step, Step::Retry { .. })
+                || self
+                    .budget
+                    .as_ref()
+                    .is_none_or(|b| b.available(self.healthy.load(Ordering::Relaxed))),
         };
         let plan = plan(settings, inputs, &snapshot);
         if let Plan::Go {
@@ -409,7 +412,6 @@ impl Closed {
 mod tests {
     use super::*;
     use crate::retry::RetryLayer;
-    use crate::retry::plan::Step;
 
     const S: Duration = Duration::from_secs(1);
 
