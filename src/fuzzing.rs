@@ -13,6 +13,7 @@ pub fn retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duration> {
 /// The wait hint of a header map with every hint field enabled.
 pub fn wait_hint(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let fields = crate::retry::hints::HintFields {
+        retry_after_ms: true,
         rate_limit: true,
         x_rate_limit_reset: true,
     };

@@ -106,14 +106,17 @@ mod trace;
 #[cfg(feature = "auth")]
 pub use auth::{AuthHeader, AuthLayer, KeyGuardLayer};
 #[cfg(feature = "classify")]
-pub use classify::{ApiError, BodyIssue, ClassifyLayer, ErrorCode, ResponseExt};
+pub use classify::{ApiError, BodyIssue, ClassifyBody, ClassifyLayer, ErrorCode, ResponseExt};
 pub use error::ConfigError;
 pub use key::{API_KEY_ENV, ApiKey, KeyHandle, KeySource, MAX_KEY_LEN, X_INFOPLUG_API_KEY};
 pub use origin::Origin;
 #[cfg(all(feature = "auth", feature = "retry"))]
-pub use preset::{BASE_URL_ENV, InfoPlugBuilder, InfoPlugLayer};
+pub use preset::{BASE_URL_ENV, InfoPlugBuilder, InfoPlugLayer, InfoPlugService};
 #[cfg(feature = "retry")]
-pub use retry::{RetryInfo, RetryLayer};
+pub use retry::{
+    BoxError, DefaultPolicy, RateLimitStatus, ReplayBody, RetryError, RetryInfo, RetryLayer,
+    StopReason,
+};
 
 /// The README's examples, compiled as doctests so they cannot rot.
 #[cfg(doctest)]

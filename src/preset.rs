@@ -12,6 +12,11 @@ use crate::{AuthHeader, AuthLayer, ClassifyLayer, ConfigError, KeySource, Origin
 /// The environment variable [`InfoPlugLayer::from_env`] reads the base URL from.
 pub const BASE_URL_ENV: &str = "INFOPLUG_BASE_URL";
 
+/// The service [`InfoPlugLayer`] makes of a transport `S`, to name in a struct field or an
+/// axum `State`: `InfoPlugService<Client<HttpConnector, ReplayBody<Body>>>`. Its response is
+/// `http::Response<ClassifyBody<S's response body>>` and its error [`RetryError<S::Error>`](crate::RetryError).
+pub type InfoPlugService<S> = Retry<Classify<Auth<S>>>;
+
 /// The recommended stack in one layer: [`RetryLayer`] over [`ClassifyLayer`] over
 /// [`AuthLayer`], with the key scoped to the API's origin.
 ///
@@ -94,7 +99,7 @@ impl InfoPlugLayer {
 }
 
 impl<S> Layer<S> for InfoPlugLayer {
-    type Service = Retry<Classify<Auth<S>>>;
+    type Service = InfoPlugService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
         self.retry

@@ -216,9 +216,15 @@ impl ApiError {
     /// A body that could not be decoded ([`BodyIssue::Encoded`]) makes it not retryable: it
     /// may have named a permanent cause.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self.body_issue, Some(BodyIssue::Encoded { .. }))
-            && matches!(self.status.as_u16(), 429 | 500 | 502 | 503 | 504)
-            && matches!(
+        matches!(self.status.as_u16(), 429 | 500 | 502 | 503 | 504) && !self.names_lasting_cause()
+    }
+
+    /// Whether the body names a cause that sending again cannot cure (`insufficient_credits`,
+    /// `unauthorized`, `invalid_parameter`, ...), or could not be decoded and may have named
+    /// one. The retry policy's veto, whatever the status or the server's `x-should-retry`.
+    pub(crate) fn names_lasting_cause(&self) -> bool {
+        matches!(self.body_issue, Some(BodyIssue::Encoded { .. }))
+            || !matches!(
                 self.code,
                 ErrorCode::RateLimitExceeded
                     | ErrorCode::ServerError
@@ -304,6 +310,12 @@ pub trait ResponseExt: Sized {
     /// anything happened beyond one plain attempt, else that one attempt.
     #[cfg(feature = "retry")]
     fn retry_info(&self) -> crate::RetryInfo;
+
+    /// What the server says is left of its rate limit, from its `RateLimit` or
+    /// `X-RateLimit-*` fields (see [`RateLimitStatus`](crate::RateLimitStatus)); read from the
+    /// headers when called. `None` when the response names nothing left.
+    #[cfg(feature = "retry")]
+    fn rate_limit(&self) -> Option<crate::RateLimitStatus>;
 }
 
 #[allow(clippy::result_large_err)]
@@ -329,5 +341,10 @@ impl<B> ResponseExt for Response<B> {
             .get::<crate::RetryInfo>()
             .cloned()
             .unwrap_or(crate::RetryInfo::ONE_ATTEMPT)
+    }
+
+    #[cfg(feature = "retry")]
+    fn rate_limit(&self) -> Option<crate::RateLimitStatus> {
+        crate::RateLimitStatus::from_headers(self.headers(), std::time::SystemTime::now())
     }
 }

@@ -1,4 +1,5 @@
-//! Server wait hints: `Retry-After`, the draft `RateLimit` field, `X-RateLimit-Reset`.
+//! Server wait hints: `retry-after-ms`, `Retry-After`, the draft `RateLimit` field,
+//! `X-RateLimit-Reset`; and the server's `x-should-retry` verdict.
 //!
 //! Pure functions of a header map and a wall-clock "now". A hint is a floor for the wait:
 //! `Some(ZERO)` means the server named no floor (`0`, or a date in the past), which the caller
@@ -10,6 +11,8 @@ use http::{HeaderMap, HeaderValue, header::HeaderName, header::RETRY_AFTER};
 
 const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
+const X_SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
 
 /// The longest delta-seconds value read as a number; longer digit strings are ignored rather
 /// than saturated, since no server means a wait of centuries.
@@ -20,15 +23,28 @@ const MAX_DIGITS: usize = 12;
 const EPOCH_THRESHOLD: u64 = 1_000_000_000;
 
 /// Which hint fields to read besides `Retry-After`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct HintFields {
+    pub(crate) retry_after_ms: bool,
     pub(crate) rate_limit: bool,
     pub(crate) x_rate_limit_reset: bool,
 }
 
-/// The server's wait hint: `Retry-After` first, then (if enabled) `RateLimit` /
-/// `RateLimit-Reset`, then `X-RateLimit-Reset`. Of several lines of one field, the largest
-/// valid value wins: an invalid line hides nothing, and the safer reading is the longer wait.
+impl Default for HintFields {
+    /// `retry-after-ms` is read (it is `Retry-After` to the millisecond); the others not.
+    fn default() -> Self {
+        Self {
+            retry_after_ms: true,
+            rate_limit: false,
+            x_rate_limit_reset: false,
+        }
+    }
+}
+
+/// The server's wait hint: `retry-after-ms` (if enabled) first, as the more precise form of
+/// `Retry-After`, then `Retry-After`, then (if enabled) `RateLimit` / `RateLimit-Reset`, then
+/// `X-RateLimit-Reset`. Of several lines of one field, the largest valid value wins: an
+/// invalid line hides nothing, and the safer reading is the longer wait.
 pub(crate) fn wait_hint(
     headers: &HeaderMap,
     fields: HintFields,
@@ -37,6 +53,11 @@ pub(crate) fn wait_hint(
     let largest = |name, read: &dyn Fn(&HeaderValue) -> Option<Duration>| {
         headers.get_all(name).iter().filter_map(read).max()
     };
+    if fields.retry_after_ms
+        && let Some(hint) = largest(RETRY_AFTER_MS, &retry_after_ms)
+    {
+        return Some(hint);
+    }
     if let Some(hint) = largest(RETRY_AFTER, &|v| retry_after(v, now)) {
         return Some(hint);
     }
@@ -65,6 +86,39 @@ pub(crate) fn retry_after(value: &HeaderValue, now: SystemTime) -> Option<Durati
     }
     let date = httpdate::parse_http_date(value.to_str().ok()?.trim()).ok()?;
     Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// `retry-after-ms: <milliseconds>`: digits, optionally with a fraction (`1500`, `1500.5`),
+/// rounded up to the next whole millisecond so the wait is never shorter than asked. Signs,
+/// exponents, more than [`MAX_DIGITS`] integer digits and anything else are ignored.
+pub(crate) fn retry_after_ms(value: &HeaderValue) -> Option<Duration> {
+    let text = value.to_str().ok()?.trim();
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let whole = seconds(whole)?;
+    if !fraction.bytes().all(|b| b.is_ascii_digit()) || text.ends_with('.') {
+        return None;
+    }
+    let up = u64::from(fraction.bytes().any(|b| b != b'0'));
+    Some(Duration::from_millis(whole.saturating_add(up)))
+}
+
+/// The server's own verdict on retrying, from `x-should-retry`: `Some(true)` for `true`,
+/// `Some(false)` for `false` (any case, surrounding spaces ignored), `None` for anything else
+/// or several disagreeing lines (no verdict is better than a guessed one).
+pub(crate) fn should_retry(headers: &HeaderMap) -> Option<bool> {
+    let mut verdict = None;
+    for value in headers.get_all(X_SHOULD_RETRY) {
+        let this = match value.to_str().ok()?.trim() {
+            v if v.eq_ignore_ascii_case("true") => true,
+            v if v.eq_ignore_ascii_case("false") => false,
+            _ => return None,
+        };
+        if verdict.is_some_and(|v| v != this) {
+            return None;
+        }
+        verdict = Some(this);
+    }
+    verdict
 }
 
 /// A non-negative integer number of seconds, digits only.
@@ -151,6 +205,47 @@ pub(crate) fn remaining_rate(
         .into_iter()
         .flatten()
         .min_by(f64::total_cmp)
+}
+
+/// What is left of the server's rate limit (remaining, reset, quota): the tightest policy of
+/// the `RateLimit` field, else the `RateLimit-*` fields, else the `X-RateLimit-*` fields.
+pub(crate) fn rate_limit_status(
+    headers: &HeaderMap,
+    now: SystemTime,
+) -> Option<(u64, Option<Duration>, Option<u64>)> {
+    let number = |name: &str| seconds(headers.get(name)?.to_str().ok()?.trim());
+    let tightest = headers
+        .get_all("ratelimit")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(policies)
+        .filter(|p| p.remaining.is_some())
+        .min_by_key(|p| (p.remaining, std::cmp::Reverse(p.reset)));
+    if let Some(policy) = tightest {
+        let stated = || {
+            headers
+                .get_all("ratelimit-policy")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(policies)
+                .find(|p| p.name == policy.name)
+                .and_then(|p| p.quota)
+        };
+        return Some((
+            policy.remaining?,
+            policy.reset.map(Duration::from_secs),
+            policy.quota.or_else(stated),
+        ));
+    }
+    if let Some(remaining) = number("ratelimit-remaining") {
+        let reset = number("ratelimit-reset").map(Duration::from_secs);
+        return Some((remaining, reset, number("ratelimit-limit")));
+    }
+    let remaining = number("x-ratelimit-remaining")?;
+    let reset = headers
+        .get(X_RATELIMIT_RESET)
+        .and_then(|v| x_rate_limit_reset(v, now));
+    Some((remaining, reset, number("x-ratelimit-limit")))
 }
 
 /// One policy of a `RateLimit` or `RateLimit-Policy` field.
@@ -274,6 +369,7 @@ mod tests {
         headers.insert("ratelimit", hv("\"default\";r=0;t=50"));
         headers.insert("x-ratelimit-reset", hv("40"));
         let all = HintFields {
+            retry_after_ms: true,
             rate_limit: true,
             x_rate_limit_reset: true,
         };
@@ -325,6 +421,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("ratelimit-reset", hv("9"));
         let fields = HintFields {
+            retry_after_ms: true,
             rate_limit: true,
             x_rate_limit_reset: false,
         };
@@ -358,6 +455,7 @@ mod tests {
         headers.append("x-ratelimit-reset", hv("-1"));
         headers.append("x-ratelimit-reset", hv("7"));
         let fields = HintFields {
+            retry_after_ms: true,
             rate_limit: false,
             x_rate_limit_reset: true,
         };
@@ -391,6 +489,7 @@ mod tests {
     #[test]
     fn the_remaining_quota_over_its_reset_is_a_rate() {
         let both = HintFields {
+            retry_after_ms: true,
             rate_limit: true,
             x_rate_limit_reset: true,
         };
@@ -411,7 +510,152 @@ mod tests {
         assert_eq!(remaining_rate(&headers, both, at(NOW)), None);
     }
 
+    #[test]
+    fn retry_after_ms_is_read_first_and_rounded_up() {
+        let ms = Duration::from_millis;
+        assert_eq!(retry_after_ms(&hv("1500")), Some(ms(1500)));
+        assert_eq!(retry_after_ms(&hv(" 0 ")), Some(ms(0)));
+        assert_eq!(retry_after_ms(&hv("1500.25")), Some(ms(1501)));
+        assert_eq!(retry_after_ms(&hv("1500.000")), Some(ms(1500)));
+        for invalid in [
+            "", "-5", "+5", "1e3", "1.", ".5", "1.2.3", "1,5", "abc", "1 500",
+        ] {
+            assert_eq!(retry_after_ms(&hv(invalid)), None, "{invalid:?}");
+        }
+        assert_eq!(
+            retry_after_ms(&hv("1234567890123")),
+            None,
+            "too many digits"
+        );
+
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", hv("2"));
+        headers.insert("retry-after-ms", hv("1250"));
+        let on = HintFields::default();
+        assert_eq!(wait_hint(&headers, on, at(NOW)), Some(ms(1250)));
+        let off = HintFields {
+            retry_after_ms: false,
+            ..on
+        };
+        assert_eq!(wait_hint(&headers, off, at(NOW)), Some(ms(2000)));
+        // An invalid millisecond field hides nothing.
+        headers.insert("retry-after-ms", hv("soon"));
+        assert_eq!(wait_hint(&headers, on, at(NOW)), Some(ms(2000)));
+    }
+
+    #[test]
+    fn should_retry_reads_true_and_false_only() {
+        let verdict = |lines: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for line in lines {
+                headers.append("x-should-retry", hv(line));
+            }
+            should_retry(&headers)
+        };
+        assert_eq!(verdict(&[]), None);
+        assert_eq!(verdict(&["true"]), Some(true));
+        assert_eq!(verdict(&[" FALSE "]), Some(false));
+        assert_eq!(verdict(&["True", "true"]), Some(true));
+        assert_eq!(verdict(&["true", "false"]), None, "disagreeing lines");
+        for other in ["yes", "1", "", "truex"] {
+            assert_eq!(verdict(&[other]), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn the_rate_limit_status_from_each_field_family() {
+        let status = |pairs: &[(&str, &str)]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), hv(value));
+            }
+            rate_limit_status(&headers, at(NOW))
+        };
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(status(&[]), None);
+        // The draft's list: the tightest policy, its quota from the policy field.
+        assert_eq!(
+            status(&[
+                ("ratelimit", "\"daily\";r=900;t=3600, \"burst\";r=0;t=1"),
+                (
+                    "ratelimit-policy",
+                    "\"burst\";q=10;w=1, \"daily\";q=1000;w=86400"
+                ),
+            ]),
+            Some((0, secs(1), Some(10)))
+        );
+        // On a tie, the later reset.
+        assert_eq!(
+            status(&[("ratelimit", "\"a\";r=0;t=1, \"b\";r=0;t=9")]),
+            Some((0, secs(9), None))
+        );
+        // The earlier draft's dictionary.
+        assert_eq!(
+            status(&[("ratelimit", "limit=100, remaining=42, reset=30")]),
+            Some((42, secs(30), Some(100)))
+        );
+        // Separate fields, then the X- family (reset in Unix seconds read against now).
+        assert_eq!(
+            status(&[
+                ("ratelimit-remaining", "5"),
+                ("ratelimit-reset", "7"),
+                ("ratelimit-limit", "60"),
+                ("x-ratelimit-remaining", "1"),
+            ]),
+            Some((5, secs(7), Some(60)))
+        );
+        assert_eq!(
+            status(&[
+                ("x-ratelimit-remaining", "1"),
+                ("x-ratelimit-reset", "20"),
+                ("x-ratelimit-limit", "50"),
+            ]),
+            Some((1, secs(20), Some(50)))
+        );
+        let mut epoch = HeaderMap::new();
+        epoch.insert("x-ratelimit-remaining", hv("0"));
+        epoch.insert("x-ratelimit-reset", hv("2000000020"));
+        assert_eq!(
+            rate_limit_status(&epoch, at(2_000_000_000)),
+            Some((0, secs(20), None))
+        );
+        // Nothing that names what is left is no status.
+        assert_eq!(status(&[("x-ratelimit-limit", "50")]), None);
+        assert_eq!(status(&[("ratelimit", "\"burst\";t=3")]), None);
+        assert_eq!(status(&[("x-ratelimit-remaining", "-1")]), None);
+    }
+
     proptest! {
+        #[test]
+        fn every_millisecond_value_round_trips(ms in 0u64..1_000_000_000_000, frac in 0u32..1000) {
+            prop_assert_eq!(retry_after_ms(&hv(&ms.to_string())), Some(Duration::from_millis(ms)));
+            let up = u64::from(frac > 0);
+            prop_assert_eq!(
+                retry_after_ms(&hv(&format!("{ms}.{frac:03}"))),
+                Some(Duration::from_millis(ms + up))
+            );
+        }
+
+        #[test]
+        fn a_millisecond_hint_is_never_shorter_than_its_text(text in "[0-9]{1,6}(\\.[0-9]{1,4})?") {
+            let asked: f64 = text.parse().unwrap();
+            let read = retry_after_ms(&hv(&text)).unwrap();
+            prop_assert!(read.as_secs_f64() * 1000.0 >= asked - 1e-6);
+            prop_assert!(read.as_secs_f64() * 1000.0 < asked + 1.0);
+        }
+
+        #[test]
+        fn should_retry_is_none_unless_the_text_is_a_boolean(text in "[ -~]{0,8}") {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-should-retry", hv(&text));
+            let expected = match text.trim().to_ascii_lowercase().as_str() {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            };
+            prop_assert_eq!(should_retry(&headers), expected);
+        }
+
         #[test]
         fn any_header_bytes_never_panic(
             bytes in proptest::collection::vec(any::<u8>(), 0..64),
@@ -419,10 +663,15 @@ mod tests {
         ) {
             if let Ok(value) = HeaderValue::from_bytes(&bytes) {
                 let mut headers = HeaderMap::new();
-                for name in ["retry-after", "ratelimit", "ratelimit-reset", "x-ratelimit-reset", "ratelimit-policy"] {
+                for name in [
+                    "retry-after", "retry-after-ms", "ratelimit", "ratelimit-reset",
+                    "x-ratelimit-reset", "ratelimit-policy", "x-should-retry",
+                ] {
                     headers.insert(name, value.clone());
                 }
-                let all = HintFields { rate_limit: true, x_rate_limit_reset: true };
+                let all = HintFields { retry_after_ms: true, rate_limit: true, x_rate_limit_reset: true };
+                let _ = should_retry(&headers);
+                let _ = rate_limit_status(&headers, at(now));
                 let _ = wait_hint(&headers, all, at(now));
                 let _ = quota(&headers);
                 let _ = remaining_rate(&headers, all, at(now));

@@ -141,6 +141,7 @@ pub struct RetryBuilder {
     max_cooldown: Option<Duration>,
     budget: Option<(f64, u32)>,
     shared_cooldown: bool,
+    policy: DefaultPolicy,
     jitter: Arc<dyn Jitter>,
     clock: Arc<dyn WallClock>,
 }
@@ -166,6 +167,7 @@ impl Default for RetryBuilder {
             max_cooldown: None,
             budget: Some((0.2, 10)),
             shared_cooldown: true,
+            policy: DefaultPolicy::new(),
             jitter: Arc::new(RandomJitter::new()),
             clock: Arc::new(SystemClock),
         }
@@ -234,6 +236,22 @@ impl RetryBuilder {
     /// throttled.
     pub fn pacing(mut self, yes: bool) -> Self {
         self.settings.pacing = yes;
+        self
+    }
+
+    /// Reads `retry-after-ms` (milliseconds; a fraction rounds up) before `Retry-After`, as the
+    /// more precise form of the same hint, under the same cap and floor rules (default: on).
+    pub fn retry_after_ms(mut self, yes: bool) -> Self {
+        self.settings.hint_fields.retry_after_ms = yes;
+        self
+    }
+
+    /// The options of the decision table the layer is built with (default
+    /// [`DefaultPolicy::new`]): [`retry_non_idempotent`](DefaultPolicy::retry_non_idempotent),
+    /// [`should_retry_header`](DefaultPolicy::should_retry_header). For another policy
+    /// altogether, see [`RetryLayer::with_policy`].
+    pub fn policy(mut self, policy: DefaultPolicy) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -363,7 +381,7 @@ impl RetryBuilder {
                 jitter: self.jitter,
                 clock: self.clock,
             }),
-            policy: DefaultPolicy::new(),
+            policy: self.policy,
         })
     }
 }
@@ -375,6 +393,7 @@ impl fmt::Debug for RetryBuilder {
             .field("max_cooldown", &self.max_cooldown)
             .field("budget", &self.budget)
             .field("shared_cooldown", &self.shared_cooldown)
+            .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }

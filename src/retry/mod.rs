@@ -6,9 +6,10 @@
 //! for idempotent requests, and connection errors where the request never left. 4xx answers
 //! are final. Compared with `tower::retry`, which leaves all of this to a policy you write:
 //!
-//! - **Server hints**: `Retry-After` (seconds, and all three HTTP-date forms, read against an
-//!   injectable wall clock), and optionally the draft `RateLimit` field and
-//!   `X-RateLimit-Reset`. A hint is a floor: the layer waits `max(hint, backoff)` plus a
+//! - **Server hints**: `retry-after-ms` (read first: it is the same hint to the millisecond),
+//!   `Retry-After` (seconds, and all three HTTP-date forms, read against an injectable wall
+//!   clock), and optionally the draft `RateLimit` field and `X-RateLimit-Reset`; a 4xx/5xx's
+//!   `x-should-retry: false` vetoes a retry and `true` permits one (see [`DefaultPolicy`]). A hint is a floor: the layer waits `max(hint, backoff)` plus a
 //!   bounded upward spread, never earlier than asked. `0` or a date in the past means "no
 //!   floor", not "now". Invalid hints are ignored; of several lines, the largest valid one
 //!   wins; a `RateLimit` policy with quota left names no wait.
@@ -108,28 +109,18 @@
 //! # Policies for other error types
 //!
 //! [`DefaultPolicy`] reads transport errors that implement `std::error::Error` (hyper-util's
-//! client, `std::io`, reqwest). For a transport with boxed errors, implement [`RetryPolicy`]
-//! in a few lines and hand it to [`RetryLayer::with_policy`]:
+//! client, `std::io`, reqwest). For a transport with boxed errors (`tower::timeout`, a `Buffer`
+//! below the retry layer), [`DefaultPolicy::boxed`] is the same table:
 //!
 //! ```
-//! use tower::BoxError;
-//! use tower_infoplug::retry::{Attempt, Decision, DefaultPolicy, Failure, RetryLayer, RetryPolicy};
+//! use tower_infoplug::retry::{DefaultPolicy, RetryLayer};
 //!
-//! #[derive(Clone)]
-//! struct Boxed;
-//!
-//! impl RetryPolicy<BoxError> for Boxed {
-//!     fn decide(&self, attempt: &Attempt<'_, BoxError>) -> Decision {
-//!         DefaultPolicy::new().decide_with(attempt)
-//!     }
-//!     fn failure(&self, error: &BoxError) -> Failure {
-//!         Failure::of(&**error)
-//!     }
-//! }
-//!
-//! let layer = RetryLayer::new().with_policy(Boxed);
+//! let layer = RetryLayer::new().with_policy(DefaultPolicy::new().boxed());
 //! # let _ = layer;
 //! ```
+//!
+//! Anything else: implement [`RetryPolicy`] (two methods) or wrap a closure with
+//! [`policy_fn`], and hand it to [`RetryLayer::with_policy`].
 
 mod backoff;
 mod body;
@@ -145,6 +136,7 @@ mod plan;
 mod policy;
 mod service;
 mod state;
+mod status;
 
 pub use backoff::{Jitter, RandomJitter, SystemClock, WallClock};
 pub use body::{BoxError, ReplayBody};
@@ -155,6 +147,8 @@ pub use future::ResponseFuture;
 pub use info::{RetryInfo, StopReason};
 pub use layer::{MAX_ATTEMPTS, MAX_REPLAY_LIMIT, RetryBuilder, RetryLayer};
 pub use policy::{
-    Attempt, Decision, DefaultPolicy, Failure, Outcome, PolicyFn, RetryPolicy, policy_fn,
+    Attempt, BoxedPolicy, Decision, DefaultPolicy, Failure, Outcome, PolicyFn, RetryPolicy,
+    policy_fn,
 };
 pub use service::Retry;
+pub use status::RateLimitStatus;

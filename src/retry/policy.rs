@@ -126,12 +126,19 @@ pub trait RetryPolicy<E> {
 /// | response-phase error, timeout | retry | only opted in, or with an `Idempotency-Key` |
 /// | anything else | stop | stop |
 ///
-/// The classified error body can only make it stricter: a 429 whose body says
-/// `insufficient_credits` or `unauthorized` is not retried (see
+/// A 4xx or 5xx carrying `x-should-retry` overrides the status column, as the SDKs of the
+/// servers that send it do: `false` stops (a 429 included), `true` retries any 4xx or 5xx (the
+/// server vouches that repeating the request is safe). Turn that off with
+/// [`should_retry_header`](Self::should_retry_header).
+///
+/// The classified error body can only make it stricter, whatever the header says: an answer
+/// whose body names a cause that sending again cannot cure (`insufficient_credits`,
+/// `unauthorized`, `invalid_parameter`, `not_found`, ...) is not retried, a 429 included (see
 /// [`ApiError::is_retryable`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultPolicy {
     retry_non_idempotent: bool,
+    ignore_should_retry: bool,
 }
 
 impl DefaultPolicy {
@@ -148,6 +155,21 @@ impl DefaultPolicy {
         self
     }
 
+    /// Whether an error response's `x-should-retry: true|false` overrides the status table
+    /// (default: yes). Other values, or lines that disagree, are ignored.
+    pub fn should_retry_header(mut self, yes: bool) -> Self {
+        self.ignore_should_retry = !yes;
+        self
+    }
+
+    /// The same table for transports whose error is a [`BoxError`](super::BoxError)
+    /// (`tower::timeout`, a `Buffer` below the retry layer, a boxed custom transport): the
+    /// boxed error's source chain is read as [`Failure::of`] reads any error, so a connection
+    /// that was refused is still "never sent".
+    pub fn boxed(self) -> BoxedPolicy {
+        BoxedPolicy(self)
+    }
+
     /// The table, for an attempt whose failure (if any) is already classified; for policies
     /// that wrap this one.
     pub fn decide_with<E>(&self, attempt: &Attempt<'_, E>) -> Decision {
@@ -157,18 +179,22 @@ impl DefaultPolicy {
         let retry = match &attempt.outcome {
             Outcome::Response {
                 status,
+                headers,
                 api_error,
                 hint,
-                ..
             } => {
-                let by_status = match status.as_u16() {
+                // Only an error answer is asked: a 2xx pays no header look-up.
+                let verdict = (status.as_u16() >= 400 && !self.ignore_should_retry)
+                    .then(|| super::hints::should_retry(headers))
+                    .flatten();
+                let by_status = verdict.unwrap_or_else(|| match status.as_u16() {
                     429 => true,
                     503 => repeatable || hint.is_some_and(|h| !h.is_zero()),
                     500 | 502 | 504 => repeatable,
                     _ => false,
-                };
-                // The body may only veto.
-                by_status && api_error.is_none_or(|e| e.is_retryable())
+                });
+                // The body may only veto: a lasting cause is final whoever vouches.
+                by_status && api_error.is_none_or(|e| !e.names_lasting_cause())
             }
             Outcome::Failed { failure, .. } => match failure {
                 Failure::NeverSent => true,
@@ -190,6 +216,28 @@ impl<E: Error + 'static> RetryPolicy<E> for DefaultPolicy {
 
     fn failure(&self, error: &E) -> Failure {
         Failure::of(error)
+    }
+}
+
+/// [`DefaultPolicy`] for transports with boxed errors; see [`DefaultPolicy::boxed`].
+///
+/// ```
+/// use tower_infoplug::retry::{DefaultPolicy, RetryLayer};
+///
+/// // Above `tower::timeout::Timeout` or a `Buffer`, whose errors are boxed.
+/// let layer = RetryLayer::new().with_policy(DefaultPolicy::new().boxed());
+/// # let _ = layer;
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BoxedPolicy(DefaultPolicy);
+
+impl RetryPolicy<super::BoxError> for BoxedPolicy {
+    fn decide(&self, attempt: &Attempt<'_, super::BoxError>) -> Decision {
+        self.0.decide_with(attempt)
+    }
+
+    fn failure(&self, error: &super::BoxError) -> Failure {
+        Failure::of(&**error)
     }
 }
 
@@ -242,6 +290,7 @@ impl<F> fmt::Debug for PolicyFn<F> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::BoxError;
     use super::*;
 
     type E = io::Error;
@@ -324,6 +373,83 @@ mod tests {
                     for_unsafe,
                     "{m} {status}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn x_should_retry_overrides_the_status_column_on_errors_only() {
+        let credits = ApiError::from_body(
+            StatusCode::CONFLICT,
+            None,
+            br#"{"message":"insufficient_credits"}"#,
+        );
+        let decide_as = |policy: DefaultPolicy, status: u16, verdict: &str, body| {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-should-retry", verdict.parse().unwrap());
+            let attempt = Attempt::<E> {
+                method: &Method::POST,
+                request_headers: &HeaderMap::new(),
+                number: 1,
+                outcome: Outcome::Response {
+                    status: StatusCode::from_u16(status).unwrap(),
+                    headers: &headers,
+                    api_error: body,
+                    hint: None,
+                },
+            };
+            RetryPolicy::<E>::decide(&policy, &attempt)
+        };
+        let on = DefaultPolicy::new();
+        let off = DefaultPolicy::new().should_retry_header(false);
+        for (status, verdict, with_header, without) in [
+            (429, "false", Stop, Retry),
+            (409, "true", Retry, Stop),
+            (500, "true", Retry, Stop),
+            (400, "TRUE", Retry, Stop),
+            (503, "false", Stop, Stop),
+            (429, "maybe", Retry, Retry),
+            (200, "true", Stop, Stop),
+            (302, "true", Stop, Stop),
+        ] {
+            assert_eq!(
+                decide_as(on, status, verdict, None),
+                with_header,
+                "{status} {verdict}"
+            );
+            assert_eq!(
+                decide_as(off, status, verdict, None),
+                without,
+                "{status} {verdict} off"
+            );
+        }
+        // The body's veto stands whatever the server's header says.
+        assert_eq!(decide_as(on, 409, "true", Some(&credits)), Stop);
+    }
+
+    #[test]
+    fn the_boxed_policy_keeps_every_row_of_the_table() {
+        let boxed = DefaultPolicy::new().boxed();
+        let refused: BoxError = Box::new(io::Error::from(io::ErrorKind::ConnectionRefused));
+        let timed_out: BoxError = Box::new(io::Error::from(io::ErrorKind::TimedOut));
+        let other: BoxError = "broken pipe".into();
+        assert_eq!(boxed.failure(&refused), Failure::NeverSent);
+        assert_eq!(boxed.failure(&timed_out), Failure::TimedOut);
+        assert_eq!(boxed.failure(&other), Failure::ResponsePhase);
+        for (status, get, post) in [(429, Retry, Retry), (500, Retry, Stop), (400, Stop, Stop)] {
+            for (method, expected) in [(Method::GET, get), (Method::POST, post)] {
+                let attempt = Attempt::<BoxError> {
+                    method: &method,
+                    request_headers: &HeaderMap::new(),
+                    number: 1,
+                    outcome: Outcome::Response {
+                        status: StatusCode::from_u16(status).unwrap(),
+                        headers: &HeaderMap::new(),
+                        api_error: None,
+                        hint: None,
+                    },
+                };
+                assert_eq!(boxed.decide(&attempt), expected, "{method} {status}");
             }
         }
     }

@@ -226,3 +226,78 @@ async fn huge_durations_from_users_and_servers_do_not_overflow() {
     assert_eq!(api.request_count(), 1);
     call.abort();
 }
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_ms_is_honoured_to_the_millisecond_under_the_same_cap() {
+    let api = Emulator::new();
+    api.push(
+        Reply::status(429)
+            .header("retry-after", "2")
+            .header("retry-after-ms", "1250.5"),
+    );
+    let start = Instant::now();
+    let res = stack(&api, exact()).oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(start.elapsed(), 1251 * MS);
+    assert_eq!(info(&res).last_hint(), Some(1251 * MS));
+
+    // Off: the whole-second field is read, as before.
+    api.push(
+        Reply::status(429)
+            .header("retry-after", "2")
+            .header("retry-after-ms", "1250"),
+    );
+    let start = Instant::now();
+    let client = stack(&api, exact().retry_after_ms(false));
+    client.oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(start.elapsed(), 2 * S);
+
+    // Past max_retry_after the response comes back at once, like any hint too long.
+    api.push(Reply::status(429).header("retry-after-ms", "90000"));
+    let start = Instant::now();
+    let res = stack(&api, exact()).oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(
+        (res.status().as_u16(), start.elapsed()),
+        (429, Duration::ZERO)
+    );
+    assert_eq!(info(&res).stop_reason(), StopReason::HintTooLong);
+}
+
+#[tokio::test(start_paused = true)]
+async fn x_should_retry_vetoes_a_429_and_vouches_for_a_409() {
+    let api = Emulator::new();
+    api.push(Reply::rate_limited(1).header("x-should-retry", "false"));
+    let res = stack(&api, exact()).oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert_eq!(api.requests().len(), 1, "the server said not to retry");
+
+    // A vetoed 429 closes no gate: the next request goes at once.
+    let start = Instant::now();
+    let res = stack(&api, exact()).oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(
+        (res.status().as_u16(), start.elapsed()),
+        (200, Duration::ZERO)
+    );
+
+    // `true` on a status the table would not retry, even for a POST.
+    api.push(Reply::status(409).header("x-should-retry", "true"));
+    let res = stack(&api, exact())
+        .oneshot(
+            Request::post("/v1/x")
+                .body(Full::new(Bytes::from_static(b"{}")))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(info(&res).attempts(), 2);
+
+    // Turned off in the table's options, the header is not read.
+    api.push(Reply::status(409).header("x-should-retry", "true"));
+    let policy = DefaultPolicy::new().should_retry_header(false);
+    let res = stack(&api, exact().policy(policy))
+        .oneshot(get("/v1/x"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 409);
+}

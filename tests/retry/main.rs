@@ -41,7 +41,7 @@ use tower_infoplug::classify::Classify;
 use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
 use tower_infoplug::retry::Retry;
 use tower_infoplug::retry::{
-    Deadline, Jitter, ReplayBody, RetryBuilder, RetryError, RetryLayer, StopReason,
+    Deadline, DefaultPolicy, Jitter, ReplayBody, RetryBuilder, RetryError, RetryLayer, StopReason,
 };
 use tower_infoplug::{ApiKey, AuthLayer, ClassifyLayer, ErrorCode, InfoPlugLayer, ResponseExt};
 
