@@ -1,5 +1,5 @@
 //! The stack over transports that are not hyper: an in-memory recorder built with
-//! `service_fn`, and reqwest behind a small adapter.
+//! `service_fn`, and reqwest through the crate's `ReqwestTransport` (feature `reqwest`).
 //!
 //! ```text
 //! cargo run --example custom_transport --all-features
@@ -19,47 +19,17 @@
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use tower::{Layer, Service, ServiceExt, service_fn};
+use tower::{Layer, ServiceExt, service_fn};
 use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
+use tower_infoplug::reqwest::ReqwestTransport;
 use tower_infoplug::retry::ReplayBody;
 use tower_infoplug::{ApiKey, InfoPlugLayer, ResponseExt};
-
-/// reqwest as a tower service of `http` types.
-#[derive(Clone)]
-struct Reqwest(reqwest::Client);
-
-impl<B> Service<Request<ReplayBody<B>>> for Reqwest
-where
-    B: http_body::Body + Send + Sync + 'static,
-    B::Error: Into<tower_infoplug::retry::BoxError>,
-{
-    type Response = Response<reqwest::Body>;
-    type Error = reqwest::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, reqwest::Error>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), reqwest::Error>> {
-        // reqwest queues internally: always ready.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<ReplayBody<B>>) -> Self::Future {
-        let client = self.0.clone();
-        let req = req.map(reqwest::Body::wrap);
-        Box::pin(async move {
-            let req = reqwest::Request::try_from(req)?;
-            Ok(Response::from(client.execute(req).await?))
-        })
-    }
-}
 
 fn layer() -> InfoPlugLayer {
     InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), "http://api.test")
@@ -118,12 +88,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let layer = InfoPlugLayer::builder(ApiKey::new(TEST_KEY)?, &server.base_url())
         .retry(|r| r.backoff(Duration::from_millis(20), Duration::from_millis(100)))
         .build()?;
-    // reqwest follows redirects itself, below the auth layer, and on a hop to another host it
-    // drops `Authorization` but not `X-INFOPLUG-API-KEY`: leave redirects to the stack.
-    let reqwest = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
-    let client = layer.layer(Reqwest(reqwest));
+    // Its client has reqwest's own redirects off: on a hop to another host reqwest drops
+    // `Authorization` but not `X-INFOPLUG-API-KEY`.
+    let client = layer.layer(ReqwestTransport::new()?);
     let req = Request::get(server.uri("/v1/profile")?).body(Full::new(Bytes::new()))?;
     let res = client.oneshot(req).await?;
     let attempts = res.retry_info().attempts();

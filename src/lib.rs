@@ -2,8 +2,8 @@
 //! JSON error body `{"message","parameter","details"}`, 429/503 with `Retry-After`).
 //!
 //! The layers work over any `Service<http::Request<B>, Response = http::Response<R>>`:
-//! hyper-util's client, an axum app's outbound client, reqwest behind an adapter, or your own
-//! transport (in memory, recorded, a test double).
+//! hyper-util's client, an axum app's outbound client, reqwest (feature `reqwest`, also as a
+//! reqwest-middleware middleware), or your own transport (in memory, recorded, a test double).
 //!
 //! | layer | job |
 //! |---|---|
@@ -72,6 +72,7 @@
 //! | `tracing` | yes | `tracing` events for the layers' decisions (never with the key) |
 //! | `mock` | no | [`mock`]: the embedded emulator, in process and on loopback |
 //! | `decompress` | no | the classifier decodes gzip-, deflate- and br-encoded error bodies (pulls `flate2`, `brotli-decompressor`) |
+//! | `reqwest` | no | [`reqwest`](mod@reqwest): a transport over `reqwest::Client` and a `reqwest_middleware::Middleware` (pulls `reqwest` without TLS, `reqwest-middleware`) |
 //! | `full` | no | all of the above |
 //!
 //! The embedded emulator (`mock`) is what the examples and the integration tests run
@@ -99,6 +100,8 @@ pub mod mock;
 mod origin;
 #[cfg(all(feature = "auth", feature = "retry"))]
 mod preset;
+#[cfg(feature = "reqwest")]
+pub mod reqwest;
 #[cfg(feature = "retry")]
 pub mod retry;
 mod trace;

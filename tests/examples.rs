@@ -73,7 +73,17 @@ fn row<'a>(stdout: &'a str, label: &str) -> Vec<&'a str> {
 
 #[tokio::test]
 async fn the_quickstart_prints_the_scripted_outcomes() {
-    let out = run_to_end("quickstart").await;
+    quickstart_rows(&run_to_end("quickstart").await);
+}
+
+#[cfg(feature = "reqwest")]
+#[tokio::test]
+async fn the_reqwest_quickstart_prints_the_same_outcomes() {
+    quickstart_rows(&run_to_end("quickstart_reqwest").await);
+}
+
+fn quickstart_rows(out: &str) {
+    let out = out.to_owned();
     assert_eq!(row(&out, "profile")[..3], ["200", "-", "1"], "{out}");
     assert_eq!(row(&out, "rate limited")[..3], ["200", "-", "2"], "{out}");
     assert_eq!(row(&out, "503 storm")[..3], ["200", "-", "4"], "{out}");

@@ -325,26 +325,41 @@ impl<B> ResponseExt for Response<B> {
     }
 
     fn error_for_status(mut self) -> Result<Self, ApiError> {
-        if !super::parse::is_classified(self.status()) {
-            return Ok(self);
-        }
         let status = self.status();
-        Err(self
-            .extensions_mut()
-            .remove::<ApiError>()
-            .unwrap_or_else(|| ApiError::from_status(status)))
+        match status_error(status, self.extensions_mut()) {
+            Some(err) => Err(err),
+            None => Ok(self),
+        }
     }
 
     #[cfg(feature = "retry")]
     fn retry_info(&self) -> crate::RetryInfo {
-        self.extensions()
-            .get::<crate::RetryInfo>()
-            .cloned()
-            .unwrap_or(crate::RetryInfo::ONE_ATTEMPT)
+        retry_info(self.extensions())
     }
 
     #[cfg(feature = "retry")]
     fn rate_limit(&self) -> Option<crate::RateLimitStatus> {
         crate::RateLimitStatus::from_headers(self.headers(), std::time::SystemTime::now())
     }
+}
+
+/// `error_for_status`'s error, for any response type that has a status and extensions.
+pub(crate) fn status_error(
+    status: StatusCode,
+    extensions: &mut http::Extensions,
+) -> Option<ApiError> {
+    super::parse::is_classified(status).then(|| {
+        extensions
+            .remove::<ApiError>()
+            .unwrap_or_else(|| ApiError::from_status(status))
+    })
+}
+
+/// `retry_info`, for any response type that has extensions.
+#[cfg(feature = "retry")]
+pub(crate) fn retry_info(extensions: &http::Extensions) -> crate::RetryInfo {
+    extensions
+        .get::<crate::RetryInfo>()
+        .cloned()
+        .unwrap_or(crate::RetryInfo::ONE_ATTEMPT)
 }

@@ -74,7 +74,7 @@
 
 mod body;
 mod decode;
-mod error;
+pub(crate) mod error;
 mod future;
 mod layer;
 pub(crate) mod parse;
