@@ -62,3 +62,147 @@ async fn decisions_are_traced_without_the_key() {
         "the key leaked into a trace:\n{all}"
     );
 }
+
+/// The capture's lines for events whose message is `message`.
+fn events<'a>(all: &'a str, message: &str) -> Vec<&'a str> {
+    all.lines()
+        .filter(|l| l.contains(&format!("message={message}")))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_request_has_a_span_and_each_attempt_an_event_with_its_context() {
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+
+    let api = Emulator::new();
+    let client = InfoPlugLayer::new(ApiKey::new(TEST_KEY).unwrap(), "https://api.test")
+        .unwrap()
+        .layer(api.clone());
+    let uri = "https://user:pw@api.test/v1/profile?linkedin_url=secret-person&x=1";
+    // A 429 and a 503 before a 200; then three 503s.
+    for replies in [
+        vec![Reply::rate_limited(1), Reply::unavailable()],
+        vec![Reply::unavailable(); 3],
+    ] {
+        api.push_all(replies);
+        let req = Request::get(uri).body(Full::<Bytes>::default()).unwrap();
+        client.clone().oneshot(req).await.unwrap();
+    }
+    let all = capture.text();
+
+    // A span per request, with the method and the URL without user-info or query.
+    let spans: Vec<_> = all
+        .lines()
+        .filter(|l| l.starts_with("span infoplug.request"))
+        .collect();
+    assert_eq!(spans.len(), 2, "{all}");
+    assert!(spans[0].contains("http.request.method=GET"), "{all}");
+    assert!(
+        spans[0].contains("url=https://api.test/v1/profile "),
+        "{all}"
+    );
+    // The resend count is recorded on the span once an attempt is a resend.
+    assert!(
+        all.lines().any(|l| l == "http.request.resend_count=1 "),
+        "{all}"
+    );
+    assert!(
+        all.lines().any(|l| l == "http.request.resend_count=2 "),
+        "{all}"
+    );
+
+    // The retry: DEBUG, with everything needed to read it alone.
+    let retry = events(&all, "retrying after a response");
+    assert_eq!(retry.len(), 4, "{all}");
+    assert!(retry[0].starts_with("DEBUG "), "{all}");
+    for field in [
+        "http.request.method=GET",
+        "url=https://api.test/v1/profile ",
+        "attempt=1",
+        "http.request.resend_count=1",
+        "status=429",
+        "code=\"rate_limit_exceeded\"",
+        "hint_ms=1000",
+        "wait_ms=",
+    ] {
+        assert!(
+            retry[0].contains(field),
+            "{field} missing from {}",
+            retry[0]
+        );
+    }
+
+    // The first request succeeded on its third attempt: an ordinary outcome, DEBUG. The
+    // second ran out of attempts on 503s: a give-up, WARN, with the method, URL and reason.
+    let returned = events(&all, "returning the response");
+    assert_eq!(returned.len(), 2, "{all}");
+    assert!(
+        returned[0].starts_with("DEBUG ") && returned[0].contains("reason=Final"),
+        "{all}"
+    );
+    assert!(returned[1].starts_with("WARN "), "{all}");
+    for field in [
+        "http.request.method=GET",
+        "url=https://api.test/v1/profile ",
+        "attempts=3",
+        "status=503",
+        "reason=AttemptsExhausted",
+    ] {
+        assert!(
+            returned[1].contains(field),
+            "{field} missing from {}",
+            returned[1]
+        );
+    }
+    for secret in ["secret-person", "pw@", TEST_KEY] {
+        assert!(
+            !all.contains(secret),
+            "{secret} leaked into a trace:\n{all}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_levels_of_retries_and_give_ups_are_configurable() {
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+
+    let api = Emulator::new();
+    api.push_all([Reply::unavailable(), Reply::rate_limited(3600)]);
+    let client = InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), "http://api.test")
+        .retry(|r| r.trace_levels(tracing::Level::INFO, tracing::Level::ERROR))
+        .build()
+        .unwrap()
+        .layer(api.clone());
+    let get = || {
+        Request::get("http://api.test/v1/x")
+            .body(Full::<Bytes>::default())
+            .unwrap()
+    };
+    let res = client.clone().oneshot(get()).await.unwrap();
+    assert_eq!(res.status(), 429);
+    // The gate the 1-hour hint shut refuses the next request without sending it.
+    assert!(client.oneshot(get()).await.is_err());
+    let all = capture.text();
+    let retry = events(&all, "retrying after a response");
+    assert!(retry.len() == 1 && retry[0].starts_with("INFO "), "{all}");
+    let gave_up = events(&all, "returning the response");
+    assert!(
+        gave_up.len() == 1 && gave_up[0].starts_with("ERROR "),
+        "{all}"
+    );
+    assert!(gave_up[0].contains("reason=HintTooLong"), "{all}");
+    let refused = events(
+        &all,
+        "not sending: the server asked clients to wait longer than this request may",
+    );
+    assert!(
+        refused.len() == 1 && refused[0].starts_with("ERROR "),
+        "{all}"
+    );
+    assert!(
+        refused[0].contains("reason=CoolingDown") && refused[0].contains("status=429"),
+        "{all}"
+    );
+}

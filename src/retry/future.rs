@@ -20,6 +20,8 @@ use super::policy::{Attempt, Decision, Failure, Outcome, RetryPolicy};
 use super::state::{Partition, Signal};
 use super::{RetryError, RetryInfo, StopReason, later};
 use crate::ApiError;
+#[allow(unused_imports)] // `Target` without the `tracing` feature
+use crate::trace::{RequestSpan, Target, event_at};
 
 pin_project! {
     /// The response future of [`Retry`](super::Retry).
@@ -33,6 +35,7 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future, B, R>,
+        span: RequestSpan,
         service: S,
         // Whether `service` has been polled ready and not called since.
         ready: bool,
@@ -139,6 +142,7 @@ where
         };
         Self {
             state,
+            span: RequestSpan::new(&head.method, &head.uri),
             service,
             ready: true,
             request: Bookkeeping {
@@ -169,6 +173,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let _entered = this.span.enter();
         loop {
             match this.state.as_mut().project() {
                 StateProj::Planning { body, step } => {
@@ -193,7 +198,12 @@ where
                                 *this.service = fresh;
                                 *this.ready = false;
                             }
-                            crate::trace::debug!(
+                            let request = &*this.request;
+                            event_at!(
+                                request.shared.settings.levels.retry,
+                                http.request.method = %request.head.method,
+                                url = %Target(&request.head.uri),
+                                attempt = request.attempts + 1,
                                 wait_ms = at.saturating_duration_since(now).as_millis() as u64,
                                 "holding the request for the partition's gate or pacing"
                             );
@@ -240,6 +250,7 @@ where
                     let body = std::mem::take(body);
                     let request = &mut *this.request;
                     request.attempts += 1;
+                    this.span.sending(request.attempts);
                     request.sent = request.shared.state.throttled().then(Instant::now);
                     *this.ready = false;
                     let future = this
@@ -368,9 +379,14 @@ impl<B: Body, P> Bookkeeping<B, P> {
 
     /// The error of a request the planner would not send.
     fn cooling_down<E>(&self, stop: Stop) -> RetryError<E> {
-        crate::trace::debug!(
+        event_at!(
+            self.shared.settings.levels.give_up,
+            http.request.method = %self.head.method,
+            url = %Target(&self.head.uri),
             attempts = self.attempts,
+            status = stop.status.map(|s| s.as_u16()),
             retry_after_ms = stop.retry_after.map(|d| d.as_millis() as u64),
+            reason = ?stop.reason,
             "not sending: the server asked clients to wait longer than this request may"
         );
         RetryError::CoolingDown {
@@ -474,8 +490,12 @@ impl<B: Body, P> Bookkeeping<B, P> {
             Decision::Stop => Stop::at(StopReason::Final),
             Decision::Retry => match self.retry(hint) {
                 Ok((at, body)) => {
-                    crate::trace::debug!(
+                    event_at!(
+                        self.shared.settings.levels.retry,
+                        http.request.method = %self.head.method,
+                        url = %Target(&self.head.uri),
                         attempt = self.attempts,
+                        http.request.resend_count = self.attempts,
                         status = status.as_u16(),
                         code = res
                             .extensions()
@@ -494,9 +514,22 @@ impl<B: Body, P> Bookkeeping<B, P> {
                 Err(stop) => stop,
             },
         };
-        crate::trace::debug!(
+        let level = if stop.reason == StopReason::Final {
+            crate::trace::Levels::DEBUG
+        } else {
+            self.shared.settings.levels.give_up
+        };
+        event_at!(
+            level,
+            http.request.method = %self.head.method,
+            url = %Target(&self.head.uri),
             attempts = self.attempts,
             status = status.as_u16(),
+            code = res
+                .extensions()
+                .get::<ApiError>()
+                .map(|e| e.code().as_str()),
+            hint_ms = self.last_hint.map(|h| h.as_millis() as u64),
             reason = ?stop.reason,
             "returning the response"
         );
@@ -530,8 +563,12 @@ impl<B: Body, P> Bookkeeping<B, P> {
             Decision::Stop => Stop::at(StopReason::Final),
             Decision::Retry => match self.retry(None) {
                 Ok((at, body)) => {
-                    crate::trace::debug!(
+                    event_at!(
+                        self.shared.settings.levels.retry,
+                        http.request.method = %self.head.method,
+                        url = %Target(&self.head.uri),
                         attempt = self.attempts,
+                        http.request.resend_count = self.attempts,
                         failure = ?failure,
                         wait_ms = at.saturating_duration_since(Instant::now()).as_millis() as u64,
                         "retrying after a failed attempt"
@@ -545,7 +582,20 @@ impl<B: Body, P> Bookkeeping<B, P> {
                 Err(stop) => stop,
             },
         };
-        crate::trace::debug!(attempts = self.attempts, failure = ?failure, reason = ?stop.reason, "giving up");
+        let level = if stop.reason == StopReason::Final && self.attempts == 1 {
+            crate::trace::Levels::DEBUG
+        } else {
+            self.shared.settings.levels.give_up
+        };
+        event_at!(
+            level,
+            http.request.method = %self.head.method,
+            url = %Target(&self.head.uri),
+            attempts = self.attempts,
+            failure = ?failure,
+            reason = ?stop.reason,
+            "giving up after a failed attempt"
+        );
         let info = self.info(stop.reason, stop.retry_after);
         Next::Return(Err(match error {
             Some(error) => RetryError::Transport { error, info },

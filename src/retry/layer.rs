@@ -28,6 +28,7 @@ pub(super) struct Settings {
     pub(super) replay_limit: usize,
     pub(super) drain_limit: usize,
     pub(super) drain_timeout: Duration,
+    pub(super) levels: crate::trace::Levels,
 }
 
 /// What every clone of a layer, and every service and future built from it, shares.
@@ -163,6 +164,7 @@ impl Default for RetryBuilder {
                 replay_limit: 64 * 1024,
                 drain_limit: 64 * 1024,
                 drain_timeout: Duration::from_millis(100),
+                levels: crate::trace::Levels::default(),
             },
             max_cooldown: None,
             budget: Some((0.2, 10)),
@@ -319,6 +321,18 @@ impl RetryBuilder {
     /// longer hint, until [`max_cooldown`](Self::max_cooldown) and a probe (default: yes).
     pub fn shared_cooldown(mut self, yes: bool) -> Self {
         self.shared_cooldown = yes;
+        self
+    }
+
+    /// The levels of the layer's `tracing` events: `retry` for a retry or a request held by a
+    /// gate or the pacing (default DEBUG), `give_up` for a request returned or failed because
+    /// retrying was not possible (attempts, budget, a hint too long, a deadline, a shut gate,
+    /// a body that cannot be replayed) or a transport error returned after retries (default
+    /// WARN). Each event carries the method, the URL without its query, the attempt, and the
+    /// status, error code, wait and reason that apply.
+    #[cfg(feature = "tracing")]
+    pub fn trace_levels(mut self, retry: tracing::Level, give_up: tracing::Level) -> Self {
+        self.settings.levels = crate::trace::Levels { retry, give_up };
         self
     }
 
