@@ -106,6 +106,41 @@ async fn no_hint_however_long_locks_the_origin_out() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_paced_partition_is_not_locked_out_by_a_long_hint_either() {
+    // Paced at a stated 4 a second, then a 429 asking for an hour: the pacing must not hold
+    // the partition longer than the gate may (it held it for the hour before).
+    let api = Emulator::builder().no_rate_limit().build();
+    let layer = exact()
+        .max_cooldown(5 * S)
+        .rate_limit_headers(true)
+        .build()
+        .unwrap();
+    api.push(
+        Reply::rate_limited(1)
+            .header("ratelimit", "\"default\";r=0;t=1")
+            .header("ratelimit-policy", "\"default\";q=4;w=1"),
+    );
+    let res = stack_of(&layer, &api).oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    api.push(Reply::rate_limited(3600));
+    let res = stack_of(&layer, &api).oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(info(&res).stop_reason(), StopReason::HintTooLong);
+    let err = stack_of(&layer, &api)
+        .oneshot(get("/v1/x"))
+        .await
+        .unwrap_err();
+    assert_eq!(cooling(&err).1, 3600 * S);
+
+    // After max_cooldown, the probe goes and its 200 reopens the partition.
+    tokio::time::advance(5 * S).await;
+    let start = Instant::now();
+    let res = stack_of(&layer, &api).oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(start.elapsed() <= S, "{:?}", start.elapsed());
+    assert_eq!(api.request_count(), 4);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_probe_that_meets_another_long_hint_shuts_the_gate_again() {
     let api = Emulator::new();
     let layer = exact().max_cooldown(2 * S).build().unwrap();

@@ -282,9 +282,10 @@ impl State {
                     held.gate = None;
                 }
                 if pace {
+                    // Capped as the gate is: no pacing holds a partition past max_cooldown.
                     let throttle = Throttle {
                         now,
-                        reopen: asked,
+                        reopen: later(now, hint.min(self.max_cooldown)),
                         quota,
                     };
                     match &mut held.pacer {
