@@ -72,6 +72,7 @@
 //! | `tracing` | yes | `tracing` events for the layers' decisions (never with the key) |
 //! | `mock` | no | [`mock`]: the embedded emulator, in process and on loopback |
 //! | `decompress` | no | the classifier decodes gzip-, deflate- and br-encoded error bodies (pulls `flate2`, `brotli-decompressor`) |
+//! | `metrics` | no | counters, a histogram and a gauge of the retry layer's decisions through the `metrics` facade (pulls `metrics`; names in the README) |
 //! | `reqwest` | no | [`reqwest`](mod@reqwest): a transport over `reqwest::Client` and a `reqwest_middleware::Middleware` (pulls `reqwest` without TLS, `reqwest-middleware`) |
 //! | `full` | no | all of the above |
 //!

@@ -207,6 +207,7 @@ where
                                 wait_ms = at.saturating_duration_since(now).as_millis() as u64,
                                 "holding the request for the partition's gate or pacing"
                             );
+                            super::metrics::held(at.saturating_duration_since(now));
                             this.state.set(State::Waiting {
                                 sleep: Box::pin(sleep_until(at)),
                                 started: now,
@@ -240,6 +241,7 @@ where
                         match this.service.poll_ready(cx) {
                             Poll::Pending => return Poll::Pending,
                             Poll::Ready(Err(error)) => {
+                                super::metrics::request("transport_error");
                                 let info = this.request.info(StopReason::Final, None);
                                 this.state.set(State::Done);
                                 return Poll::Ready(Err(RetryError::Transport { error, info }));
@@ -389,6 +391,7 @@ impl<B: Body, P> Bookkeeping<B, P> {
             reason = ?stop.reason,
             "not sending: the server asked clients to wait longer than this request may"
         );
+        super::metrics::request(super::metrics::failure_outcome(false, stop.reason));
         RetryError::CoolingDown {
             status: stop.status.unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
             info: self.info(stop.reason, stop.retry_after),
@@ -505,6 +508,10 @@ impl<B: Body, P> Bookkeeping<B, P> {
                         wait_ms = at.saturating_duration_since(Instant::now()).as_millis() as u64,
                         "retrying after a response"
                     );
+                    super::metrics::retry_after_response(
+                        status,
+                        at.saturating_duration_since(Instant::now()),
+                    );
                     return Next::Retry {
                         at,
                         body,
@@ -533,6 +540,7 @@ impl<B: Body, P> Bookkeeping<B, P> {
             reason = ?stop.reason,
             "returning the response"
         );
+        super::metrics::request(super::metrics::response_outcome(status, stop.reason));
         // Only when something happened: a plain single attempt costs no extension (the map,
         // its table and a box); `ResponseExt::retry_info` gives the same record without it.
         let info = self.info(stop.reason, stop.retry_after);
@@ -573,6 +581,10 @@ impl<B: Body, P> Bookkeeping<B, P> {
                         wait_ms = at.saturating_duration_since(Instant::now()).as_millis() as u64,
                         "retrying after a failed attempt"
                     );
+                    super::metrics::retry_after_failure(
+                        failure,
+                        at.saturating_duration_since(Instant::now()),
+                    );
                     return Next::Retry {
                         at,
                         body,
@@ -596,6 +608,10 @@ impl<B: Body, P> Bookkeeping<B, P> {
             reason = ?stop.reason,
             "giving up after a failed attempt"
         );
+        super::metrics::request(super::metrics::failure_outcome(
+            error.is_none(),
+            stop.reason,
+        ));
         let info = self.info(stop.reason, stop.retry_after);
         Next::Return(Err(match error {
             Some(error) => RetryError::Transport { error, info },

@@ -131,6 +131,7 @@ mod future;
 pub(crate) mod hints;
 mod info;
 mod layer;
+mod metrics;
 mod pacer;
 mod plan;
 mod policy;

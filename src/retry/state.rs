@@ -38,6 +38,19 @@ pub(crate) struct Partition {
     credential: u128,
 }
 
+impl Partition {
+    /// How metrics name the partition: its origin and the first 32 bits of the keyed
+    /// credential hash (random per layer, so it names nothing outside this process).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn label(&self) -> String {
+        let short = (self.credential >> 96) as u32;
+        match &self.origin {
+            Some(origin) => format!("{origin}#{short:08x}"),
+            None => format!("-#{short:08x}"),
+        }
+    }
+}
+
 /// What an attempt's outcome tells the shared state.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Signal {
@@ -194,14 +207,22 @@ impl State {
             if let Some(held) = held {
                 if slot && let Some(pacer) = &mut held.pacer {
                     pacer.take(at);
+                    if let Some(partition) = &partition {
+                        super::metrics::paced_rate(partition, pacer.rate_at(at));
+                    }
                 }
                 if probe && let Some(gate) = &mut held.gate {
                     gate.probe = Some(later(now, self.max_cooldown));
+                    super::metrics::probe();
                 }
             }
             if spend && let Some(budget) = &self.budget {
                 budget.spend();
             }
+        } else if let Plan::Stop(stop) = &plan
+            && stop.reason == super::StopReason::BudgetExhausted
+        {
+            super::metrics::budget_refused();
         }
         plan
     }
@@ -278,6 +299,7 @@ impl State {
                         },
                         _ => fresh,
                     });
+                    super::metrics::gate_closed(status);
                 } else if probe {
                     held.gate = None;
                 }
@@ -294,6 +316,9 @@ impl State {
                             let (admitted, since) = quiet;
                             held.pacer = Pacer::start(throttle, admitted, since, self.max_cooldown);
                         }
+                    }
+                    if let Some(pacer) = &held.pacer {
+                        super::metrics::paced_rate(&partition, pacer.rate_at(now));
                     }
                 }
             }
@@ -317,6 +342,7 @@ impl State {
                         pacer.admitted();
                         if let Some(rate) = follow {
                             pacer.follow(rate);
+                            super::metrics::paced_rate(&partition, pacer.rate_at(now));
                         }
                     }
                 }
@@ -348,9 +374,11 @@ impl State {
     fn tidy(&self, table: &mut Table, partition: &Partition, now: Instant) {
         if table.swept.is_none_or(|at| now >= later(at, SWEEP)) {
             table.swept = Some(now);
-            table.held.retain(|_, held| held.expire(now));
+            table
+                .held
+                .retain(|partition, held| held.expire(partition, now));
         } else if let Some(held) = table.held.get_mut(partition)
-            && !held.expire(now)
+            && !held.expire(partition, now)
         {
             table.held.remove(partition);
         }
@@ -378,12 +406,13 @@ impl State {
 
 impl Held {
     /// Drops what has expired at `now`; whether anything is still held.
-    fn expire(&mut self, now: Instant) -> bool {
+    fn expire(&mut self, partition: &Partition, now: Instant) -> bool {
         if self.gate.is_some_and(|gate| now >= gate.asked) {
             self.gate = None;
         }
         if self.pacer.as_ref().is_some_and(|p| p.ended(now)) {
             self.pacer = None;
+            super::metrics::paced_rate(partition, 0.0);
         }
         self.gate.is_some() || self.pacer.is_some()
     }
