@@ -18,6 +18,9 @@
 //! `ReplayBody<B>` yields `Bytes` and fails with a `BoxError`, which most clients take as is.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,6 +34,12 @@ use tower_infoplug::reqwest::ReqwestTransport;
 use tower_infoplug::retry::ReplayBody;
 use tower_infoplug::{ApiKey, InfoPlugLayer, ResponseExt};
 
+const USAGE: &str = "usage: custom_transport
+
+Runs the whole stack over an in-memory transport built with service_fn, then over
+ReqwestTransport against the emulator on loopback, and prints what each saw. Takes no
+arguments.";
+
 fn layer() -> InfoPlugLayer {
     InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), "http://api.test")
         .retry(|r| r.backoff(Duration::from_millis(20), Duration::from_millis(100)))
@@ -40,6 +49,9 @@ fn layer() -> InfoPlugLayer {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if support::help_or_no_args(USAGE)? {
+        return Ok(());
+    }
     // 1. An in-memory transport that records what it is sent and rate-limits the first
     //    attempt (a 429 is retried even for a POST: the server did no work).
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();

@@ -27,12 +27,24 @@ async fn main() -> ExitCode {
     }
 }
 
+const USAGE: &str = "usage: emulator [--listen IP:PORT] [--credits N] [--rate-limit PER_SECOND]
+
+Serves the embedded InfoPlug emulator (default 127.0.0.1:3000) until Ctrl-C. It accepts the
+key it prints; --credits starts the account with N credits (a 402 once they are spent);
+--rate-limit answers 429 with Retry-After past PER_SECOND requests a second.";
+
 async fn run() -> Result<(), String> {
     let mut listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 3000));
     let mut builder = Emulator::builder();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        if matches!(flag.as_str(), "-h" | "--help") {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        let value = args
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n\n{USAGE}"))?;
         match flag.as_str() {
             "--listen" => {
                 listen = value
@@ -52,7 +64,7 @@ async fn run() -> Result<(), String> {
                     .map_err(|_| format!("--rate-limit: {value:?} is not a number"))?;
                 builder = builder.rate_limit(per_second, Duration::from_secs(1));
             }
-            other => return Err(format!("unknown argument {other:?}")),
+            other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
         }
     }
     let emulator = builder.build();

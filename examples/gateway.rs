@@ -41,12 +41,12 @@ use http::{Extensions, StatusCode, Uri, Version};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use tower::{Layer, ServiceExt};
-use tower_infoplug::auth::Auth;
-use tower_infoplug::classify::Classify;
-use tower_infoplug::retry::{ReplayBody, Retry, RetryError};
-use tower_infoplug::{ApiKey, AuthHeader, ErrorCode, InfoPlugLayer, ResponseExt};
+use tower_infoplug::{
+    ApiKey, AuthHeader, ErrorCode, InfoPlugLayer, InfoPlugService, ReplayBody, ResponseExt,
+    RetryError,
+};
 
-type Upstream = Retry<Classify<Auth<Client<HttpConnector, ReplayBody<Body>>>>>;
+type Upstream = InfoPlugService<Client<HttpConnector, ReplayBody<Body>>>;
 
 const USAGE: &str = "usage: gateway --listen ADDR --upstream URL [--max-attempts N] \
                      [--max-retry-after SECS] [--max-cooldown SECS] \
@@ -71,7 +71,8 @@ fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{flag}: {value:?} is not a number of seconds"))
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+/// The arguments, or `None` for `--help`.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     let (mut listen, mut upstream) = (None, None);
     let (mut max_attempts, mut max_retry_after, mut max_cooldown) = (None, None, None);
     let mut auth_header = AuthHeader::api_key();
@@ -112,18 +113,18 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                     }
                 }
             }
-            "-h" | "--help" => return Err(USAGE.to_owned()),
+            "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
-    Ok(Args {
+    Ok(Some(Args {
         listen: listen.ok_or_else(|| format!("--listen is required\n{USAGE}"))?,
         upstream: upstream.ok_or_else(|| format!("--upstream is required\n{USAGE}"))?,
         max_attempts,
         max_retry_after,
         max_cooldown,
         auth_header,
-    })
+    }))
 }
 
 #[derive(Clone)]
@@ -145,7 +146,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), String> {
-    let args = parse_args(std::env::args().skip(1))?;
+    let Some(args) = parse_args(std::env::args().skip(1))? else {
+        println!("{USAGE}");
+        return Ok(());
+    };
     // The error names the variable and the problem, never the value.
     let key = ApiKey::from_env().map_err(|err| format!("cannot use the API key: {err}"))?;
     let mut stack = InfoPlugLayer::builder(key, &args.upstream).header(args.auth_header);

@@ -48,10 +48,17 @@ fn example(name: &str) -> PathBuf {
 
 /// Runs an example to its end (within a minute), returning its standard output.
 async fn run_to_end(name: &str) -> String {
+    run_with(name, &[], &[]).await
+}
+
+/// Runs an example with `args` and only the `env` variables of ours it is given.
+async fn run_with(name: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let mut command = Command::new(example(name));
     command
+        .args(args)
         .env_remove("INFOPLUG_BASE_URL")
-        .env_remove("INFOPLUG_API_KEY");
+        .env_remove("INFOPLUG_API_KEY")
+        .envs(env.iter().copied());
     let out = tokio::time::timeout(Duration::from_secs(60), command.output())
         .await
         .expect("finishes within a minute")
@@ -129,6 +136,95 @@ async fn the_hyper_client_talks_to_a_started_emulator_by_default() {
     assert!(
         out.contains("400 Bad Request after 1 attempt(s)") && out.contains("limit_out_of_range"),
         "{out}"
+    );
+}
+
+/// The emulator behind a TLS acceptor on loopback, with a self-signed certificate for
+/// 127.0.0.1; the certificate's PEM is written to `pem`.
+async fn tls_emulator(api: Emulator, pem: &std::path::Path) -> String {
+    use tokio_rustls::rustls::ServerConfig;
+    use tokio_rustls::rustls::pki_types::PrivatePkcs8KeyDer;
+
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    std::fs::write(pem, cert.cert.pem()).unwrap();
+    let key = PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der());
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key.into())
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        // Bounded: the example makes two requests on at most two connections.
+        for _ in 0..4 {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, api) = (acceptor.clone(), api.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |req| {
+                    let api = api.clone();
+                    async move { Ok::<_, std::convert::Infallible>(api.handle(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    format!("https://{addr}")
+}
+
+#[tokio::test]
+async fn the_hyper_client_speaks_https_through_rustls() {
+    let api = Emulator::new();
+    let pem = std::env::temp_dir().join(format!("infoplug-test-{}.pem", std::process::id()));
+    let base = tls_emulator(api.clone(), &pem).await;
+    let out = run_with(
+        "hyper_client",
+        &[],
+        &[
+            ("INFOPLUG_BASE_URL", &base),
+            ("INFOPLUG_API_KEY", TEST_KEY),
+            ("SSL_CERT_FILE", pem.to_str().unwrap()),
+        ],
+    )
+    .await;
+    let _ = std::fs::remove_file(&pem);
+    assert!(out.contains(&format!("talking to {base}")), "{out}");
+    assert!(out.contains("200 OK after 1 attempt(s): ok"), "{out}");
+    let seen = api.requests();
+    assert_eq!(seen.len(), 2, "{out}");
+    assert!(
+        seen.iter()
+            .all(|r| r.header("x-infoplug-api-key") == Some(TEST_KEY))
+    );
+}
+
+#[tokio::test]
+async fn every_example_answers_help_with_its_usage() {
+    for name in [
+        "quickstart",
+        "hyper_client",
+        "emulator",
+        "gateway",
+        "custom_transport",
+    ] {
+        let out = run_with(name, &["--help"], &[]).await;
+        assert!(out.starts_with("usage: "), "{name}: {out}");
+    }
+    #[cfg(feature = "reqwest")]
+    assert!(
+        run_with("quickstart_reqwest", &["--help"], &[])
+            .await
+            .starts_with("usage: ")
     );
 }
 
