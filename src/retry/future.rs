@@ -129,7 +129,10 @@ where
         shared: Arc<Shared>,
         deadline: Option<Instant>,
     ) -> Self {
-        let (head, body) = req.into_parts();
+        let (mut head, body) = req.into_parts();
+        if shared.settings.idempotency_keys {
+            super::idempotency::ensure_key(&mut head);
+        }
         let (replay, first) = Replay::start(body, shared.settings.replay_limit);
         // The common case, nothing throttled anywhere: straight to sending, no planning.
         let state = if shared.state.throttled() {

@@ -29,6 +29,7 @@ pub(super) struct Settings {
     pub(super) drain_limit: usize,
     pub(super) drain_timeout: Duration,
     pub(super) levels: crate::trace::Levels,
+    pub(super) idempotency_keys: bool,
 }
 
 /// What every clone of a layer, and every service and future built from it, shares.
@@ -165,6 +166,7 @@ impl Default for RetryBuilder {
                 drain_limit: 64 * 1024,
                 drain_timeout: Duration::from_millis(100),
                 levels: crate::trace::Levels::default(),
+                idempotency_keys: false,
             },
             max_cooldown: None,
             budget: Some((0.2, 10)),
@@ -245,6 +247,15 @@ impl RetryBuilder {
     /// more precise form of the same hint, under the same cap and floor rules (default: on).
     pub fn retry_after_ms(mut self, yes: bool) -> Self {
         self.settings.hint_fields.retry_after_ms = yes;
+        self
+    }
+
+    /// Gives every POST and PATCH without an `Idempotency-Key` one (a random UUID), generated
+    /// once and sent with every attempt (default: off). The decision table then retries it
+    /// as it retries a GET: a 500, a 502, a 504, a 503 without a hint, a failure after
+    /// sending. Only for an API that de-duplicates on the key; a caller's own key is kept.
+    pub fn idempotency_keys(mut self, yes: bool) -> Self {
+        self.settings.idempotency_keys = yes;
         self
     }
 

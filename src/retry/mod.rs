@@ -129,6 +129,7 @@ mod deadline;
 mod error;
 mod future;
 pub(crate) mod hints;
+mod idempotency;
 mod info;
 mod layer;
 mod metrics;

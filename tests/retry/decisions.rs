@@ -145,3 +145,50 @@ async fn a_slow_attempt_is_timed_out_and_retried() {
     assert!(matches!(err, RetryError::TimedOut { .. }), "{err}");
     assert_eq!(err.info().attempts(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn opted_in_idempotency_keys_make_a_post_retryable_with_one_key() {
+    let post = || {
+        Request::post("/v1/search")
+            .body(Full::new(Bytes::from_static(b"{\"q\":1}")))
+            .unwrap()
+    };
+    let api = Emulator::new();
+
+    // Off (the default): a POST's 500 is final and carries no key.
+    api.push(Reply::status(500));
+    let res = stack(&api, exact()).oneshot(post()).await.unwrap();
+    assert_eq!(res.status(), 500);
+    let seen = api.take_requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header("idempotency-key"), None);
+
+    // On: retried, every attempt with the same generated key; the next request gets another.
+    let client = stack(&api, exact().idempotency_keys(true));
+    for _ in 0..2 {
+        api.push_all([Reply::status(500), Reply::status(502)]);
+        let res = client.clone().oneshot(post()).await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let keys: Vec<_> = api
+        .take_requests()
+        .iter()
+        .map(|r| r.header("idempotency-key").unwrap().to_owned())
+        .collect();
+    assert_eq!(keys.len(), 6);
+    assert!(keys[..3].iter().all(|k| *k == keys[0]) && keys[3..].iter().all(|k| *k == keys[3]));
+    assert_ne!(keys[0], keys[3]);
+
+    // A caller's own key is kept; a GET gets none.
+    api.push(Reply::status(500));
+    let own = Request::post("/v1/search")
+        .header("idempotency-key", "order-42")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap();
+    client.clone().oneshot(own).await.unwrap();
+    client.clone().oneshot(get("/v1/x")).await.unwrap();
+    let seen = api.take_requests();
+    assert_eq!(seen[0].header("idempotency-key"), Some("order-42"));
+    assert_eq!(seen[1].header("idempotency-key"), Some("order-42"));
+    assert_eq!(seen[2].header("idempotency-key"), None);
+}
