@@ -1,10 +1,12 @@
 //! Counters, a histogram and a gauge through the `metrics` facade (feature `metrics`); every
-//! function is an empty inline one without it.
+//! function is an empty inline one without it. Labels are literals wherever they can be, so
+//! the facade keeps their keys in statics and counting allocates nothing (the allocation test
+//! runs with every feature).
 //!
 //! | name | kind | labels |
 //! |---|---|---|
 //! | `infoplug_requests_total` | counter | `outcome`: `ok`, `error_response`, `transport_error`, `timed_out`, or the stop reason (`attempts_exhausted`, `budget_exhausted`, `hint_too_long`, `deadline_too_close`, `cooling_down`, `body_not_replayable`) |
-//! | `infoplug_retries_total` | counter | `reason`: the status retried (`429`, `503`, ...) or the failure (`never_sent`, `response_phase`, `timed_out`) |
+//! | `infoplug_retries_total` | counter | `reason`: the status retried (`429`, `500`, `502`, `503`, `504`, else `4xx` or `5xx`) or the failure (`never_sent`, `response_phase`, `timed_out`) |
 //! | `infoplug_gate_closures_total` | counter | `status`: `429` or `503` |
 //! | `infoplug_probes_total` | counter | |
 //! | `infoplug_budget_refusals_total` | counter | |
@@ -21,11 +23,42 @@ use super::StopReason;
 use super::policy::Failure;
 use super::state::Partition;
 
+/// Calls `$metric!($name, $key => <literal>)` for the literal that equals `$value`: with
+/// literal labels the facade keeps the key in a static, so counting allocates nothing.
+#[cfg(feature = "metrics")]
+macro_rules! labelled {
+    ($metric:ident, $name:literal, $key:literal, $value:expr, [$($label:literal),+ $(,)?]) => {
+        match $value {
+            $($label => Some(metrics::$metric!($name, $key => $label)),)+
+            _ => None,
+        }
+    };
+}
+
 /// The request ended: `outcome` as the table above names it.
 #[inline]
 pub(crate) fn request(outcome: &'static str) {
     #[cfg(feature = "metrics")]
-    metrics::counter!("infoplug_requests_total", "outcome" => outcome).increment(1);
+    if let Some(counter) = labelled!(
+        counter,
+        "infoplug_requests_total",
+        "outcome",
+        outcome,
+        [
+            "ok",
+            "error_response",
+            "transport_error",
+            "timed_out",
+            "attempts_exhausted",
+            "budget_exhausted",
+            "hint_too_long",
+            "deadline_too_close",
+            "cooling_down",
+            "body_not_replayable",
+        ]
+    ) {
+        counter.increment(1);
+    }
 }
 
 /// The outcome label of a final response.
@@ -58,14 +91,51 @@ fn stop_label(reason: StopReason) -> &'static str {
     }
 }
 
+/// A status as a label: the ones the decision table retries by name, any other by class.
+#[cfg(feature = "metrics")]
+fn status_label(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+#[cfg(feature = "metrics")]
+fn retried(reason: &'static str) {
+    if let Some(counter) = labelled!(
+        counter,
+        "infoplug_retries_total",
+        "reason",
+        reason,
+        [
+            "429",
+            "500",
+            "502",
+            "503",
+            "504",
+            "4xx",
+            "5xx",
+            "never_sent",
+            "response_phase",
+            "timed_out",
+        ]
+    ) {
+        counter.increment(1);
+    }
+}
+
 /// A retry was scheduled after a response with `status`, to go after `wait`.
 #[inline]
 pub(crate) fn retry_after_response(status: StatusCode, wait: Duration) {
     #[cfg(feature = "metrics")]
     {
-        let reason = status.as_str().to_owned();
-        metrics::counter!("infoplug_retries_total", "reason" => reason).increment(1);
-        waited("retry", wait);
+        retried(status_label(status));
+        metrics::histogram!("infoplug_wait_seconds", "cause" => "retry").record(wait.as_secs_f64());
     }
 }
 
@@ -74,13 +144,12 @@ pub(crate) fn retry_after_response(status: StatusCode, wait: Duration) {
 pub(crate) fn retry_after_failure(failure: Failure, wait: Duration) {
     #[cfg(feature = "metrics")]
     {
-        let reason = match failure {
+        retried(match failure {
             Failure::NeverSent => "never_sent",
             Failure::ResponsePhase => "response_phase",
             Failure::TimedOut => "timed_out",
-        };
-        metrics::counter!("infoplug_retries_total", "reason" => reason).increment(1);
-        waited("retry", wait);
+        });
+        metrics::histogram!("infoplug_wait_seconds", "cause" => "retry").record(wait.as_secs_f64());
     }
 }
 
@@ -88,21 +157,21 @@ pub(crate) fn retry_after_failure(failure: Failure, wait: Duration) {
 #[inline]
 pub(crate) fn held(wait: Duration) {
     #[cfg(feature = "metrics")]
-    waited("hold", wait);
-}
-
-#[cfg(feature = "metrics")]
-fn waited(cause: &'static str, wait: Duration) {
-    metrics::histogram!("infoplug_wait_seconds", "cause" => cause).record(wait.as_secs_f64());
+    metrics::histogram!("infoplug_wait_seconds", "cause" => "hold").record(wait.as_secs_f64());
 }
 
 /// A 429 or 503 shut (or kept shut) a partition's gate.
 #[inline]
 pub(crate) fn gate_closed(status: StatusCode) {
     #[cfg(feature = "metrics")]
-    {
-        let status = status.as_str().to_owned();
-        metrics::counter!("infoplug_gate_closures_total", "status" => status).increment(1);
+    if let Some(counter) = labelled!(
+        counter,
+        "infoplug_gate_closures_total",
+        "status",
+        status_label(status),
+        ["429", "503"]
+    ) {
+        counter.increment(1);
     }
 }
 
@@ -120,7 +189,8 @@ pub(crate) fn budget_refused() {
     metrics::counter!("infoplug_budget_refusals_total").increment(1);
 }
 
-/// The partition's paced rate, in requests a second (0: no longer paced).
+/// The partition's paced rate, in requests a second (0: no longer paced). Only while a
+/// partition is paced; its label is built then.
 #[inline]
 pub(crate) fn paced_rate(partition: &Partition, rate: f64) {
     #[cfg(feature = "metrics")]
