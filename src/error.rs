@@ -7,7 +7,7 @@ use std::fmt;
 /// Every user-supplied value is checked once, when it is built, so the request path never has to
 /// re-validate. The message says what was wrong and how to fix it; it never contains key
 /// material (an API key is described by its problem, never quoted).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// The API key is empty.
@@ -72,6 +72,11 @@ impl fmt::Display for ConfigError {
                 "the API key is {len} bytes long, more than the {} bytes allowed",
                 crate::MAX_KEY_LEN
             ),
+            Self::MissingEnvVar { name } if name == "INFOPLUG_BASE_URL" => write!(
+                f,
+                "the environment variable {name} is not set: set it to the API's base URL \
+                 (or an emulator's, such as http://127.0.0.1:3000)"
+            ),
             Self::MissingEnvVar { name } => {
                 write!(f, "the environment variable {name} is not set")
             }
@@ -94,4 +99,37 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// The sentence, as `Display` gives it: `fn main() -> Result<(), Box<dyn Error>>` prints an
+/// error's `Debug`, and a missing variable should read as one.
+impl fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_base_url_reads_as_a_sentence_in_debug_too() {
+        let err = ConfigError::MissingEnvVar {
+            name: "INFOPLUG_BASE_URL".into(),
+        };
+        let text = format!("{err:?}");
+        assert_eq!(text, err.to_string());
+        assert!(
+            text.starts_with("the environment variable INFOPLUG_BASE_URL is not set: set it to"),
+            "{text}"
+        );
+        let err = ConfigError::MissingEnvVar {
+            name: "INFOPLUG_API_KEY".into(),
+        };
+        assert_eq!(
+            format!("{err:?}"),
+            "the environment variable INFOPLUG_API_KEY is not set"
+        );
+    }
+}

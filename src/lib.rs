@@ -79,6 +79,8 @@
 //! The embedded emulator (`mock`) is what the examples and the integration tests run
 //! against; run them with `cargo test --all-features`.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 #[cfg(any(feature = "auth", feature = "classify"))]
 #[macro_use]
 mod macros;

@@ -53,6 +53,8 @@ pub type InfoPlugService<S> = Retry<Classify<Auth<S>>>;
 /// ```
 #[derive(Clone)]
 pub struct InfoPlugLayer {
+    /// The base URL without trailing slashes.
+    base_url: std::sync::Arc<str>,
     retry: RetryLayer,
     classify: ClassifyLayer,
     auth: AuthLayer,
@@ -96,6 +98,32 @@ impl InfoPlugLayer {
     pub fn origin(&self) -> Option<&Origin> {
         self.auth.origin()
     }
+
+    /// The base URL the layer was built with, without trailing slashes.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The URI of `path_and_query` under the base URL, with exactly one `/` between them
+    /// whatever slashes the two bring: `https://api.infoplug.io/` and `/v1/profile` give
+    /// `https://api.infoplug.io/v1/profile`.
+    ///
+    /// ```
+    /// use tower_infoplug::{ApiKey, InfoPlugLayer};
+    ///
+    /// let layer = InfoPlugLayer::new(ApiKey::new("ip_live_key")?, "https://api.infoplug.io/")?;
+    /// assert_eq!(layer.uri("/v1/profile?x=1")?, "https://api.infoplug.io/v1/profile?x=1");
+    /// assert_eq!(layer.uri("v1/jobs")?, "https://api.infoplug.io/v1/jobs");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn uri(&self, path_and_query: &str) -> Result<http::Uri, http::uri::InvalidUri> {
+        format!(
+            "{}/{}",
+            self.base_url,
+            path_and_query.trim_start_matches('/')
+        )
+        .parse()
+    }
 }
 
 impl<S> Layer<S> for InfoPlugLayer {
@@ -110,6 +138,7 @@ impl<S> Layer<S> for InfoPlugLayer {
 impl fmt::Debug for InfoPlugLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InfoPlugLayer")
+            .field("base_url", &self.base_url)
             .field("retry", &self.retry)
             .field("classify", &self.classify)
             .field("auth", &self.auth)
@@ -150,6 +179,7 @@ impl InfoPlugBuilder {
     pub fn build(self) -> Result<InfoPlugLayer, ConfigError> {
         let origin = Origin::parse(&self.base_url)?;
         Ok(InfoPlugLayer {
+            base_url: self.base_url.trim_end_matches('/').into(),
             retry: self.retry.build()?,
             classify: self.classify.build()?,
             auth: AuthLayer::new(self.key)

@@ -94,6 +94,30 @@ impl AuthHeader {
 }
 
 /// Adds the API key to requests. See the [module docs](crate::auth).
+///
+/// ```
+/// use http::{Request, Response};
+/// use tower::{Layer, ServiceExt, service_fn};
+/// use tower_infoplug::{ApiKey, AuthHeader, AuthLayer};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Echoes the Authorization header it receives.
+/// let transport = service_fn(|req: Request<()>| async move {
+///     Ok::<_, std::convert::Infallible>(Response::new(req.headers().get("authorization").cloned()))
+/// });
+/// let client = AuthLayer::new(ApiKey::new("ip_live_key")?)
+///     .header(AuthHeader::bearer())
+///     .for_origin("https://api.infoplug.io".parse()?)
+///     .layer(transport);
+///
+/// let req = Request::get("https://api.infoplug.io/v1/profile").body(())?;
+/// let sent = client.oneshot(req).await?.into_body().expect("stamped");
+/// assert_eq!(sent, "Bearer ip_live_key");
+/// assert!(sent.is_sensitive()); // never printed by a TraceLayer
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct AuthLayer {
     pub(super) config: Arc<Config>,

@@ -23,6 +23,28 @@ pub(super) struct Settings {
 
 /// Classifies 4xx/5xx responses into an [`ApiError`](crate::ApiError) extension. See the
 /// [module docs](crate::classify).
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::{Request, Response};
+/// use http_body_util::Full;
+/// use tower::{Layer, ServiceExt, service_fn};
+/// use tower_infoplug::{ClassifyLayer, ErrorCode, ResponseExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let transport = service_fn(|_: Request<()>| async {
+///     Response::builder()
+///         .status(402)
+///         .body(Full::new(Bytes::from_static(br#"{"message":"insufficient_credits"}"#)))
+/// });
+/// let res = ClassifyLayer::new().layer(transport).oneshot(Request::new(())).await?;
+/// let err = res.api_error().expect("a 402 is classified");
+/// assert_eq!(err.code(), &ErrorCode::InsufficientCredits);
+/// assert!(!err.is_retryable());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct ClassifyLayer {
     settings: Settings,

@@ -26,6 +26,28 @@ pub const TEST_KEY: &str = "ip_test_emulator_key";
 ///
 /// Clones share one state: script a reply on one clone, and the server or service built from
 /// another answers with it.
+///
+/// ```
+/// use http::Request;
+/// use tower::ServiceExt;
+/// use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let api = Emulator::builder().credits(10).build();
+/// api.push(Reply::rate_limited(2)); // the next request gets a 429, then the API answers
+///
+/// // In process, as a tower service...
+/// let req = Request::get("/v1/profile").header("x-infoplug-api-key", TEST_KEY).body(String::new())?;
+/// assert_eq!(api.clone().oneshot(req).await?.status(), 429);
+///
+/// // ... or on a loopback port, for a real HTTP client.
+/// let server = api.serve().await?;
+/// println!("try: curl -H 'x-infoplug-api-key: {TEST_KEY}' {}/v1/profile", server.base_url());
+/// assert_eq!(api.request_count(), 1);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Emulator {
     shared: Arc<Shared>,

@@ -34,6 +34,26 @@ pin_project! {
     ///
     /// A handle from an attempt that was given up fails with an error when polled, rather
     /// than taking frames meant for the current attempt.
+    ///
+    /// The transport under the retry layer receives `Request<ReplayBody<B>>`; build hyper's
+    /// client for it:
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use hyper_util::client::legacy::{Client, connect::HttpConnector};
+    /// use hyper_util::rt::TokioExecutor;
+    /// use tower::Layer;
+    /// use tower_infoplug::{ApiKey, InfoPlugLayer, InfoPlugService, ReplayBody};
+    ///
+    /// type Transport = Client<HttpConnector, ReplayBody<Full<Bytes>>>;
+    ///
+    /// let transport: Transport = Client::builder(TokioExecutor::new()).build_http();
+    /// let layer = InfoPlugLayer::new(ApiKey::new("ip_live_key")?, "http://127.0.0.1:3000")?;
+    /// let client: InfoPlugService<Transport> = layer.layer(transport);
+    /// # let _ = client;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub struct ReplayBody<B> {
         #[pin]
         kind: Kind<B>,

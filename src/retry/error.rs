@@ -7,6 +7,29 @@ use super::RetryInfo;
 ///
 /// Responses of any status are returned as `Ok` (with a [`RetryInfo`] in their extensions);
 /// this error is for requests that ended without one.
+///
+/// ```
+/// use std::io;
+/// use http::{Request, Response};
+/// use tower::{Layer, ServiceExt, service_fn};
+/// use tower_infoplug::{RetryError, RetryLayer};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// // A server that refuses every connection.
+/// let transport = service_fn(|_req: Request<_>| async {
+///     Err::<Response<String>, _>(io::Error::from(io::ErrorKind::ConnectionRefused))
+/// });
+/// let client = RetryLayer::new().layer(transport);
+/// match client.oneshot(Request::new(String::new())).await {
+///     Err(RetryError::Transport { error, info }) => {
+///         assert_eq!(error.kind(), io::ErrorKind::ConnectionRefused);
+///         assert_eq!(info.attempts(), 3); // never sent: retried up to max_attempts
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum RetryError<E> {

@@ -5,6 +5,27 @@ use std::time::Duration;
 /// [`RetryError`](super::RetryError). Read it with
 /// [`ResponseExt::retry_info`](crate::ResponseExt::retry_info), which gives the one-attempt
 /// record when the extension is absent.
+///
+/// ```
+/// use std::time::Duration;
+/// use http::{Request, Response};
+/// use tower::{Layer, ServiceExt, service_fn};
+/// use tower_infoplug::{ResponseExt, RetryLayer, StopReason};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Always a 429 asking for an hour: more than the layer will wait.
+/// let transport = service_fn(|_req: Request<_>| async {
+///     Response::builder().status(429).header("retry-after", "3600").body(String::new())
+/// });
+/// let res = RetryLayer::new().layer(transport).oneshot(Request::new(String::new())).await?;
+/// let info = res.retry_info();
+/// assert_eq!(info.attempts(), 1);
+/// assert_eq!(info.stop_reason(), StopReason::HintTooLong);
+/// assert_eq!(info.last_hint(), Some(Duration::from_secs(3600)));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryInfo {
     pub(super) attempts: u32,

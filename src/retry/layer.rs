@@ -62,6 +62,33 @@ impl fmt::Debug for Shared {
 ///
 /// Clones share one retry budget and one cooldown: build the layer once and use it (or
 /// services made from it) for every request to the API.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use http::{Request, Response};
+/// use http_body_util::Empty;
+/// use bytes::Bytes;
+/// use tower::{Layer, ServiceExt, service_fn};
+/// use tower_infoplug::{ResponseExt, RetryLayer};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // A 503 asking for a second, then a 200.
+/// static CALLS: AtomicUsize = AtomicUsize::new(0);
+/// let transport = service_fn(|_req| async {
+///     let busy = CALLS.fetch_add(1, Ordering::SeqCst) == 0;
+///     Response::builder()
+///         .status(if busy { 503 } else { 200 })
+///         .header("retry-after", "1")
+///         .body(Empty::<Bytes>::new())
+/// });
+/// let client = RetryLayer::new().layer(transport);
+/// let res = client.oneshot(Request::post("/v1/search").body(Empty::<Bytes>::new())?).await?;
+/// assert_eq!(res.status(), 200);
+/// assert_eq!(res.retry_info().attempts(), 2); // a POST's 503 with a hint is retried
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct RetryLayer<P = DefaultPolicy> {
     pub(super) shared: Arc<Shared>,
