@@ -457,3 +457,29 @@ async fn a_paced_partition_follows_the_quota_the_server_says_is_left() {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_response_says_what_is_left_of_the_quota() {
+    use tower_infoplug::ResponseExt;
+    let api = Emulator::builder()
+        .quota(Quota::fixed_window(3, 10 * S))
+        .rate_limit_headers(true)
+        .build();
+    let client = stack_of(&exact().build().unwrap(), &api);
+    let mut left = Vec::new();
+    for _ in 0..3 {
+        let res = client.clone().oneshot(get("/v1/x")).await.unwrap();
+        let status = res.rate_limit().expect("the emulator states its quota");
+        assert_eq!(status.limit(), Some(3));
+        assert!(status.reset().is_some_and(|r| r <= 10 * S));
+        left.push(status.remaining());
+    }
+    assert_eq!(left, [2, 1, 0]);
+    // Without the fields, nothing is made up.
+    let plain = Emulator::new();
+    let res = stack_of(&exact().build().unwrap(), &plain)
+        .oneshot(get("/v1/x"))
+        .await
+        .unwrap();
+    assert!(res.rate_limit().is_none());
+}
