@@ -178,9 +178,20 @@ impl InfoPlugBuilder {
     /// Checks everything and builds the layer.
     pub fn build(self) -> Result<InfoPlugLayer, ConfigError> {
         let origin = Origin::parse(&self.base_url)?;
+        #[cfg(feature = "redis")]
+        let retry = {
+            // A fleet names partitions by credential; the preset's requests carry none until
+            // the auth layer below stamps the key, so the key's hash tells fleets apart.
+            let mut sha = sha1_smol::Sha1::new();
+            sha.update(b"tower-infoplug key\0");
+            self.key.with_key(|key| sha.update(key.raw().as_bytes()));
+            self.retry.fleet_credential(&sha.digest().bytes())
+        };
+        #[cfg(not(feature = "redis"))]
+        let retry = self.retry;
         Ok(InfoPlugLayer {
             base_url: self.base_url.trim_end_matches('/').into(),
-            retry: self.retry.build()?,
+            retry: retry.build()?,
             classify: self.classify.build()?,
             auth: AuthLayer::new(self.key)
                 .header(self.header)

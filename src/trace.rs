@@ -15,6 +15,19 @@ macro_rules! debug {
 #[allow(unused_imports)]
 pub(crate) use debug;
 
+#[cfg(feature = "tracing")]
+#[allow(unused_imports)] // used by the fleet only
+pub(crate) use tracing::warn as warn_event;
+
+#[cfg(not(feature = "tracing"))]
+#[allow(unused_macros)]
+macro_rules! warn_event {
+    ($($anything:tt)*) => {};
+}
+#[cfg(not(feature = "tracing"))]
+#[allow(unused_imports)]
+pub(crate) use warn_event;
+
 /// An event at a level chosen at run time (`tracing`'s macros take a constant one).
 #[cfg(feature = "tracing")]
 #[allow(unused_macros)]

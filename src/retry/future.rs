@@ -12,6 +12,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep, sleep_until};
 use tower_service::Service;
 
+use super::backend::{Backend, Planned, Question, Remote};
 use super::body::{Replay, ReplayBody};
 use super::hints::{quota, remaining_rate, wait_hint};
 use super::layer::Shared;
@@ -34,7 +35,7 @@ pin_project! {
         S: Service<Request<ReplayBody<B>>>,
     {
         #[pin]
-        state: State<S::Future, B, R>,
+        state: State<S::Future, B, R, S::Error>,
         span: RequestSpan,
         service: S,
         // Whether `service` has been polled ready and not called since.
@@ -46,11 +47,22 @@ pin_project! {
 pin_project! {
     /// Each state that leads to an attempt carries the body that attempt sends.
     #[project = StateProj]
-    enum State<F, B, R> {
+    enum State<F, B, R, E> {
         // Asking the planner whether, and when, `body` may go.
         Planning {
             body: ReplayBody<B>,
             step: Step,
+        },
+        // Asking a fleet's shared store first (bounded by its timeout). Boxed: only a fleet
+        // that is throttled gets here, and the success path's future stays small.
+        Asking {
+            asking: Box<Asking>,
+            body: ReplayBody<B>,
+        },
+        // The planner decided, at once or once the store answered.
+        Decided {
+            plan: Plan,
+            body: ReplayBody<B>,
         },
         // Waiting for the time the planner chose (a gate, a pacing slot). Timers are boxed:
         // they exist only while waiting, and inline they would make every future (and every
@@ -77,8 +89,37 @@ pin_project! {
             drain: Option<Drain<R>>,
             body: ReplayBody<B>,
         },
+        // Asking a fleet's store whether to retry; the last outcome is kept, to be returned
+        // if not.
+        AskingRetry {
+            pending: Option<Box<RetryQuestion<R, E>>>,
+        },
         Done,
     }
+}
+
+/// A question to a fleet's store, and the planner's inputs to resolve its answer with.
+struct Asking {
+    question: Question,
+    inputs: Inputs,
+}
+
+/// A question before a retry, and the outcome to return if there is none.
+struct RetryQuestion<R, E> {
+    asking: Asking,
+    kept: Kept<R, E>,
+}
+
+/// The outcome of the attempt a retry would follow.
+enum Kept<R, E> {
+    Response {
+        res: Response<R>,
+        hint: Option<Duration>,
+    },
+    Failure {
+        error: Option<E>,
+        failure: Failure,
+    },
 }
 
 /// What the layer knows and has done for one request.
@@ -107,6 +148,9 @@ struct Drain<R> {
     left: usize,
 }
 
+/// What a request through the layer ends with.
+type Output<R, E> = Result<Response<R>, RetryError<E>>;
+
 /// What comes of an attempt.
 enum Next<B: Body, R, E> {
     Return(Result<Response<R>, RetryError<E>>),
@@ -115,6 +159,38 @@ enum Next<B: Body, R, E> {
         body: ReplayBody<B>,
         drain: Option<R>,
     },
+    /// Ask a fleet's store before deciding.
+    Ask(Box<RetryQuestion<R, E>>),
+}
+
+impl<B: Body, R, E> Next<B, R, E> {
+    /// The state that follows, or the output to return.
+    fn into_state<F>(
+        self,
+        settings: &super::layer::Settings,
+    ) -> Result<State<F, B, R, E>, Output<R, E>> {
+        match self {
+            Next::Return(output) => Err(output),
+            Next::Retry { at, body, drain } => {
+                let now = Instant::now();
+                let drain = drain.map(|body| Drain {
+                    body: Box::pin(body),
+                    until: later(now, settings.drain_timeout),
+                    left: settings.drain_limit,
+                });
+                Ok(State::Pausing {
+                    sleep: None,
+                    started: now,
+                    resume_at: at,
+                    drain,
+                    body,
+                })
+            }
+            Next::Ask(pending) => Ok(State::AskingRetry {
+                pending: Some(pending),
+            }),
+        }
+    }
 }
 
 impl<S, B, R, P> ResponseFuture<S, B, R, P>
@@ -186,8 +262,27 @@ where
                         this.state.set(State::Sending { body });
                         continue;
                     }
+                    let (planned, inputs) = this.request.plan(Instant::now(), *step);
+                    match planned {
+                        Planned::Now(plan) => this.state.set(State::Decided { plan, body }),
+                        Planned::Ask(question) => this.state.set(State::Asking {
+                            asking: Box::new(Asking { question, inputs }),
+                            body,
+                        }),
+                    }
+                }
+                StateProj::Asking { asking, body } => {
+                    let Poll::Ready(remote) = asking.question.as_mut().poll(cx) else {
+                        return Poll::Pending;
+                    };
+                    let plan = this.request.resolve(asking.inputs, remote);
+                    let body = std::mem::take(body);
+                    this.state.set(State::Decided { plan, body });
+                }
+                StateProj::Decided { plan, body } => {
+                    let (plan, body) = (*plan, std::mem::take(body));
                     let now = Instant::now();
-                    match this.request.plan(now, *step) {
+                    match plan {
                         Plan::Go { at, probe, .. } => {
                             this.request.probe |= probe;
                             if at <= now {
@@ -282,26 +377,33 @@ where
                             this.request.on_failure(None)
                         }
                     };
-                    match next {
-                        Next::Return(output) => {
+                    match next.into_state(&this.request.shared.settings) {
+                        Ok(state) => this.state.set(state),
+                        Err(output) => {
                             this.state.set(State::Done);
                             return Poll::Ready(output);
                         }
-                        Next::Retry { at, body, drain } => {
-                            let now = Instant::now();
-                            let settings = &this.request.shared.settings;
-                            let drain = drain.map(|body| Drain {
-                                body: Box::pin(body),
-                                until: later(now, settings.drain_timeout),
-                                left: settings.drain_limit,
-                            });
-                            this.state.set(State::Pausing {
-                                sleep: None,
-                                started: now,
-                                resume_at: at,
-                                drain,
-                                body,
-                            });
+                    }
+                }
+                StateProj::AskingRetry { pending } => {
+                    let Some(asked) = pending.as_mut() else {
+                        this.state.set(State::Done);
+                        return Poll::Pending;
+                    };
+                    let Poll::Ready(remote) = asked.asking.question.as_mut().poll(cx) else {
+                        return Poll::Pending;
+                    };
+                    let inputs = asked.asking.inputs;
+                    let Some(asked) = pending.take() else {
+                        return Poll::Pending;
+                    };
+                    let plan = this.request.resolve(inputs, remote);
+                    let next = this.request.after_answer(plan, asked.kept);
+                    match next.into_state(&this.request.shared.settings) {
+                        Ok(state) => this.state.set(state),
+                        Err(output) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(output);
                         }
                     }
                 }
@@ -356,8 +458,9 @@ impl<B: Body, P> Bookkeeping<B, P> {
         }
     }
 
-    /// Asks the planner, under the shared state's lock.
-    fn plan(&mut self, now: Instant, step: Step) -> Plan {
+    /// Asks the planner, under the shared state's lock: a plan, or a question to a fleet's
+    /// store first; and the inputs it planned with.
+    fn plan(&mut self, now: Instant, step: Step) -> (Planned, Inputs) {
         let Self {
             partition,
             head,
@@ -379,7 +482,25 @@ impl<B: Body, P> Bookkeeping<B, P> {
                 .get_or_insert_with(|| state.partition(&head.uri, &head.headers))
                 .clone()
         };
-        state.plan(&shared.settings, partition, &inputs)
+        (state.plan(&shared.settings, partition, &inputs), inputs)
+    }
+
+    /// The plan once a fleet's store answered (or did not, in time): the same inputs, at the
+    /// time of the answer.
+    fn resolve(&mut self, inputs: Inputs, remote: Option<Remote>) -> Plan {
+        let Self {
+            partition,
+            head,
+            shared,
+            ..
+        } = self;
+        let state = &shared.state;
+        let partition = partition.get_or_insert_with(|| state.partition(&head.uri, &head.headers));
+        let inputs = Inputs {
+            now: Instant::now(),
+            ..inputs
+        };
+        state.resolve(&shared.settings, partition, &inputs, remote)
     }
 
     /// The error of a request the planner would not send.
@@ -427,10 +548,22 @@ impl<B: Body, P> Bookkeeping<B, P> {
         );
     }
 
-    /// Plans the retry the policy asked for: when it goes, with which body, or why not.
-    fn retry(&mut self, hint: Option<Duration>) -> Result<(Instant, ReplayBody<B>), Stop> {
-        let now = Instant::now();
-        match self.plan(now, Step::Retry { hint }) {
+    /// Plans the retry the policy asked for: when it goes, with which body, or why not; or
+    /// the question to ask a fleet's store first.
+    #[allow(clippy::type_complexity)]
+    fn retry(
+        &mut self,
+        hint: Option<Duration>,
+    ) -> Result<Result<(Instant, ReplayBody<B>), Stop>, Asking> {
+        match self.plan(Instant::now(), Step::Retry { hint }) {
+            (Planned::Now(plan), _) => Ok(self.retry_as(plan)),
+            (Planned::Ask(question), inputs) => Err(Asking { question, inputs }),
+        }
+    }
+
+    /// The retry a plan allows: when it goes and with which body, or why not.
+    fn retry_as(&mut self, plan: Plan) -> Result<(Instant, ReplayBody<B>), Stop> {
+        match plan {
             Plan::Go { at, probe, .. } => {
                 let body = self
                     .replay
@@ -443,7 +576,71 @@ impl<B: Body, P> Bookkeeping<B, P> {
         }
     }
 
-    fn on_response<R, E>(&mut self, mut res: Response<R>) -> Next<B, R, E>
+    /// What follows the answer of a fleet's store about a retry.
+    fn after_answer<R, E>(&mut self, plan: Plan, kept: Kept<R, E>) -> Next<B, R, E> {
+        match kept {
+            Kept::Response { res, hint } => match self.retry_as(plan) {
+                Ok((at, body)) => {
+                    self.retrying_after_response(&res, hint, at);
+                    Next::Retry {
+                        at,
+                        body,
+                        drain: Some(res.into_body()),
+                    }
+                }
+                Err(stop) => self.returned(res, stop),
+            },
+            Kept::Failure { error, failure } => match self.retry_as(plan) {
+                Ok((at, body)) => {
+                    self.retrying_after_failure(failure, at);
+                    Next::Retry {
+                        at,
+                        body,
+                        drain: None,
+                    }
+                }
+                Err(stop) => self.failed(error, failure, stop),
+            },
+        }
+    }
+
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    fn retrying_after_response<R>(&self, res: &Response<R>, hint: Option<Duration>, at: Instant) {
+        let wait = at.saturating_duration_since(Instant::now());
+        event_at!(
+            self.shared.settings.levels.retry,
+            http.request.method = %self.head.method,
+            url = %Target(&self.head.uri),
+            attempt = self.attempts,
+            http.request.resend_count = self.attempts,
+            status = res.status().as_u16(),
+            code = res
+                .extensions()
+                .get::<ApiError>()
+                .map(|e| e.code().as_str()),
+            hint_ms = hint.map(|h| h.as_millis() as u64),
+            wait_ms = wait.as_millis() as u64,
+            "retrying after a response"
+        );
+        super::metrics::retry_after_response(res.status(), wait);
+    }
+
+    fn retrying_after_failure(&self, failure: Failure, at: Instant) {
+        let wait = at.saturating_duration_since(Instant::now());
+        event_at!(
+            self.shared.settings.levels.retry,
+            http.request.method = %self.head.method,
+            url = %Target(&self.head.uri),
+            attempt = self.attempts,
+            http.request.resend_count = self.attempts,
+            failure = ?failure,
+            wait_ms = wait.as_millis() as u64,
+            "retrying after a failed attempt"
+        );
+        super::metrics::retry_after_failure(failure, wait);
+    }
+
+    fn on_response<R, E>(&mut self, res: Response<R>) -> Next<B, R, E>
     where
         P: RetryPolicy<E>,
     {
@@ -495,35 +692,29 @@ impl<B: Body, P> Bookkeeping<B, P> {
         let stop = match decision {
             Decision::Stop => Stop::at(StopReason::Final),
             Decision::Retry => match self.retry(hint) {
-                Ok((at, body)) => {
-                    event_at!(
-                        self.shared.settings.levels.retry,
-                        http.request.method = %self.head.method,
-                        url = %Target(&self.head.uri),
-                        attempt = self.attempts,
-                        http.request.resend_count = self.attempts,
-                        status = status.as_u16(),
-                        code = res
-                            .extensions()
-                            .get::<ApiError>()
-                            .map(|e| e.code().as_str()),
-                        hint_ms = hint.map(|h| h.as_millis() as u64),
-                        wait_ms = at.saturating_duration_since(Instant::now()).as_millis() as u64,
-                        "retrying after a response"
-                    );
-                    super::metrics::retry_after_response(
-                        status,
-                        at.saturating_duration_since(Instant::now()),
-                    );
+                Ok(Ok((at, body))) => {
+                    self.retrying_after_response(&res, hint, at);
                     return Next::Retry {
                         at,
                         body,
                         drain: Some(res.into_body()),
                     };
                 }
-                Err(stop) => stop,
+                Ok(Err(stop)) => stop,
+                Err(asking) => {
+                    return Next::Ask(Box::new(RetryQuestion {
+                        asking,
+                        kept: Kept::Response { res, hint },
+                    }));
+                }
             },
         };
+        self.returned(res, stop)
+    }
+
+    /// Returns the response, recording why the layer stopped.
+    fn returned<R, E>(&mut self, mut res: Response<R>, stop: Stop) -> Next<B, R, E> {
+        let status = res.status();
         let level = if stop.reason == StopReason::Final {
             crate::trace::Levels::DEBUG
         } else {
@@ -573,30 +764,29 @@ impl<B: Body, P> Bookkeeping<B, P> {
         let stop = match decision {
             Decision::Stop => Stop::at(StopReason::Final),
             Decision::Retry => match self.retry(None) {
-                Ok((at, body)) => {
-                    event_at!(
-                        self.shared.settings.levels.retry,
-                        http.request.method = %self.head.method,
-                        url = %Target(&self.head.uri),
-                        attempt = self.attempts,
-                        http.request.resend_count = self.attempts,
-                        failure = ?failure,
-                        wait_ms = at.saturating_duration_since(Instant::now()).as_millis() as u64,
-                        "retrying after a failed attempt"
-                    );
-                    super::metrics::retry_after_failure(
-                        failure,
-                        at.saturating_duration_since(Instant::now()),
-                    );
+                Ok(Ok((at, body))) => {
+                    self.retrying_after_failure(failure, at);
                     return Next::Retry {
                         at,
                         body,
                         drain: None,
                     };
                 }
-                Err(stop) => stop,
+                Ok(Err(stop)) => stop,
+                Err(asking) => {
+                    return Next::Ask(Box::new(RetryQuestion {
+                        asking,
+                        kept: Kept::Failure { error, failure },
+                    }));
+                }
             },
         };
+        self.failed(error, failure, stop)
+    }
+
+    /// Returns the failure, recording why the layer stopped.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    fn failed<R, E>(&mut self, error: Option<E>, failure: Failure, stop: Stop) -> Next<B, R, E> {
         let level = if stop.reason == StopReason::Final && self.attempts == 1 {
             crate::trace::Levels::DEBUG
         } else {

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
+use super::backend::States;
 use super::backoff::{Jitter, RandomJitter, SystemClock, WallClock};
 use super::budget::Budget;
 use super::hints::HintFields;
@@ -35,7 +36,7 @@ pub(super) struct Settings {
 /// What every clone of a layer, and every service and future built from it, shares.
 pub(super) struct Shared {
     pub(super) settings: Settings,
-    pub(super) state: State,
+    pub(super) state: States,
     pub(super) jitter: Arc<dyn Jitter>,
     pub(super) clock: Arc<dyn WallClock>,
 }
@@ -171,6 +172,12 @@ pub struct RetryBuilder {
     budget: Option<(f64, u32)>,
     shared_cooldown: bool,
     policy: DefaultPolicy,
+    #[cfg(feature = "redis")]
+    fleet: Option<super::RedisFleet>,
+    /// Mixed into the fleet's partition names: which key the layer's requests go out with
+    /// when they carry none yet (the preset's), as a hash.
+    #[cfg(feature = "redis")]
+    fleet_salt: Vec<u8>,
     jitter: Arc<dyn Jitter>,
     clock: Arc<dyn WallClock>,
 }
@@ -199,6 +206,10 @@ impl Default for RetryBuilder {
             budget: Some((0.2, 10)),
             shared_cooldown: true,
             policy: DefaultPolicy::new(),
+            #[cfg(feature = "redis")]
+            fleet: None,
+            #[cfg(feature = "redis")]
+            fleet_salt: Vec::new(),
             jitter: Arc::new(RandomJitter::new()),
             clock: Arc::new(SystemClock),
         }
@@ -374,6 +385,24 @@ impl RetryBuilder {
         self
     }
 
+    /// Shares the gates, the pacing and the retry budget with every process whose layer has
+    /// a fleet with the same prefix: see [`RedisFleet`](super::RedisFleet). Without one
+    /// (the default), the layer's clones share them within the process.
+    #[cfg(feature = "redis")]
+    pub fn fleet(mut self, fleet: super::RedisFleet) -> Self {
+        self.fleet = Some(fleet);
+        self
+    }
+
+    /// A hash of the key the layer's requests are sent with by an auth layer below it, so
+    /// fleets on different keys under one prefix keep apart (the preset sets it).
+    #[cfg(feature = "redis")]
+    #[cfg_attr(not(feature = "auth"), allow(dead_code))]
+    pub(crate) fn fleet_credential(mut self, hash: &[u8]) -> Self {
+        self.fleet_salt = hash.to_vec();
+        self
+    }
+
     /// The jitter source (default: [`RandomJitter`]).
     pub fn jitter(mut self, jitter: impl Jitter) -> Self {
         self.jitter = Arc::new(jitter);
@@ -425,10 +454,28 @@ impl RetryBuilder {
             max_cooldown: self.max_cooldown.unwrap_or(s.max_retry_after),
             ..self.settings
         };
-        let budget = self.budget.map(|(ratio, min)| Budget::new(ratio, min));
+        let local = State::new(
+            &settings,
+            self.shared_cooldown,
+            self.budget.map(|(ratio, min)| Budget::new(ratio, min)),
+        );
+        #[cfg(feature = "redis")]
+        let state = match &self.fleet {
+            Some(fleet) => {
+                let salt = [fleet.prefix().as_bytes(), b"\0", &self.fleet_salt].concat();
+                States::Fleet(super::fleet::FleetState::new(
+                    local.with_stable_partitions(&salt),
+                    fleet,
+                    self.budget,
+                ))
+            }
+            None => States::Local(local),
+        };
+        #[cfg(not(feature = "redis"))]
+        let state = States::Local(local);
         Ok(RetryLayer {
             shared: Arc::new(Shared {
-                state: State::new(&settings, self.shared_cooldown, budget),
+                state,
                 settings,
                 jitter: self.jitter,
                 clock: self.clock,

@@ -122,11 +122,14 @@
 //! Anything else: implement [`RetryPolicy`] (two methods) or wrap a closure with
 //! [`policy_fn`], and hand it to [`RetryLayer::with_policy`].
 
+mod backend;
 mod backoff;
 mod body;
 mod budget;
 mod deadline;
 mod error;
+#[cfg(feature = "redis")]
+mod fleet;
 mod future;
 pub(crate) mod hints;
 mod idempotency;
@@ -145,6 +148,8 @@ pub use body::{BoxError, ReplayBody};
 pub use deadline::Deadline;
 pub(crate) use deadline::later;
 pub use error::RetryError;
+#[cfg(feature = "redis")]
+pub use fleet::{DEFAULT_FLEET_TIMEOUT, RedisFleet, RedisFleetBuilder};
 pub use future::ResponseFuture;
 pub use info::{RetryInfo, StopReason};
 pub use layer::{MAX_ATTEMPTS, MAX_REPLAY_LIMIT, RetryBuilder, RetryLayer};

@@ -53,6 +53,9 @@ pub(crate) struct Pacer {
     admitted: u64,
     /// The next free slot.
     next: Instant,
+    /// Whether the rate is one the server stated (a quota, or what it says is left), which is
+    /// the whole key's, rather than one measured from this process's own answers.
+    stated: bool,
 }
 
 /// What a throttle tells the pacer.
@@ -94,6 +97,7 @@ impl Pacer {
             since: throttle.reopen,
             admitted: 0,
             next: throttle.reopen,
+            stated: throttle.quota.is_some(),
         })
     }
 
@@ -104,6 +108,7 @@ impl Pacer {
             return;
         }
         let cycle = throttle.reopen.saturating_duration_since(self.since);
+        self.stated = throttle.quota.is_some();
         self.rate = throttle
             .quota
             .or_else(|| measure(self.admitted, cycle, throttle.wait()))
@@ -118,6 +123,7 @@ impl Pacer {
     pub(crate) fn follow(&mut self, rate: f64) {
         if rate.is_finite() && rate > 0.0 {
             self.rate = rate;
+            self.stated = true;
         }
     }
 
@@ -148,7 +154,18 @@ impl Pacer {
 
     /// Whether the rate has recovered, so the partition need not be paced any more.
     pub(crate) fn ended(&self, now: Instant) -> bool {
-        now >= later(self.since, HOLD + GROW)
+        now >= self.ends()
+    }
+
+    /// When the pacing ends unless another throttle comes.
+    pub(crate) fn ends(&self) -> Instant {
+        later(self.since, HOLD + GROW)
+    }
+
+    /// Whether the rate is the server's word rather than this process's measurement.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn stated(&self) -> bool {
+        self.stated
     }
 }
 

@@ -56,6 +56,69 @@ pub(crate) enum Gate {
     },
 }
 
+impl Gate {
+    /// The stricter of two views of one gate (this process's and the fleet's): closed over
+    /// probing over open; of two closed gates, the later reopening and the later ask; a
+    /// probe is free only if both say so.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn stricter(self, other: Gate) -> Gate {
+        use Gate::{Closed, Open, Probing};
+        match (self, other) {
+            (Open, gate) | (gate, Open) => gate,
+            (
+                Closed {
+                    reopen: a,
+                    asked: x,
+                    status,
+                },
+                Closed {
+                    reopen: b,
+                    asked: y,
+                    ..
+                },
+            ) => Closed {
+                reopen: a.max(b),
+                asked: x.max(y),
+                status,
+            },
+            (
+                Closed {
+                    reopen,
+                    asked,
+                    status,
+                },
+                Probing { asked: other, .. },
+            )
+            | (
+                Probing { asked: other, .. },
+                Closed {
+                    reopen,
+                    asked,
+                    status,
+                },
+            ) => Closed {
+                reopen,
+                asked: asked.max(other),
+                status,
+            },
+            (
+                Probing {
+                    asked: a,
+                    status,
+                    free: f,
+                },
+                Probing {
+                    asked: b, free: g, ..
+                },
+            ) => Probing {
+                asked: a.max(b),
+                status,
+                free: f && g,
+            },
+        }
+    }
+}
+
 /// What the shared state says about a request's partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Snapshot {
@@ -316,6 +379,37 @@ mod tests {
             slot: false,
             probe: false,
             spend: true,
+        }
+    }
+
+    #[test]
+    fn the_stricter_of_two_gates() {
+        let now = Instant::now();
+        let closed = |reopen, asked| Gate::Closed {
+            reopen: now + reopen,
+            asked: now + asked,
+            status: TOO_MANY,
+        };
+        let probing = |asked, free| Gate::Probing {
+            asked: now + asked,
+            status: TOO_MANY,
+            free,
+        };
+        let cases = [
+            (Gate::Open, Gate::Open, Gate::Open),
+            (Gate::Open, closed(S, 2 * S), closed(S, 2 * S)),
+            (closed(S, 5 * S), closed(2 * S, 3 * S), closed(2 * S, 5 * S)),
+            (probing(9 * S, true), closed(S, 2 * S), closed(S, 9 * S)),
+            (
+                probing(S, true),
+                probing(2 * S, false),
+                probing(2 * S, false),
+            ),
+            (probing(S, true), Gate::Open, probing(S, true)),
+        ];
+        for (a, b, expected) in cases {
+            assert_eq!(a.stricter(b), expected, "{a:?} and {b:?}");
+            assert_eq!(b.stricter(a), expected, "{b:?} and {a:?}");
         }
     }
 

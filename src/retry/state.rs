@@ -23,6 +23,7 @@ use std::time::Duration;
 use http::{HeaderMap, StatusCode, Uri};
 use tokio::time::Instant;
 
+use super::backend::Remote;
 use super::budget::Budget;
 use super::later;
 use super::layer::Settings;
@@ -39,6 +40,16 @@ pub(crate) struct Partition {
 }
 
 impl Partition {
+    /// The partition's name in a fleet's shared store: its origin and the credential hash in
+    /// hex (the hash only: a key never leaves the process).
+    #[cfg(feature = "redis")]
+    pub(crate) fn fleet_name(&self) -> String {
+        match &self.origin {
+            Some(origin) => format!("{origin}|{:032x}", self.credential),
+            None => format!("-|{:032x}", self.credential),
+        }
+    }
+
     /// How metrics name the partition: its origin and the first 32 bits of the keyed
     /// credential hash (random per layer, so it names nothing outside this process).
     #[cfg(feature = "metrics")]
@@ -91,8 +102,19 @@ pub(crate) struct State {
     quiet_since: AtomicU64,
     epoch: Instant,
     budget: Option<Budget>,
-    keys: [std::collections::hash_map::RandomState; 2],
+    keys: Keys,
     partitions: Mutex<Table>,
+}
+
+/// How credentials are hashed into partitions.
+#[derive(Debug)]
+enum Keys {
+    /// Random per layer: nothing outside this process can tell two credentials apart.
+    Random([std::collections::hash_map::RandomState; 2]),
+    /// SHA-1 of a salt and the credential: the same partition in every process of a fleet
+    /// with the same salt (see [`fleet`](super::fleet)).
+    #[cfg(feature = "redis")]
+    Stable(Box<[u8]>),
 }
 
 /// The partitions that hold something back.
@@ -136,9 +158,47 @@ impl State {
             quiet_since: AtomicU64::new(0),
             epoch: Instant::now(),
             budget,
-            keys: Default::default(),
+            keys: Keys::Random(Default::default()),
             partitions: Mutex::default(),
         }
+    }
+
+    /// A state whose partitions are named the same by every process with this `salt`.
+    #[cfg(feature = "redis")]
+    pub(crate) fn with_stable_partitions(mut self, salt: &[u8]) -> Self {
+        self.keys = Keys::Stable(salt.into());
+        self
+    }
+
+    /// Whether a throttle with a hint shuts a gate.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn gates(&self) -> bool {
+        self.gates
+    }
+
+    /// Whether a 429 starts pacing.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn pacing(&self) -> bool {
+        self.pacing
+    }
+
+    /// The longest a gate stays shut without a probe.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn max_cooldown(&self) -> Duration {
+        self.max_cooldown
+    }
+
+    /// The partition's pacing as this process knows it: its rate at `now`, whether the
+    /// server stated it, and when it ends.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn pacing_of(
+        &self,
+        partition: &Partition,
+        now: Instant,
+    ) -> Option<(f64, bool, Instant)> {
+        let table = self.lock();
+        let pacer = table.held.get(partition)?.pacer.as_ref()?;
+        Some((pacer.rate_at(now), pacer.stated(), pacer.ends()))
     }
 
     /// Whether anything is throttled: one atomic load.
@@ -148,19 +208,45 @@ impl State {
 
     /// The partition of a request.
     pub(crate) fn partition(&self, uri: &Uri, headers: &HeaderMap) -> Partition {
-        let [a, b] = self.keys.each_ref().map(|keys| {
-            let mut hasher = keys.build_hasher();
-            for name in [&crate::X_INFOPLUG_API_KEY, &http::header::AUTHORIZATION] {
-                for value in headers.get_all(name) {
-                    name.as_str().hash(&mut hasher);
-                    value.as_bytes().hash(&mut hasher);
-                }
+        static CREDENTIALS: [http::HeaderName; 2] =
+            [crate::X_INFOPLUG_API_KEY, http::header::AUTHORIZATION];
+        let credentials = || {
+            CREDENTIALS
+                .iter()
+                .flat_map(|name| headers.get_all(name).iter().map(move |v| (name, v)))
+        };
+        let credential = match &self.keys {
+            Keys::Random(keys) => {
+                let [a, b] = keys.each_ref().map(|keys| {
+                    let mut hasher = keys.build_hasher();
+                    for (name, value) in credentials() {
+                        name.as_str().hash(&mut hasher);
+                        value.as_bytes().hash(&mut hasher);
+                    }
+                    hasher.finish()
+                });
+                u128::from(a) << 64 | u128::from(b)
             }
-            hasher.finish()
-        });
+            #[cfg(feature = "redis")]
+            Keys::Stable(salt) => {
+                let mut sha = sha1_smol::Sha1::new();
+                sha.update(salt);
+                for (name, value) in credentials() {
+                    // Lengths first, so no two lists of fields hash alike.
+                    for part in [name.as_str().as_bytes(), value.as_bytes()] {
+                        sha.update(&(part.len() as u64).to_be_bytes());
+                        sha.update(part);
+                    }
+                }
+                let digest = sha.digest().bytes();
+                let mut first = [0; 16];
+                first.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
+                u128::from_be_bytes(first)
+            }
+        };
         Partition {
             origin: uri.authority().and_then(|_| Origin::from_uri(uri).ok()),
-            credential: u128::from(a) << 64 | u128::from(b),
+            credential,
         }
     }
 
@@ -172,31 +258,57 @@ impl State {
         partition: impl FnOnce() -> Partition,
         inputs: &Inputs,
     ) -> Plan {
+        self.plan_with(settings, partition, inputs, None)
+    }
+
+    /// [`plan`](Self::plan), with what the fleet's shared store said (when it answered): its
+    /// gate counts as well as this process's (the stricter wins), its pacing slot (already
+    /// taken there) replaces the local pacer's, and its budget answer the local budget's.
+    pub(crate) fn plan_with(
+        &self,
+        settings: &Settings,
+        partition: impl FnOnce() -> Partition,
+        inputs: &Inputs,
+        remote: Option<&Remote>,
+    ) -> Plan {
         let now = inputs.now;
         let mut table = self.lock();
-        let partition = (!table.held.is_empty()).then(partition);
+        let partition = (remote.is_some() || !table.held.is_empty()).then(partition);
         if let Some(partition) = &partition {
             self.tidy(&mut table, partition, now);
         }
         let held = partition.as_ref().and_then(|p| table.held.get_mut(p));
+        let local_gate = held
+            .as_ref()
+            .and_then(|h| h.gate)
+            .map_or(Gate::Open, |gate| gate.at(now));
+        let retry = matches!(inputs.step, Step::Retry { .. });
         let snapshot = Snapshot {
-            gate: held
-                .as_ref()
-                .and_then(|h| h.gate)
-                .map_or(Gate::Open, |gate| gate.at(now)),
-            pace: held
-                .as_ref()
-                .and_then(|h| h.pacer.as_ref())
-                .map(Pacer::next),
+            gate: remote.map_or(local_gate, |r| local_gate.stricter(r.gate.at(now))),
+            pace: match remote {
+                Some(remote) => remote.slot.map(|slot| later(now, slot)),
+                None => held
+                    .as_ref()
+                    .and_then(|h| h.pacer.as_ref())
+                    .map(Pacer::next),
+            },
             // Only a retry asks the budget: a fresh or resumed request neither spends from it
             // nor marks its window.
-            budget: !matches!(inputs.step, Step::Retry { .. })
-                || self
-                    .budget
-                    .as_ref()
-                    .is_none_or(|b| b.available(self.healthy.load(Ordering::Relaxed))),
+            budget: !retry
+                || match remote.and_then(|r| r.budget) {
+                    Some(fleet) => fleet,
+                    None => self
+                        .budget
+                        .as_ref()
+                        .is_none_or(|b| b.available(self.healthy.load(Ordering::Relaxed))),
+                },
         };
         let plan = plan(settings, inputs, &snapshot);
+        // What the store took (a slot, a retry) is not taken here again.
+        let (slot_here, spend_here) = match remote {
+            Some(remote) => (false, remote.budget.is_none()),
+            None => (true, true),
+        };
         if let Plan::Go {
             at,
             slot,
@@ -205,7 +317,10 @@ impl State {
         } = plan
         {
             if let Some(held) = held {
-                if slot && let Some(pacer) = &mut held.pacer {
+                if slot_here
+                    && slot
+                    && let Some(pacer) = &mut held.pacer
+                {
                     pacer.take(at);
                     if let Some(partition) = &partition {
                         super::metrics::paced_rate(partition, pacer.rate_at(at));
@@ -216,7 +331,10 @@ impl State {
                     super::metrics::probe();
                 }
             }
-            if spend && let Some(budget) = &self.budget {
+            if spend_here
+                && spend
+                && let Some(budget) = &self.budget
+            {
                 budget.spend();
             }
         } else if let Plan::Stop(stop) = &plan

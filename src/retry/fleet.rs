@@ -1,0 +1,791 @@
+//! A fleet's shared state in Redis (feature `redis`); see [`RedisFleet`].
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode, Uri};
+use redis::Script;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::time::Instant;
+
+use super::backend::{Backend, Planned, Remote, RemoteGate};
+use super::layer::Settings;
+use super::plan::{Inputs, Plan, Snapshot, Step, plan};
+use super::state::{Partition, Signal, State};
+use crate::ConfigError;
+
+/// How often the "anything throttled?" key is read at most, per process.
+const FLAG_EVERY: Duration = Duration::from_millis(5);
+
+/// How long a reading of it is trusted: a process idle for longer asks the fleet about its
+/// next request (one round trip) rather than act on an old "no".
+const FLAG_TRUSTED: Duration = Duration::from_millis(100);
+
+/// How long a process plans alone after Redis failed, before asking again (in the
+/// background).
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+/// How often a Redis failure is logged at most.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// The default timeout of one Redis operation.
+pub const DEFAULT_FLEET_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// A fleet's shared state in Redis or Valkey (feature `redis`), for
+/// [`RetryBuilder::fleet`](super::RetryBuilder::fleet): many processes on one key share the
+/// retry layer's gates, pacing and retry budget.
+///
+/// Each process keeps its own state (what every retry layer keeps) and adds the fleet's to
+/// it:
+///
+/// - **Gates**: a 429 or 503 with a hint shuts the partition's gate in Redis as well (a hash
+///   with the reopening, the server's ask and the status, expiring when the ask ends; its
+///   reopening only moves later and is never past `max_cooldown`). Every process reads it
+///   before sending while anything is throttled; past the reopening one process, not one per
+///   process, gets the probe (`SET NX` with a lease).
+/// - **Pacing**: while a partition is paced, each request asks a Lua script for its slot: a
+///   GCRA step on one "theoretical arrival time" per partition, at the fleet's rate (a rate the
+///   server stated, or the sum of the rates each process measured from its own answers). One
+///   round trip per request while throttled; none while nothing is.
+/// - **"Anything throttled?"**: one key, read at most every 5 ms in the background and
+///   cached; while it and the local state say no, requests do exactly what they do without a
+///   fleet. A reading older than 100 ms (a process that was idle) is not trusted: the next
+///   request asks.
+/// - **Budget**: healthy answers and retries counted in per-second hashes that expire; a
+///   retry takes one from the fleet's window or stops. Deposits are batched with the flag's
+///   reads.
+///
+/// **Failure is local, never fatal**: every operation is bounded by a timeout (50 ms by
+/// default); an error or a timeout makes the process plan alone (its own state is always
+/// kept up to date, so nothing is lost), logs once per interval at WARN, and asks Redis again
+/// in the background each second; the first answer rejoins. A request never waits on Redis
+/// longer than the timeout, and never while Redis is known to be down.
+///
+/// Keys carry a prefix and the partition: the origin and a SHA-1 of a salt and the
+/// credential header values (never the key). Values are numbers and a random process name.
+///
+/// ```no_run
+/// use tower_infoplug::InfoPlugLayer;
+/// use tower_infoplug::retry::RedisFleet;
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let fleet = RedisFleet::builder("redis://127.0.0.1:6379").prefix("billing-workers").build()?;
+/// let layer = InfoPlugLayer::builder(tower_infoplug::ApiKey::from_env()?, "https://api.infoplug.io")
+///     .retry(|r| r.fleet(fleet))
+///     .build()?;
+/// # let _ = layer; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisFleet {
+    fleet: Arc<Fleet>,
+}
+
+impl RedisFleet {
+    /// A fleet on the Redis at `url` (`redis://`, `rediss://` needs the `redis` crate's TLS
+    /// features), with the default prefix `infoplug` and a 50 ms timeout.
+    pub fn builder(url: &str) -> RedisFleetBuilder {
+        RedisFleetBuilder {
+            url: url.to_owned(),
+            prefix: "infoplug".to_owned(),
+            timeout: DEFAULT_FLEET_TIMEOUT,
+        }
+    }
+
+    /// Whether the last operation on Redis succeeded: `false` while the process plans alone.
+    pub fn is_connected(&self) -> bool {
+        self.fleet.up.load(Ordering::Acquire)
+    }
+
+    /// The prefix of every key this fleet writes.
+    pub fn prefix(&self) -> &str {
+        &self.fleet.prefix
+    }
+}
+
+impl fmt::Debug for RedisFleet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the URL: it may hold a password.
+        f.debug_struct("RedisFleet")
+            .field("prefix", &self.fleet.prefix)
+            .field("timeout", &self.fleet.timeout)
+            .field("connected", &self.is_connected())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`RedisFleet`].
+#[must_use = "call `build` to get the fleet"]
+pub struct RedisFleetBuilder {
+    url: String,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl RedisFleetBuilder {
+    /// The prefix of every key (default `infoplug`): processes share state only under the
+    /// same prefix.
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.to_owned();
+        self
+    }
+
+    /// How long one Redis operation may take before the process plans alone (default 50 ms;
+    /// 1 ms to 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Checks the settings and prepares the connection, which is made in the background: a
+    /// Redis that is down now is not an error (the fleet joins when it answers). Needs a Tokio
+    /// runtime.
+    pub fn build(self) -> Result<RedisFleet, ConfigError> {
+        let invalid = |reason: &str| ConfigError::OutOfRange {
+            setting: "fleet",
+            expected: reason.to_owned(),
+        };
+        if !(Duration::from_millis(1)..=Duration::from_secs(10)).contains(&self.timeout) {
+            return Err(invalid("a timeout from 1 ms to 10 s"));
+        }
+        if self.prefix.is_empty() || self.prefix.len() > 100 {
+            return Err(invalid("a prefix of 1 to 100 bytes"));
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(invalid("to be built within a Tokio runtime"));
+        }
+        // The URL is not quoted in the error: it may hold a password.
+        let client = redis::Client::open(self.url.as_str())
+            .map_err(|_| invalid("a redis:// URL that the redis crate accepts"))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1);
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|_| invalid("a Redis connection that can be set up"))?;
+        let me = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u32(std::process::id());
+            format!("{:016x}", hasher.finish())
+        };
+        Ok(RedisFleet {
+            fleet: Arc::new(Fleet {
+                conn,
+                prefix: self.prefix.into(),
+                timeout: self.timeout,
+                me: me.into(),
+                epoch: Instant::now(),
+                up: AtomicBool::new(false),
+                retry_at: AtomicU64::new(0),
+                warned_at: AtomicU64::new(0),
+                flag: AtomicBool::new(false),
+                flag_checked: AtomicU64::new(0),
+                refreshing: AtomicBool::new(false),
+                deposits: AtomicU64::new(0),
+                scripts: Scripts::new(),
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for RedisFleetBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisFleetBuilder")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every process's layer shares with Redis.
+pub(crate) struct Fleet {
+    conn: ConnectionManager,
+    prefix: Box<str>,
+    timeout: Duration,
+    /// This process's name in the fleet's hashes: random, nothing else.
+    me: Box<str>,
+    epoch: Instant,
+    /// Whether the last operation succeeded.
+    up: AtomicBool,
+    /// While down, when (ms after `epoch`) to ask again.
+    retry_at: AtomicU64,
+    warned_at: AtomicU64,
+    /// The cached "anything throttled?" and when (ms after `epoch`) it was read.
+    flag: AtomicBool,
+    flag_checked: AtomicU64,
+    refreshing: AtomicBool,
+    /// Healthy answers not yet added to the fleet's budget.
+    deposits: AtomicU64,
+    scripts: Scripts,
+}
+
+struct Scripts {
+    admit: Script,
+    close: Script,
+    pace: Script,
+    reopen: Script,
+    release: Script,
+    refresh: Script,
+}
+
+/// The fleet's "now" in milliseconds, from Redis's clock: every process reads the same one.
+const NOW: &str = "local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+";
+
+/// Extends the "anything throttled?" flag (KEYS[flag]) to `want` ms from now.
+const EXTEND_FLAG: &str = "local function extend(flag, want)
+  if want > 0 and redis.call('PTTL', flag) < want then
+    redis.call('SET', flag, '1', 'PX', math.floor(want))
+  end
+end
+";
+
+impl Scripts {
+    fn new() -> Self {
+        let script = |body: &str| Script::new(&format!("{NOW}{EXTEND_FLAG}{body}"));
+        Self {
+            // KEYS: gate, probe, rates, tat. ARGV: me, my rate, stated (1/0), my rate's
+            // lifetime (ms), earliest slot (ms from now), cap (ms), take a slot (1/0), probe
+            // lease (ms), ask the budget (1/0), ratio, reserve, budget key prefix.
+            // Returns {code, a, b, c, budget}: 1 closed (a reopen_in, b asked_in, c status);
+            // 2 probe granted, 3 probe out elsewhere (b asked_in, c status); 0 open (a slot_in
+            // or -1 when not paced); 4 the slot is past the cap (a slot_in, not taken).
+            // budget: 1 taken, 0 refused, -1 not asked.
+            admit: script(
+                "local my_rate = tonumber(ARGV[2])
+if my_rate > 0 then
+  local life = tonumber(ARGV[4])
+  redis.call('HSET', KEYS[3], ARGV[1], my_rate .. ':' .. ARGV[3] .. ':' .. (now + life))
+  if redis.call('PTTL', KEYS[3]) < life then redis.call('PEXPIRE', KEYS[3], life) end
+end
+local gate = redis.call('HMGET', KEYS[1], 'reopen', 'asked', 'status')
+if gate[1] then
+  local reopen, asked, status = tonumber(gate[1]), tonumber(gate[2]), tonumber(gate[3])
+  if now < reopen then return {1, reopen - now, asked - now, status, -1} end
+  if now < asked then
+    if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[8]) then
+      return {2, 0, asked - now, status, -1}
+    end
+    return {3, 0, asked - now, status, -1}
+  end
+end
+local budget = -1
+if ARGV[9] == '1' then
+  local sec = tonumber(t[1])
+  local ok, retries = 0, 0
+  for i = 0, 9 do
+    local v = redis.call('HMGET', ARGV[12] .. (sec - i), 'ok', 'retries')
+    ok = ok + (tonumber(v[1]) or 0)
+    retries = retries + (tonumber(v[2]) or 0)
+  end
+  if retries + 1 > tonumber(ARGV[10]) * ok + tonumber(ARGV[11]) then
+    return {0, -1, 0, 0, 0}
+  end
+  redis.call('HINCRBY', ARGV[12] .. sec, 'retries', 1)
+  redis.call('EXPIRE', ARGV[12] .. sec, 20)
+  budget = 1
+end
+local entries = redis.call('HGETALL', KEYS[3])
+local stated, measured = 0, 0
+for i = 1, #entries, 2 do
+  local r, s, e = string.match(entries[i + 1], '^([^:]+):([^:]+):([^:]+)$')
+  if tonumber(e) and tonumber(e) > now then
+    if s == '1' then stated = math.max(stated, tonumber(r)) else measured = measured + tonumber(r) end
+  else
+    redis.call('HDEL', KEYS[3], entries[i])
+  end
+end
+local rate = stated > 0 and stated or measured
+if rate <= 0 or ARGV[7] ~= '1' then return {0, -1, 0, 0, budget} end
+local slot = math.max(tonumber(redis.call('GET', KEYS[4]) or '0'), now + tonumber(ARGV[5]))
+if slot - now > tonumber(ARGV[6]) then return {4, math.ceil(slot - now), 0, 0, budget} end
+local next = slot + 1000 / rate
+redis.call('SET', KEYS[4], tostring(next), 'PX', math.floor(next - now) + 60000)
+return {0, math.ceil(slot - now), 0, 0, budget}",
+            ),
+            // KEYS: gate, probe, flag. ARGV: reopen_in, asked_in, status, was the probe (1/0).
+            close: script(
+                "local reopen, asked = now + tonumber(ARGV[1]), now + tonumber(ARGV[2])
+if ARGV[4] == '1' then
+  redis.call('DEL', KEYS[2])
+else
+  local old = redis.call('HMGET', KEYS[1], 'reopen', 'asked')
+  if old[1] then
+    reopen = math.max(reopen, tonumber(old[1]))
+    asked = math.max(asked, tonumber(old[2]))
+  end
+end
+redis.call('HSET', KEYS[1], 'reopen', reopen, 'asked', asked, 'status', ARGV[3])
+redis.call('PEXPIREAT', KEYS[1], asked)
+extend(KEYS[3], asked - now)
+return 1",
+            ),
+            // KEYS: rates, flag. ARGV: me, rate, stated (1/0), lifetime (ms).
+            pace: script(
+                "local life = tonumber(ARGV[4])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ARGV[3] .. ':' .. (now + life))
+if redis.call('PTTL', KEYS[1]) < life then redis.call('PEXPIRE', KEYS[1], life) end
+extend(KEYS[2], life)
+return 1",
+            ),
+            // KEYS: gate, probe. The probe's answer had no hint: the gate reopens.
+            reopen: script("redis.call('DEL', KEYS[1], KEYS[2])\nreturn now"),
+            // KEYS: probe. ARGV: me. The probe got no answer: another may probe.
+            release: script(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return now",
+            ),
+            // KEYS: flag. ARGV: healthy answers to deposit, budget key prefix.
+            refresh: script(
+                "local n = tonumber(ARGV[1])
+if n > 0 then
+  local key = ARGV[2] .. tonumber(t[1])
+  redis.call('HINCRBY', key, 'ok', n)
+  redis.call('EXPIRE', key, 20)
+end
+return redis.call('EXISTS', KEYS[1])",
+            ),
+        }
+    }
+}
+
+/// The keys of one partition.
+struct Keys {
+    gate: String,
+    probe: String,
+    rates: String,
+    tat: String,
+}
+
+impl Fleet {
+    fn ms(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn keys(&self, partition: &Partition) -> Keys {
+        let base = format!("{}:p:{}", self.prefix, partition.fleet_name());
+        Keys {
+            gate: format!("{base}:gate"),
+            probe: format!("{base}:probe"),
+            rates: format!("{base}:rates"),
+            tat: format!("{base}:tat"),
+        }
+    }
+
+    fn flag_key(&self) -> String {
+        format!("{}:throttled", self.prefix)
+    }
+
+    fn budget_prefix(&self) -> String {
+        format!("{}:budget:", self.prefix)
+    }
+
+    /// Whether requests may ask Redis now (the last operation succeeded).
+    fn up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Whether anything is throttled in the fleet, as last read (a reading older than
+    /// [`FLAG_TRUSTED`] counts as "maybe"); reads it again in the background when the reading
+    /// is older than [`FLAG_EVERY`] (or, while Redis is down, once every [`RETRY_EVERY`]).
+    fn throttled(self: &Arc<Self>) -> bool {
+        let now = self.ms(Instant::now());
+        let up = self.up();
+        let age = now.saturating_sub(self.flag_checked.load(Ordering::Relaxed));
+        let due = if up {
+            age >= FLAG_EVERY.as_millis() as u64
+        } else {
+            now >= self.retry_at.load(Ordering::Relaxed)
+        };
+        if due && !self.refreshing.swap(true, Ordering::AcqRel) {
+            let fleet = Arc::clone(self);
+            self.spawn(async move {
+                let deposits = fleet.deposits.swap(0, Ordering::Relaxed);
+                let flag = fleet.flag_key();
+                let args = args![deposits, fleet.budget_prefix()];
+                match fleet
+                    .call::<u8>(&fleet.scripts.refresh, &[&flag], &args)
+                    .await
+                {
+                    Some(flag) => fleet.flag.store(flag == 1, Ordering::Release),
+                    // Nothing is lost: the deposits go with the next reading.
+                    None => {
+                        fleet.deposits.fetch_add(deposits, Ordering::Relaxed);
+                    }
+                }
+                fleet
+                    .flag_checked
+                    .store(fleet.ms(Instant::now()), Ordering::Relaxed);
+                fleet.refreshing.store(false, Ordering::Release);
+            });
+        }
+        (up && age >= FLAG_TRUSTED.as_millis() as u64) || self.flag.load(Ordering::Acquire)
+    }
+
+    /// Runs `work` on the current Tokio runtime, if there is one (no runtime: nothing is
+    /// shared, the local state has it all).
+    fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            drop(runtime.spawn(work));
+        } else {
+            self.refreshing.store(false, Ordering::Release);
+        }
+    }
+
+    /// Runs `script` on `keys` and `args`, bounded by the timeout; `None` (and the process
+    /// plans alone for a while) when Redis failed or was too slow. A connection found broken
+    /// (Redis restarted) is tried once more within the same bound, over the connection
+    /// manager's new one.
+    async fn call<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[Vec<u8>],
+    ) -> Option<T> {
+        let attempt = async {
+            let mut last = None;
+            for _ in 0..2 {
+                let mut invocation = script.prepare_invoke();
+                for key in keys {
+                    invocation.key(*key);
+                }
+                for arg in args {
+                    invocation.arg(arg.as_slice());
+                }
+                let mut conn = self.conn.clone();
+                match invocation.invoke_async::<T>(&mut conn).await {
+                    Ok(value) => return Ok(value),
+                    Err(error) if error.is_connection_dropped() || error.is_io_error() => {
+                        last = Some(error);
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            Err(last
+                .unwrap_or_else(|| redis::RedisError::from((redis::ErrorKind::Io, "no attempt"))))
+        };
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(Ok(value)) => {
+                if !self.up.swap(true, Ordering::AcqRel) {
+                    crate::trace::warn_event!(prefix = %self.prefix, "Redis answers: sharing the fleet's rate-limit state again");
+                }
+                Some(value)
+            }
+            Ok(Err(error)) => {
+                self.down(error.kind());
+                None
+            }
+            Err(_) => {
+                self.down(redis::ErrorKind::Io);
+                None
+            }
+        }
+    }
+
+    #[allow(unused_variables)] // without the `tracing` feature
+    fn down(&self, kind: redis::ErrorKind) {
+        let now = self.ms(Instant::now());
+        self.up.store(false, Ordering::Release);
+        self.retry_at
+            .store(now + RETRY_EVERY.as_millis() as u64, Ordering::Relaxed);
+        let warned = self.warned_at.load(Ordering::Relaxed);
+        if (warned == 0 || now.saturating_sub(warned) >= WARN_EVERY.as_millis() as u64)
+            && self
+                .warned_at
+                .compare_exchange(warned, now.max(1), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            crate::trace::warn_event!(
+                prefix = %self.prefix,
+                error = ?kind,
+                "Redis failed or was too slow: planning with this process's state alone until it answers"
+            );
+        }
+    }
+
+    /// Asks the fleet about a request (see `Scripts::admit`).
+    async fn admit(self: Arc<Self>, keys: Keys, ask: Ask) -> Option<Remote> {
+        let args = args![
+            &*self.me,
+            ask.rate.map_or(0.0, |(rate, _, _)| rate),
+            u8::from(ask.rate.is_some_and(|(_, stated, _)| stated)),
+            ask.rate.map_or(0, |(_, _, life)| ms(life).max(1)),
+            ms(ask.earliest),
+            ms(ask.cap),
+            u8::from(ask.slot),
+            ms(ask.lease).max(1),
+            u8::from(ask.budget.is_some()),
+            ask.budget.map_or(0.0, |(ratio, _)| ratio),
+            ask.budget.map_or(0.0, |(_, reserve)| reserve),
+            self.budget_prefix()
+        ];
+        let keys = [&*keys.gate, &keys.probe, &keys.rates, &keys.tat];
+        let reply: Vec<i64> = self.call(&self.scripts.admit, &keys, &args).await?;
+        let field = |i: usize| reply.get(i).copied().unwrap_or(0);
+        let after = |v: i64| Duration::from_millis(u64::try_from(v).unwrap_or(0));
+        let status = || {
+            StatusCode::from_u16(u16::try_from(field(3)).unwrap_or(429))
+                .unwrap_or(StatusCode::TOO_MANY_REQUESTS)
+        };
+        let gate = match field(0) {
+            1 => RemoteGate::Closed {
+                reopen_in: after(field(1)),
+                asked_in: after(field(2)),
+                status: status(),
+            },
+            2 | 3 => RemoteGate::Probing {
+                asked_in: after(field(2)),
+                status: status(),
+                free: field(0) == 2,
+            },
+            _ => RemoteGate::Open,
+        };
+        let slot = matches!(field(0), 0 | 4)
+            .then(|| field(1))
+            .filter(|slot| *slot >= 0)
+            .map(after);
+        let budget = match field(4) {
+            1 => Some(true),
+            0 => Some(false),
+            _ => None,
+        };
+        Some(Remote { gate, slot, budget })
+    }
+
+    /// Writes what an attempt showed, in the background.
+    fn report(self: &Arc<Self>, keys: Keys, report: Report) {
+        if !self.up() {
+            return;
+        }
+        let fleet = Arc::clone(self);
+        self.spawn(async move {
+            let scripts = &fleet.scripts;
+            let flag = fleet.flag_key();
+            let (script, keys, args) = match report {
+                Report::Close {
+                    reopen_in,
+                    asked_in,
+                    status,
+                    probe,
+                } => (
+                    &scripts.close,
+                    vec![keys.gate, keys.probe, flag],
+                    args![
+                        ms(reopen_in),
+                        ms(asked_in),
+                        status.as_u16(),
+                        u8::from(probe)
+                    ],
+                ),
+                Report::Pace { rate, stated, life } => (
+                    &scripts.pace,
+                    vec![keys.rates, flag],
+                    args![&*fleet.me, rate, u8::from(stated), ms(life).max(1)],
+                ),
+                Report::Reopen => (&scripts.reopen, vec![keys.gate, keys.probe], Vec::new()),
+                Report::Release => (&scripts.release, vec![keys.probe], args![&*fleet.me]),
+            };
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let done = fleet.call::<i64>(script, &keys, &args).await;
+            if done.is_some() {
+                fleet.flag.store(true, Ordering::Release);
+            }
+        });
+    }
+}
+
+/// Script arguments, each as Redis encodes it.
+macro_rules! args {
+    ($($arg:expr),* $(,)?) => {{
+        let mut args: Vec<Vec<u8>> = Vec::new();
+        $(args.extend(redis::ToRedisArgs::to_redis_args(&$arg));)*
+        args
+    }};
+}
+use args;
+
+fn ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// What a request asks the fleet.
+struct Ask {
+    /// This process's pacing of the partition: rate, stated, how long it lasts.
+    rate: Option<(f64, bool, Duration)>,
+    /// The request's own earliest time (backoff, hint), from now.
+    earliest: Duration,
+    /// The longest the request may wait.
+    cap: Duration,
+    /// Whether to take a pacing slot (not on resuming: the wait holds one).
+    slot: bool,
+    /// The probe's lease.
+    lease: Duration,
+    /// For a retry, the budget's ratio and reserve.
+    budget: Option<(f64, f64)>,
+}
+
+/// What an attempt tells the fleet.
+enum Report {
+    Close {
+        reopen_in: Duration,
+        asked_in: Duration,
+        status: StatusCode,
+        probe: bool,
+    },
+    Pace {
+        rate: f64,
+        stated: bool,
+        life: Duration,
+    },
+    Reopen,
+    Release,
+}
+
+/// A layer's state with a fleet's added.
+pub(crate) struct FleetState {
+    local: State,
+    fleet: Arc<Fleet>,
+    /// The budget's ratio and its reserve (retries over ten seconds), if there is a budget.
+    budget: Option<(f64, f64)>,
+}
+
+impl FleetState {
+    pub(crate) fn new(local: State, fleet: &RedisFleet, budget: Option<(f64, u32)>) -> Self {
+        Self {
+            local,
+            fleet: Arc::clone(&fleet.fleet),
+            budget: budget.map(|(ratio, min)| (ratio, f64::from(min) * 10.0)),
+        }
+    }
+}
+
+impl fmt::Debug for FleetState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FleetState")
+            .field("local", &self.local)
+            .field("prefix", &self.fleet.prefix)
+            .field("connected", &self.fleet.up())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Backend for FleetState {
+    fn throttled(&self) -> bool {
+        // Both read: the flag's refresh keeps ticking while anything is throttled locally.
+        let fleet = self.fleet.throttled();
+        self.local.throttled() || fleet
+    }
+
+    fn partition(&self, uri: &Uri, headers: &HeaderMap) -> Partition {
+        self.local.partition(uri, headers)
+    }
+
+    fn plan(
+        &self,
+        settings: &Settings,
+        partition: impl FnOnce() -> Partition,
+        inputs: &Inputs,
+    ) -> Planned {
+        if !self.fleet.up() {
+            return Planned::Now(self.local.plan(settings, partition, inputs));
+        }
+        // The request's own earliest time: the plan with nothing held back.
+        let open = Snapshot {
+            gate: super::plan::Gate::Open,
+            pace: None,
+            budget: true,
+        };
+        let Plan::Go { at, .. } = plan(settings, inputs, &open) else {
+            return Planned::Now(self.local.plan(settings, partition, inputs));
+        };
+        let now = inputs.now;
+        let partition = partition();
+        let cap = inputs
+            .deadline
+            .map_or(settings.max_retry_after, |deadline| {
+                settings
+                    .max_retry_after
+                    .min(deadline.saturating_duration_since(now))
+            });
+        let retry = matches!(inputs.step, Step::Retry { .. });
+        let ask = Ask {
+            rate: self
+                .local
+                .pacing_of(&partition, now)
+                .map(|(rate, stated, ends)| (rate, stated, ends.saturating_duration_since(now))),
+            earliest: at.saturating_duration_since(now),
+            cap,
+            slot: inputs.step != Step::Resume && settings.pacing,
+            lease: self.local.max_cooldown(),
+            budget: self.budget.filter(|_| retry),
+        };
+        let keys = self.fleet.keys(&partition);
+        Planned::Ask(Box::pin(Arc::clone(&self.fleet).admit(keys, ask)))
+    }
+
+    fn resolve(
+        &self,
+        settings: &Settings,
+        partition: &Partition,
+        inputs: &Inputs,
+        remote: Option<Remote>,
+    ) -> Plan {
+        self.local
+            .plan_with(settings, || partition.clone(), inputs, remote.as_ref())
+    }
+
+    fn observe(
+        &self,
+        signal: Signal,
+        partition: impl FnOnce() -> Partition,
+        now: impl Fn() -> Instant,
+        sent: Option<Instant>,
+        probe: bool,
+        follow: Option<f64>,
+    ) {
+        if signal == Signal::Healthy {
+            self.fleet.deposits.fetch_add(1, Ordering::Relaxed);
+        }
+        let reports = matches!(signal, Signal::Throttled { .. }) || probe;
+        if !reports || !self.fleet.up() {
+            self.local
+                .observe(signal, partition, now, sent, probe, follow);
+            return;
+        }
+        let partition = partition();
+        self.local
+            .observe(signal, || partition.clone(), &now, sent, probe, follow);
+        let report = |report| self.fleet.report(self.fleet.keys(&partition), report);
+        match signal {
+            Signal::Throttled { status, hint, .. } => {
+                let hint = hint.unwrap_or_default();
+                if self.local.gates() && !hint.is_zero() {
+                    report(Report::Close {
+                        reopen_in: hint.min(self.local.max_cooldown()),
+                        asked_in: hint,
+                        status,
+                        probe,
+                    });
+                } else if probe {
+                    report(Report::Reopen);
+                }
+                if self.local.pacing()
+                    && status == StatusCode::TOO_MANY_REQUESTS
+                    && let Some((rate, stated, ends)) = self.local.pacing_of(&partition, now())
+                {
+                    report(Report::Pace {
+                        rate,
+                        stated,
+                        life: ends.saturating_duration_since(now()),
+                    });
+                }
+            }
+            Signal::Failed => report(Report::Release),
+            Signal::Healthy | Signal::Answered | Signal::Refused => report(Report::Reopen),
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! A fleet on one key shares its gates, pacing and budget through a real `redis-server`,
+//! started by each test on a free loopback port and stopped when it ends. The tests need the
+//! binary, so they are ignored by default: `cargo test --all-features -- --include-ignored`
+//! runs them (`.ci/run` installs `redis-server` and does).
+//!
+//! They run in real time (Redis's clock and sockets do not pause), with margins far wider
+//! than the waits they check.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{Fixed, get};
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+use tower::{Layer, ServiceExt};
+use tower_infoplug::mock::{Emulator, Quota, Reply, TEST_KEY};
+use tower_infoplug::retry::{RedisFleet, RetryBuilder};
+use tower_infoplug::{ApiKey, InfoPlugLayer, InfoPlugService, RetryError, StopReason};
+
+const MS: Duration = Duration::from_millis(1);
+const URL: &str = "http://api.test/v1/x";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `redis-server` on a loopback port, killed when dropped.
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> Self {
+        Self::on(free_port())
+    }
+
+    fn on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is on the PATH (these tests are ignored unless asked for)");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Self { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+type Stack = InfoPlugService<Emulator>;
+
+/// One process's stack over the shared emulator, with its own fleet handle on `url`.
+fn process(
+    url: &str,
+    prefix: &str,
+    api: &Emulator,
+    retry: impl FnOnce(RetryBuilder) -> RetryBuilder,
+) -> (RedisFleet, Stack) {
+    let fleet = RedisFleet::builder(url).prefix(prefix).build().unwrap();
+    let layer = InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), "http://api.test")
+        .retry(|r| retry(r.jitter(Fixed(0.0)).fleet(fleet.clone())))
+        .build()
+        .unwrap();
+    (fleet, layer.layer(api.clone()))
+}
+
+/// Sends requests until the fleet has answered once; then waits until its "nothing
+/// throttled" reading is no longer trusted, so the next request asks.
+async fn joined(fleet: &RedisFleet, stack: &Stack) {
+    let started = Instant::now();
+    while !fleet.is_connected() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the fleet never joined"
+        );
+        stack.clone().oneshot(get(URL)).await.unwrap();
+        tokio::time::sleep(20 * MS).await;
+    }
+    tokio::time::sleep(150 * MS).await;
+}
+
+/// When each request reached the emulator, after `start`.
+fn arrivals_after(api: &Emulator, start: Instant) -> Vec<Duration> {
+    api.requests()
+        .iter()
+        .map(|r| r.at.saturating_duration_since(start))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server"]
+async fn two_processes_share_a_gate() {
+    let redis = RedisServer::start();
+    let api = Emulator::builder().no_rate_limit().build();
+    let (fa, a) = process(&redis.url(), "gate", &api, |r| r);
+    let (fb, b) = process(&redis.url(), "gate", &api, |r| r);
+    joined(&fa, &a).await;
+    joined(&fb, &b).await;
+    api.take_requests();
+
+    // A meets a 429 asking for 800 ms; B, which never saw it, must wait for it too.
+    api.push(Reply::status(429).header("retry-after-ms", "800"));
+    let start = Instant::now();
+    let first = tokio::spawn(a.clone().oneshot(get(URL)));
+    tokio::time::sleep(150 * MS).await;
+    let res = b.clone().oneshot(get(URL)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+    let seen = arrivals_after(&api, start);
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen[0] < 150 * MS, "{seen:?}");
+    for later in &seen[1..] {
+        assert!(*later >= 790 * MS, "sent inside the fleet's gate: {seen:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server"]
+async fn two_processes_share_a_pace() {
+    // A quota of 20 a second, stated in RateLimit-Policy; 2 processes × 20 requests, 4 in
+    // flight each. Paced together, the server sees few 429s; each pacing alone at the
+    // stated 20 a second would send twice the quota.
+    let redis = RedisServer::start();
+    let api = Emulator::builder()
+        .credits(10_000)
+        .quota(Quota::fixed_window(20, Duration::from_secs(1)))
+        .rate_limit_headers(true)
+        .build();
+    let retry = |r: RetryBuilder| r.rate_limit_headers(true).max_attempts(5);
+    let (fa, a) = process(&redis.url(), "pace", &api, retry);
+    let (fb, b) = process(&redis.url(), "pace", &api, retry);
+    joined(&fa, &a).await;
+    joined(&fb, &b).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    api.take_requests();
+    let credits = api.credits();
+
+    let run = |stack: Stack| async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for lane in 0..4 {
+            let stack = stack.clone();
+            tasks.spawn(async move {
+                let mut ok = 0;
+                for _ in 0..5 {
+                    let res = stack.clone().oneshot(get(URL)).await.unwrap();
+                    ok += usize::from(res.status() == StatusCode::OK);
+                }
+                let _ = lane;
+                ok
+            });
+        }
+        let mut ok = 0;
+        while let Some(done) = tasks.join_next().await {
+            ok += done.unwrap();
+        }
+        ok
+    };
+    let (ok_a, ok_b) = tokio::join!(run(a.clone()), run(b.clone()));
+    assert_eq!(ok_a + ok_b, 40, "every request ends in a 200");
+    // What the server turned away: every call beyond those it admitted (and charged).
+    let calls = api.request_count();
+    let throttled = calls - (credits - api.credits()) as usize;
+    // The first window's burst, and at most a few at window edges after it.
+    assert!(throttled <= 12, "{throttled} 429s for {calls} calls");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server"]
+async fn the_cap_and_the_probe_hold_across_processes() {
+    let redis = RedisServer::start();
+    let api = Emulator::builder().no_rate_limit().build();
+    let cap = |r: RetryBuilder| r.max_cooldown(Duration::from_secs(1));
+    let (fa, a) = process(&redis.url(), "probe", &api, cap);
+    let (fb, b) = process(&redis.url(), "probe", &api, cap);
+    joined(&fa, &a).await;
+    joined(&fb, &b).await;
+    api.take_requests();
+
+    // An hour asked for: A returns at once; B is refused without a call, with the ask.
+    api.push(Reply::rate_limited(3600));
+    let res = a.clone().oneshot(get(URL)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    tokio::time::sleep(150 * MS).await;
+    match b.clone().oneshot(get(URL)).await {
+        Err(RetryError::CoolingDown { status, info }) => {
+            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(info.stop_reason(), StopReason::CoolingDown);
+            assert!(info.retry_after().unwrap() > Duration::from_secs(3500));
+        }
+        other => panic!("{:?}", other.map(|r| r.status())),
+    }
+    assert_eq!(api.take_requests().len(), 1);
+
+    // Past max_cooldown, A and B at once: one probes, the other is refused.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (ra, rb) = tokio::join!(a.clone().oneshot(get(URL)), b.clone().oneshot(get(URL)));
+    let sent = [&ra, &rb].iter().filter(|r| r.is_ok()).count();
+    assert_eq!(
+        sent,
+        1,
+        "exactly one probe: {:?} {:?}",
+        ra.is_ok(),
+        rb.is_ok()
+    );
+    assert_eq!(api.take_requests().len(), 1);
+
+    // The probe's 200 reopened the fleet's gate: B goes (A, which saw the hint, probes its
+    // own gate once and reopens it too).
+    tokio::time::sleep(150 * MS).await;
+    assert_eq!(
+        b.clone().oneshot(get(URL)).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        a.clone().oneshot(get(URL)).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        b.clone().oneshot(get(URL)).await.unwrap().status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server"]
+async fn redis_killed_and_restarted_loses_nothing_and_rejoins() {
+    let mut redis = RedisServer::start();
+    let port = redis.port;
+    let api = Emulator::builder().no_rate_limit().build();
+    let (fa, a) = process(&redis.url(), "restart", &api, |r| r);
+    let (fb, b) = process(&redis.url(), "restart", &api, |r| r);
+    joined(&fa, &a).await;
+    joined(&fb, &b).await;
+
+    redis.stop();
+    // Every request still ends in its 200, none waits on the dead store beyond the timeout,
+    // and a 429 is honoured with this process's state alone.
+    api.push(Reply::status(429).header("retry-after-ms", "300"));
+    for i in 0..10 {
+        let start = Instant::now();
+        let res = a.clone().oneshot(get(URL)).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "request {i}");
+        let bound = if i == 0 {
+            300 * MS + 400 * MS
+        } else {
+            300 * MS
+        };
+        assert!(
+            start.elapsed() < bound,
+            "request {i} took {:?}",
+            start.elapsed()
+        );
+    }
+    assert!(!fa.is_connected());
+
+    // Back on the same port: each process rejoins on its own, and a gate is shared again.
+    let _redis = RedisServer::on(port);
+    for (fleet, stack) in [(&fa, &a), (&fb, &b)] {
+        let started = Instant::now();
+        while !fleet.is_connected() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "never rejoined"
+            );
+            stack.clone().oneshot(get(URL)).await.unwrap();
+            tokio::time::sleep(50 * MS).await;
+        }
+    }
+    tokio::time::sleep(150 * MS).await;
+    api.take_requests();
+    api.push(Reply::status(429).header("retry-after-ms", "800"));
+    let start = Instant::now();
+    let first = tokio::spawn(a.clone().oneshot(get(URL)));
+    tokio::time::sleep(150 * MS).await;
+    b.clone().oneshot(get(URL)).await.unwrap();
+    first.await.unwrap().unwrap();
+    let seen = arrivals_after(&api, start);
+    assert!(seen[1..].iter().all(|t| *t >= 790 * MS), "{seen:?}");
+}
+
+/// A TCP proxy to `upstream` that holds each chunk from the client for `delay` ms.
+async fn slow_proxy(upstream: u16, delay: Arc<AtomicU64>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        // Bounded: a test opens a handful of connections.
+        for _ in 0..16 {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            let delay = Arc::clone(&delay);
+            tokio::spawn(async move {
+                let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    return;
+                };
+                let (mut from_client, mut to_client) = client.split();
+                let (mut from_server, mut to_server) = server.split();
+                let up = async {
+                    let mut buf = vec![0; 16 * 1024];
+                    while let Ok(n) = from_client.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let hold = delay.load(Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(hold)).await;
+                        if to_server.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let down = tokio::io::copy(&mut from_server, &mut to_client);
+                let _ = tokio::join!(up, down);
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server"]
+async fn a_slow_redis_delays_no_request_beyond_the_timeout() {
+    let redis = RedisServer::start();
+    let delay = Arc::new(AtomicU64::new(0));
+    let proxy = slow_proxy(redis.port, Arc::clone(&delay)).await;
+    let url = format!("redis://127.0.0.1:{proxy}");
+    let api = Emulator::builder().no_rate_limit().build();
+    let (fa, a) = process(&url, "slow", &api, |r| r);
+    let (fb, b) = process(&url, "slow", &api, |r| r);
+    joined(&fa, &a).await;
+    joined(&fb, &b).await;
+
+    // A gate in the store (so B asks it), then the store turns slow: B's question gives up
+    // after the 50 ms timeout and B plans alone.
+    api.push(Reply::status(429).header("retry-after-ms", "2000"));
+    let first = tokio::spawn(a.clone().oneshot(get(URL)));
+    tokio::time::sleep(150 * MS).await;
+    delay.store(1000, Ordering::Relaxed);
+    let start = Instant::now();
+    let res = b.clone().oneshot(get(URL)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        start.elapsed() < 400 * MS,
+        "waited {:?} on a slow store",
+        start.elapsed()
+    );
+    assert!(!fb.is_connected());
+    // While the store is known to be down, requests do not ask it at all.
+    let start = Instant::now();
+    for _ in 0..5 {
+        b.clone().oneshot(get(URL)).await.unwrap();
+    }
+    assert!(start.elapsed() < 200 * MS, "{:?}", start.elapsed());
+    first.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server"]
+async fn no_key_ever_reaches_redis() {
+    const TENANT: &str = "ip_tenant_secret_4242";
+    let redis = RedisServer::start();
+    let api = Emulator::builder()
+        .accept_authorization(true)
+        .no_rate_limit()
+        .build();
+    let (fa, a) = process(&redis.url(), "secrets", &api, |r| {
+        r.rate_limit_headers(true)
+            .max_retry_after(Duration::from_secs(1))
+    });
+    joined(&fa, &a).await;
+    // Gates, pacing and budget entries, for the preset's key and a tenant's.
+    for tenant in [None, Some(TENANT)] {
+        api.push_all([
+            Reply::status(429)
+                .header("retry-after-ms", "200")
+                .header("ratelimit", "\"q\";r=0;t=1")
+                .header("ratelimit-policy", "\"q\";q=50;w=1"),
+            Reply::unavailable(),
+        ]);
+        let mut req = Request::get(URL);
+        if let Some(key) = tenant {
+            req = req.header("x-infoplug-api-key", key);
+        }
+        // The emulator knows the preset's key only: the tenant's ends in a 401, after the
+        // scripted 429 and 503 all the same.
+        let res = a
+            .clone()
+            .oneshot(req.body(Full::<Bytes>::default()).unwrap())
+            .await
+            .unwrap();
+        let expected = if tenant.is_some() { 401 } else { 200 };
+        assert_eq!(res.status().as_u16(), expected);
+    }
+    // A gate that stays: a 503 asking for longer than the layer waits.
+    api.push(Reply::unavailable().header("retry-after", "30"));
+    assert_eq!(a.clone().oneshot(get(URL)).await.unwrap().status(), 503);
+    tokio::time::sleep(200 * MS).await;
+
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(keys.iter().any(|k| k.contains(":gate")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.contains(":rates")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.contains(":budget:")), "{keys:?}");
+    let mut everything = keys.join("\n");
+    for key in &keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let values: Vec<String> = match kind.as_str() {
+            "hash" => redis::cmd("HGETALL")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
+            "string" => vec![
+                redis::cmd("GET")
+                    .arg(key)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap(),
+            ],
+            other => panic!("{key} is a {other}"),
+        };
+        everything.push('\n');
+        everything.push_str(&values.join("\n"));
+    }
+    for secret in [TEST_KEY, TENANT, "ip_", "Bearer"] {
+        assert!(
+            !everything.contains(secret),
+            "{secret} in Redis:\n{everything}"
+        );
+    }
+}
