@@ -55,8 +55,9 @@ pub const DEFAULT_FLEET_TIMEOUT: Duration = Duration::from_millis(50);
 ///   fleet. A reading older than 100 ms (a process that was idle) is not trusted: the next
 ///   request asks.
 /// - **Budget**: healthy answers and retries counted in per-second hashes that expire; a
-///   retry takes one from the fleet's window or stops. Deposits are batched with the flag's
-///   reads.
+///   retry takes one from the fleet's pooled allowance (the ratio of the fleet's healthy
+///   answers in the last ten seconds, plus each live process's reserve) or stops. Deposits
+///   are batched with the flag's reads.
 ///
 /// **Failure is local, never fatal**: every operation is bounded by a timeout (50 ms by
 /// default); an error or a timeout makes the process plan alone (its own state is always
@@ -251,10 +252,9 @@ impl Scripts {
             // KEYS: gate, probe, rates, tat. ARGV: me, my rate, stated (1/0), my rate's
             // lifetime (ms), earliest slot (ms from now), cap (ms), take a slot (1/0), probe
             // lease (ms), ask the budget (1/0), ratio, reserve, budget key prefix.
-            // Returns {code, a, b, c, budget}: 1 closed (a reopen_in, b asked_in, c status);
-            // 2 probe granted, 3 probe out elsewhere (b asked_in, c status); 0 open (a slot_in
-            // or -1 when not paced); 4 the slot is past the cap (a slot_in, not taken).
-            // budget: 1 taken, 0 refused, -1 not asked.
+            // Returns {code, reopen_in, asked_in, status, budget, slot_in}: code 1 closed,
+            // 2 probe granted, 3 probe out elsewhere, 0 open; budget 1 taken, 0 refused, -1
+            // not asked; slot_in the pacing slot (taken unless past the cap), -1 not paced.
             admit: script(
                 "local my_rate = tonumber(ARGV[2])
 if my_rate > 0 then
@@ -262,33 +262,44 @@ if my_rate > 0 then
   redis.call('HSET', KEYS[3], ARGV[1], my_rate .. ':' .. ARGV[3] .. ':' .. (now + life))
   if redis.call('PTTL', KEYS[3]) < life then redis.call('PEXPIRE', KEYS[3], life) end
 end
+local code, reopen_in, asked_in, status = 0, 0, 0, 0
 local gate = redis.call('HMGET', KEYS[1], 'reopen', 'asked', 'status')
 if gate[1] then
-  local reopen, asked, status = tonumber(gate[1]), tonumber(gate[2]), tonumber(gate[3])
-  if now < reopen then return {1, reopen - now, asked - now, status, -1} end
-  if now < asked then
-    if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[8]) then
-      return {2, 0, asked - now, status, -1}
+  local reopen, asked = tonumber(gate[1]), tonumber(gate[2])
+  status = tonumber(gate[3])
+  if now < reopen then
+    code, reopen_in, asked_in = 1, reopen - now, asked - now
+  elseif now < asked then
+    asked_in = asked - now
+    if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[8]) then
+      return {3, 0, asked_in, status, -1, -1}
     end
-    return {3, 0, asked - now, status, -1}
+    code = 2
   end
 end
 local budget = -1
 if ARGV[9] == '1' then
   local sec = tonumber(t[1])
-  local ok, retries = 0, 0
+  local ok, retries, procs, seen = 0, 0, 0, {}
   for i = 0, 9 do
-    local v = redis.call('HMGET', ARGV[12] .. (sec - i), 'ok', 'retries')
-    ok = ok + (tonumber(v[1]) or 0)
-    retries = retries + (tonumber(v[2]) or 0)
+    local v = redis.call('HGETALL', ARGV[12] .. (sec - i))
+    for j = 1, #v, 2 do
+      local field = v[j]
+      if field == 'ok' then ok = ok + tonumber(v[j + 1])
+      elseif field == 'retries' then retries = retries + tonumber(v[j + 1])
+      elseif not seen[field] then seen[field] = true; procs = procs + 1 end
+    end
   end
-  if retries + 1 > tonumber(ARGV[10]) * ok + tonumber(ARGV[11]) then
-    return {0, -1, 0, 0, 0}
+  -- The processes' allowances pooled: the ratio of the fleet's healthy answers, and each
+  -- process's reserve.
+  if retries + 1 > tonumber(ARGV[10]) * ok + tonumber(ARGV[11]) * math.max(procs, 1) then
+    return {code, reopen_in, asked_in, status, 0, -1}
   end
   redis.call('HINCRBY', ARGV[12] .. sec, 'retries', 1)
   redis.call('EXPIRE', ARGV[12] .. sec, 20)
   budget = 1
 end
+if code == 2 or ARGV[7] ~= '1' then return {code, reopen_in, asked_in, status, budget, -1} end
 local entries = redis.call('HGETALL', KEYS[3])
 local stated, measured = 0, 0
 for i = 1, #entries, 2 do
@@ -300,12 +311,17 @@ for i = 1, #entries, 2 do
   end
 end
 local rate = stated > 0 and stated or measured
-if rate <= 0 or ARGV[7] ~= '1' then return {0, -1, 0, 0, budget} end
-local slot = math.max(tonumber(redis.call('GET', KEYS[4]) or '0'), now + tonumber(ARGV[5]))
-if slot - now > tonumber(ARGV[6]) then return {4, math.ceil(slot - now), 0, 0, budget} end
-local next = slot + 1000 / rate
-redis.call('SET', KEYS[4], tostring(next), 'PX', math.floor(next - now) + 60000)
-return {0, math.ceil(slot - now), 0, 0, budget}",
+if rate <= 0 then return {code, reopen_in, asked_in, status, budget, -1} end
+-- A request held by the gate takes its slot after the gate, as the local pacer does.
+local earliest = tonumber(ARGV[5])
+if code == 1 then earliest = math.max(earliest, asked_in) end
+local slot = math.max(tonumber(redis.call('GET', KEYS[4]) or '0'), now + earliest)
+if slot - now <= tonumber(ARGV[6]) then
+  local next = slot + 1000 / rate
+  redis.call('SET', KEYS[4], tostring(next), 'PX', math.floor(next - now) + 60000)
+end
+-- Past the cap the slot is reported, not taken: the request will not wait for it.
+return {code, reopen_in, asked_in, status, budget, math.ceil(slot - now)}",
             ),
             // KEYS: gate, probe, flag. ARGV: reopen_in, asked_in, status, was the probe (1/0).
             close: script(
@@ -339,14 +355,14 @@ return 1",
                 "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return now",
             ),
-            // KEYS: flag. ARGV: healthy answers to deposit, budget key prefix.
+            // KEYS: flag. ARGV: healthy answers to deposit, budget key prefix, me. The
+            // second's hash also names the processes seen in it (for their reserves).
             refresh: script(
                 "local n = tonumber(ARGV[1])
-if n > 0 then
-  local key = ARGV[2] .. tonumber(t[1])
-  redis.call('HINCRBY', key, 'ok', n)
-  redis.call('EXPIRE', key, 20)
-end
+local key = ARGV[2] .. tonumber(t[1])
+if n > 0 then redis.call('HINCRBY', key, 'ok', n) end
+redis.call('HSET', key, 'proc:' .. ARGV[3], 1)
+redis.call('EXPIRE', key, 20)
 return redis.call('EXISTS', KEYS[1])",
             ),
         }
@@ -406,7 +422,7 @@ impl Fleet {
             self.spawn(async move {
                 let deposits = fleet.deposits.swap(0, Ordering::Relaxed);
                 let flag = fleet.flag_key();
-                let args = args![deposits, fleet.budget_prefix()];
+                let args = args![deposits, fleet.budget_prefix(), &*fleet.me];
                 match fleet
                     .call::<u8>(&fleet.scripts.refresh, &[&flag], &args)
                     .await
@@ -544,10 +560,7 @@ impl Fleet {
             },
             _ => RemoteGate::Open,
         };
-        let slot = matches!(field(0), 0 | 4)
-            .then(|| field(1))
-            .filter(|slot| *slot >= 0)
-            .map(after);
+        let slot = Some(field(5)).filter(|slot| *slot >= 0).map(after);
         let budget = match field(4) {
             1 => Some(true),
             0 => Some(false),
