@@ -18,8 +18,10 @@
 //! - `RetryLayer` without pacing (the `InfoPlugLayer` with `pacing(false)`);
 //! - `InfoPlugLayer` as it comes.
 //!
-//! Then the same with a fleet: 4 independent stacks (no shared state), each with the given
-//! number in flight, on one quota.
+//! Then the same with a fleet: 4 stacks, each with the given number in flight, on one quota:
+//! each with its own state, and (row "+ Redis fleet") sharing it through a `redis-server`
+//! the bench starts on a free loopback port (or `GOODPUT_REDIS`). `GOODPUT_ONLY=fleet` runs
+//! the fleet's tables alone.
 //!
 //! Columns: requests that ended in a 200; makespan over the ideal (N over the quota); calls
 //! the server saw over N; 429s the server sent; p50 and p99 latency of a request, waits
@@ -48,7 +50,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 use tower_infoplug::mock::{Emulator, EmulatorServer, Quota, TEST_KEY};
-use tower_infoplug::retry::{Jitter, RandomJitter};
+use tower_infoplug::retry::{Jitter, RandomJitter, RedisFleet};
 use tower_infoplug::{ApiKey, AuthLayer, InfoPlugLayer};
 
 const CREDITS: u64 = 1 << 40;
@@ -65,15 +67,18 @@ enum Row {
     ReqwestRetry,
     Unpaced,
     InfoPlug,
+    /// `InfoPlugLayer` with its state shared through Redis (the fleet only).
+    Fleet,
 }
 
 impl Row {
-    const ALL: [Row; 5] = [
+    const ALL: [Row; 6] = [
         Row::NoRetry,
         Row::TowerRetry,
         Row::ReqwestRetry,
         Row::Unpaced,
         Row::InfoPlug,
+        Row::Fleet,
     ];
 
     fn name(self) -> &'static str {
@@ -83,11 +88,13 @@ impl Row {
             Row::ReqwestRetry => "reqwest-retry (default policy)",
             Row::Unpaced => "`RetryLayer`, pacing off",
             Row::InfoPlug => "`InfoPlugLayer`",
+            Row::Fleet => "`InfoPlugLayer` + Redis fleet",
         }
     }
 
-    /// A fresh client (its own state, its own connection pool).
-    fn client(self, server: &EmulatorServer) -> Sender {
+    /// A fresh client (its own state, its own connection pool); for the fleet row, its own
+    /// handle on the Redis at `redis` under `prefix`.
+    fn client(self, server: &EmulatorServer, redis: Option<(&str, &str)>) -> Sender {
         let base = server.base_url();
         match self {
             Row::NoRetry => {
@@ -123,9 +130,18 @@ impl Row {
                     })
                 })
             }
-            Row::Unpaced | Row::InfoPlug => {
+            Row::Unpaced | Row::InfoPlug | Row::Fleet => {
+                let fleet = redis
+                    .filter(|_| self == Row::Fleet)
+                    .map(|(url, prefix)| RedisFleet::builder(url).prefix(prefix).build().unwrap());
                 let layer = InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), &base)
-                    .retry(|r| r.pacing(self == Row::InfoPlug))
+                    .retry(|r| {
+                        let r = r.pacing(self != Row::Unpaced);
+                        match fleet {
+                            Some(fleet) => r.fleet(fleet),
+                            None => r,
+                        }
+                    })
                     .build()
                     .unwrap();
                 boxed(layer.layer(Client::builder(TokioExecutor::new()).build_http()))
@@ -201,8 +217,22 @@ struct Outcome {
 }
 
 /// `n` requests over `clients`, each with `in_flight` lanes, against a fresh emulator.
-async fn run(row: Row, quota: Quota, n: usize, in_flight: usize, workers: usize) -> Outcome {
+async fn run(
+    row: Row,
+    quota: Quota,
+    n: usize,
+    in_flight: usize,
+    workers: usize,
+    redis: Option<&str>,
+) -> Outcome {
     let api = Emulator::builder().quota(quota).credits(CREDITS).build();
+    // A fresh prefix per run: nothing one run learned carries over to the next.
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let prefix = format!(
+        "goodput-{}-{}",
+        std::process::id(),
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    );
     let server = api.serve().await.unwrap();
     let uri = server.uri("/v1/profile").unwrap().to_string();
     let next = Arc::new(AtomicUsize::new(0));
@@ -215,7 +245,7 @@ async fn run(row: Row, quota: Quota, n: usize, in_flight: usize, workers: usize)
     let start = Instant::now();
     let mut lanes = Vec::new();
     for _ in 0..workers {
-        let client = row.client(&server);
+        let client = row.client(&server, redis.map(|url| (url, prefix.as_str())));
         for _ in 0..in_flight {
             let (client, next, uri) = (Arc::clone(&client), Arc::clone(&next), uri.clone());
             lanes.push(tokio::spawn(async move {
@@ -286,6 +316,37 @@ fn main() {
         "N = {n}, quota {per_second}/s, ideal makespan {:.1} s",
         ideal.as_secs_f64()
     );
+    // The fleet's Redis row: a redis-server started here on a free loopback port (or
+    // `GOODPUT_REDIS=redis://...`); without either, the row is skipped.
+    let mut started = None;
+    let redis = std::env::var("GOODPUT_REDIS").ok().or_else(|| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        started = Some(child);
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Some(format!("redis://127.0.0.1:{port}"))
+    });
+    if redis.is_none() {
+        println!(
+            "(no redis-server on the PATH and no GOODPUT_REDIS: the Redis fleet row is skipped)"
+        );
+    }
+    // `GOODPUT_ONLY=fleet` runs the fleet's tables alone.
+    let only_fleet = std::env::var("GOODPUT_ONLY").is_ok_and(|v| v == "fleet");
     let quotas = [
         (
             "fixed window",
@@ -293,10 +354,10 @@ fn main() {
         ),
         ("token bucket", Quota::token_bucket(per_second, per_second)),
     ];
-    for (workers, title) in [
-        (1, "one stack"),
-        (4, "a fleet of 4 stacks, no shared state"),
-    ] {
+    for (workers, title) in [(1, "one stack"), (4, "a fleet of 4 stacks on one quota")] {
+        if only_fleet && workers == 1 {
+            continue;
+        }
         for (quota_name, quota) in quotas {
             for in_flight in [16, 64] {
                 println!(
@@ -306,7 +367,11 @@ fn main() {
                 println!("| row | 200s | makespan ÷ ideal | calls ÷ N | 429s sent | p50 | p99 |");
                 println!("|---|---:|---:|---:|---:|---:|---:|");
                 for row in Row::ALL {
-                    let out = runtime.block_on(run(row, quota, n, in_flight, workers));
+                    if row == Row::Fleet && (workers == 1 || redis.is_none()) {
+                        continue;
+                    }
+                    let out =
+                        runtime.block_on(run(row, quota, n, in_flight, workers, redis.as_deref()));
                     println!(
                         "| {} | {} | {:.2} | {:.3} | {} | {:.0} ms | {:.0} ms |",
                         row.name(),
@@ -320,5 +385,9 @@ fn main() {
                 }
             }
         }
+    }
+    if let Some(mut child) = started {
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }

@@ -147,9 +147,11 @@ async fn run() -> Result<(), String> {
             .build()
             .map_err(|e| e.to_string())?;
         fleets.extend(fleet);
-        stacks.push(layer.layer(
-            Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Empty<Bytes>>>(),
-        ));
+        stacks.push(
+            layer.layer(
+                Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Empty<Bytes>>>(),
+            ),
+        );
     }
     // Each fleet handle connects when its worker's first request asks (in the background):
     // the first requests of a fresh process plan alone, as they would in production.
@@ -181,14 +183,20 @@ async fn run() -> Result<(), String> {
     }
     // Bounded: every request ends (attempts and waits are capped); stop at 5 minutes anyway.
     let all = async { while lanes.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(300), all).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(300), all)
+        .await
+        .is_err()
+    {
         println!("stopped at the 5-minute limit");
     }
     let makespan = start.elapsed();
     let calls = api.request_count() - calls_before;
     let admitted = usize::try_from(credits_before - api.credits()).unwrap_or(usize::MAX);
     let ideal = args.requests as f64 / f64::from(args.quota);
-    println!("requests that ended in a 200: {}", ok.load(Ordering::Relaxed));
+    println!(
+        "requests that ended in a 200: {}",
+        ok.load(Ordering::Relaxed)
+    );
     println!(
         "calls the server saw: {calls} ({:.3} per request)",
         calls as f64 / args.requests as f64

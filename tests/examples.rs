@@ -12,39 +12,16 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{http_client, read_body};
+use common::{example, http_client, read_body};
 use http::Request;
 use http_body_util::Full;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
-
-/// The built example `name`.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let path = dir.join("examples").join(name);
-    let built = std::fs::metadata(&path).and_then(|m| m.modified());
-    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.rs"));
-    let edited = std::fs::metadata(&source)
-        .and_then(|m| m.modified())
-        .unwrap();
-    // `cargo test --test examples` alone does not rebuild the examples: refuse to test an old
-    // binary rather than pass or fail on code that is no longer there.
-    match built {
-        Ok(built) if built >= edited => path,
-        _ => panic!(
-            "{} is missing or older than its source; run `cargo test --all-features` \
-             (or `cargo build --examples --all-features` first)",
-            path.display()
-        ),
-    }
-}
 
 /// Runs an example to its end (within a minute), returning its standard output.
 async fn run_to_end(name: &str) -> String {
@@ -208,6 +185,29 @@ async fn the_hyper_client_speaks_https_through_rustls() {
     );
 }
 
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn the_fleet_example_runs_its_workers_each_with_its_own_state() {
+    let out = run_with(
+        "fleet",
+        &[
+            "--workers",
+            "2",
+            "--in-flight",
+            "4",
+            "--requests",
+            "120",
+            "--quota",
+            "100",
+        ],
+        &[],
+    )
+    .await;
+    assert!(out.contains("state: each worker's own"), "{out}");
+    assert!(out.contains("requests that ended in a 200: 120"), "{out}");
+    assert!(out.contains("makespan: "), "{out}");
+}
+
 #[tokio::test]
 async fn every_example_answers_help_with_its_usage() {
     for name in [
@@ -220,6 +220,12 @@ async fn every_example_answers_help_with_its_usage() {
         let out = run_with(name, &["--help"], &[]).await;
         assert!(out.starts_with("usage: "), "{name}: {out}");
     }
+    #[cfg(feature = "redis")]
+    assert!(
+        run_with("fleet", &["--help"], &[])
+            .await
+            .starts_with("usage: ")
+    );
     #[cfg(feature = "reqwest")]
     assert!(
         run_with("quickstart_reqwest", &["--help"], &[])

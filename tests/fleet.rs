@@ -399,6 +399,42 @@ async fn a_slow_redis_delays_no_request_beyond_the_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs redis-server"]
+async fn the_fleet_example_shares_its_workers_state_through_redis() {
+    let redis = RedisServer::start();
+    let out = tokio::process::Command::new(common::example("fleet"))
+        .args([
+            "--redis",
+            &redis.url(),
+            "--workers",
+            "2",
+            "--in-flight",
+            "4",
+        ])
+        .args(["--requests", "120", "--quota", "100"])
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("finishes within a minute")
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("state: shared through Redis"), "{stdout}");
+    assert!(
+        stdout.contains("requests that ended in a 200: 120"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("fleet connected at the end: true"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server"]
 async fn no_key_ever_reaches_redis() {
     const TENANT: &str = "ip_tenant_secret_4242";
     let redis = RedisServer::start();

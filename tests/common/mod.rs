@@ -62,3 +62,26 @@ where
 {
     Client::builder(TokioExecutor::new()).build_http()
 }
+
+/// The built example `name`.
+pub fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let path = dir.join("examples").join(name);
+    let built = std::fs::metadata(&path).and_then(|m| m.modified());
+    let source =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.rs"));
+    let edited = std::fs::metadata(&source)
+        .and_then(|m| m.modified())
+        .unwrap();
+    // `cargo test --test examples` alone does not rebuild the examples: refuse to test an old
+    // binary rather than pass or fail on code that is no longer there.
+    match built {
+        Ok(built) if built >= edited => path,
+        _ => panic!(
+            "{} is missing or older than its source; run `cargo test --all-features` \
+             (or `cargo build --examples --all-features` first)",
+            path.display()
+        ),
+    }
+}
