@@ -207,7 +207,7 @@ where
     ) -> Self {
         let (mut head, body) = req.into_parts();
         if shared.settings.idempotency_keys {
-            super::idempotency::ensure_key(&mut head);
+            super::idempotency::ensure_key(&head.method, &mut head.headers);
         }
         let (replay, first) = Replay::start(body, shared.settings.replay_limit);
         // The common case, nothing throttled anywhere: straight to sending, no planning.
@@ -377,6 +377,11 @@ where
                             this.request.on_failure(None)
                         }
                     };
+                    // The common case returns straight away, moving the output once.
+                    if let Next::Return(output) = next {
+                        this.state.set(State::Done);
+                        return Poll::Ready(output);
+                    }
                     match next.into_state(&this.request.shared.settings) {
                         Ok(state) => this.state.set(state),
                         Err(output) => {

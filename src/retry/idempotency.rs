@@ -5,18 +5,16 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::header::HeaderName;
-use http::{HeaderValue, Method, request::Parts};
+use http::{HeaderMap, HeaderValue, Method};
 
 pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// Gives a POST or PATCH without an `Idempotency-Key` a fresh one, so that every attempt of it
 /// carries the same key (and the decision table may retry it). Other methods, and a request
 /// with a key of the caller's, are left alone.
-pub(crate) fn ensure_key(head: &mut Parts) {
-    if matches!(head.method, Method::POST | Method::PATCH)
-        && !head.headers.contains_key(IDEMPOTENCY_KEY)
-    {
-        head.headers.insert(IDEMPOTENCY_KEY, fresh());
+pub(crate) fn ensure_key(method: &Method, headers: &mut HeaderMap) {
+    if matches!(*method, Method::POST | Method::PATCH) && !headers.contains_key(IDEMPOTENCY_KEY) {
+        headers.insert(IDEMPOTENCY_KEY, fresh());
     }
 }
 
@@ -51,7 +49,7 @@ fn fresh() -> HeaderValue {
 mod tests {
     use super::*;
 
-    fn head(method: Method, key: Option<&str>) -> Parts {
+    fn head(method: Method, key: Option<&str>) -> http::request::Parts {
         let mut req = http::Request::builder().method(method);
         if let Some(key) = key {
             req = req.header("idempotency-key", key);
@@ -65,7 +63,7 @@ mod tests {
         for method in [Method::POST, Method::PATCH] {
             for _ in 0..100 {
                 let mut head = head(method.clone(), None);
-                ensure_key(&mut head);
+                ensure_key(&head.method, &mut head.headers);
                 let key = head.headers[IDEMPOTENCY_KEY].to_str().unwrap().to_owned();
                 let groups: Vec<_> = key.split('-').map(str::len).collect();
                 assert_eq!(groups, [8, 4, 4, 4, 12], "{key}");
@@ -79,11 +77,11 @@ mod tests {
         }
         for method in [Method::GET, Method::PUT, Method::DELETE] {
             let mut head = head(method, None);
-            ensure_key(&mut head);
+            ensure_key(&head.method, &mut head.headers);
             assert!(!head.headers.contains_key(IDEMPOTENCY_KEY));
         }
         let mut own = head(Method::POST, Some("order-42"));
-        ensure_key(&mut own);
+        ensure_key(&own.method, &mut own.headers);
         assert_eq!(own.headers[IDEMPOTENCY_KEY], "order-42");
     }
 }
