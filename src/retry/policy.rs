@@ -183,18 +183,20 @@ impl DefaultPolicy {
                 api_error,
                 hint,
             } => {
+                // The body may only veto: a lasting cause is final whoever vouches, and then
+                // no header is read.
+                let vetoed = api_error.is_some_and(|e| e.names_lasting_cause());
                 // Only an error answer is asked: a 2xx pays no header look-up.
-                let verdict = (status.as_u16() >= 400 && !self.ignore_should_retry)
+                let verdict = (!vetoed && status.as_u16() >= 400 && !self.ignore_should_retry)
                     .then(|| super::hints::should_retry(headers))
                     .flatten();
-                let by_status = verdict.unwrap_or_else(|| match status.as_u16() {
-                    429 => true,
-                    503 => repeatable || hint.is_some_and(|h| !h.is_zero()),
-                    500 | 502 | 504 => repeatable,
-                    _ => false,
-                });
-                // The body may only veto: a lasting cause is final whoever vouches.
-                by_status && api_error.is_none_or(|e| !e.names_lasting_cause())
+                !vetoed
+                    && verdict.unwrap_or_else(|| match status.as_u16() {
+                        429 => true,
+                        503 => repeatable || hint.is_some_and(|h| !h.is_zero()),
+                        500 | 502 | 504 => repeatable,
+                        _ => false,
+                    })
             }
             Outcome::Failed { failure, .. } => match failure {
                 Failure::NeverSent => true,
