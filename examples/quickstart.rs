@@ -13,7 +13,7 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::Request;
@@ -21,8 +21,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{Layer, ServiceExt};
-use tower_infoplug::mock::{Emulator, TEST_KEY};
-use tower_infoplug::{ApiKey, InfoPlugLayer, ReplayBody, ResponseExt};
+use tower_infoplug::{ReplayBody, ResponseExt};
 
 const USAGE: &str = "usage: quickstart
 
@@ -34,18 +33,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if support::help_or_no_args(USAGE)? {
         return Ok(());
     }
-    let emulator = Emulator::builder().credits(4).build();
-    let server = emulator.serve().await?;
-    println!("InfoPlug emulator on {}\n", server.base_url());
-
-    // One layer: retries (honouring Retry-After), error classification, the key.
-    let client = InfoPlugLayer::builder(ApiKey::new(TEST_KEY)?, &server.base_url())
-        .retry(|r| {
-            r.max_attempts(4)
-                .backoff(Duration::from_millis(50), Duration::from_millis(400))
-        })
-        .build()?
-        .layer(Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>());
+    let (emulator, server, layer) = support::start().await?;
+    let client =
+        layer.layer(Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>());
 
     support::print_header();
     let started = Instant::now();

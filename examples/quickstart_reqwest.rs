@@ -13,12 +13,11 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use reqwest_middleware::ClientBuilder;
-use tower_infoplug::mock::{Emulator, TEST_KEY};
+use tower_infoplug::ResponseExt;
 use tower_infoplug::reqwest::{InfoPlugMiddleware, redirect_policy};
-use tower_infoplug::{ApiKey, InfoPlugLayer, ResponseExt};
 
 const USAGE: &str = "usage: quickstart_reqwest
 
@@ -30,17 +29,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if support::help_or_no_args(USAGE)? {
         return Ok(());
     }
-    let emulator = Emulator::builder().credits(4).build();
-    let server = emulator.serve().await?;
-    println!("InfoPlug emulator on {}\n", server.base_url());
-
     // With the real API: `InfoPlugMiddleware::from_env()?` (INFOPLUG_API_KEY, INFOPLUG_BASE_URL).
-    let layer = InfoPlugLayer::builder(ApiKey::new(TEST_KEY)?, &server.base_url())
-        .retry(|r| {
-            r.max_attempts(4)
-                .backoff(Duration::from_millis(50), Duration::from_millis(400))
-        })
-        .build()?;
+    let (emulator, server, layer) = support::start().await?;
     // Redirects only within one origin: reqwest copies custom headers to other hosts.
     let reqwest = reqwest::Client::builder()
         .redirect(redirect_policy())

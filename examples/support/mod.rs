@@ -4,8 +4,25 @@
 use std::time::Duration;
 
 use http::Method;
-use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
-use tower_infoplug::{ApiError, RetryInfo};
+use tower_infoplug::mock::{Emulator, EmulatorServer, Reply, TEST_KEY};
+use tower_infoplug::{ApiError, ApiKey, InfoPlugLayer, RetryInfo};
+
+/// The emulator on a free loopback port (an account with 4 credits, so the script ends in a
+/// 402), and the layer both quickstarts send through: retries honouring `Retry-After`, error
+/// classification, the key.
+pub async fn start() -> Result<(Emulator, EmulatorServer, InfoPlugLayer), Box<dyn std::error::Error>>
+{
+    let emulator = Emulator::builder().credits(4).build();
+    let server = emulator.serve().await?;
+    println!("InfoPlug emulator on {}\n", server.base_url());
+    let layer = InfoPlugLayer::builder(ApiKey::new(TEST_KEY)?, &server.base_url())
+        .retry(|r| {
+            r.max_attempts(4)
+                .backoff(Duration::from_millis(50), Duration::from_millis(400))
+        })
+        .build()?;
+    Ok((emulator, server, layer))
+}
 
 /// A request of the script: its label, method, path and the replies scripted before it (the
 /// emulator answers by the contract once they are used up).
