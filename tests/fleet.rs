@@ -267,6 +267,10 @@ async fn the_cap_and_the_probe_hold_across_processes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs redis-server"]
 async fn redis_killed_and_restarted_loses_nothing_and_rejoins() {
+    // Every thread's events (the fleet's are written from spawned tasks); only this test
+    // installs a global subscriber.
+    let capture = common::Capture::default();
+    tracing::subscriber::set_global_default(capture.clone()).unwrap();
     let mut redis = RedisServer::start();
     let port = redis.port;
     let api = Emulator::builder().no_rate_limit().build();
@@ -295,6 +299,20 @@ async fn redis_killed_and_restarted_loses_nothing_and_rejoins() {
         );
     }
     assert!(!fa.is_connected());
+    // Logged at WARN, once for the whole outage (at most once per 10 s).
+    let warned = |text: &str| {
+        capture
+            .text()
+            .lines()
+            .filter(|l| l.starts_with("WARN") && l.contains(text) && l.contains("prefix=restart"))
+            .count()
+    };
+    assert_eq!(
+        warned("Redis failed or was too slow"),
+        1,
+        "{}",
+        capture.text()
+    );
 
     // Back on the same port: each process rejoins on its own, and a gate is shared again.
     let _redis = RedisServer::on(port);
@@ -309,6 +327,7 @@ async fn redis_killed_and_restarted_loses_nothing_and_rejoins() {
             tokio::time::sleep(50 * MS).await;
         }
     }
+    assert!(warned("Redis answers") >= 1, "{}", capture.text());
     tokio::time::sleep(150 * MS).await;
     api.take_requests();
     api.push(Reply::status(429).header("retry-after-ms", "800"));
