@@ -73,6 +73,7 @@
 //! | `mock` | no | [`mock`]: the embedded emulator, in process and on loopback |
 //! | `decompress` | no | the classifier decodes gzip-, deflate- and br-encoded error bodies (pulls `flate2`, `brotli-decompressor`) |
 //! | `metrics` | no | counters, a histogram and a gauge of the retry layer's decisions through the `metrics` facade (pulls `metrics`; names in the README) |
+//! | `redis` | no | [`RetryBuilder::fleet`](retry::RetryBuilder::fleet): gates, pacing and the retry budget shared by every process on one key through Redis (pulls `redis`, `sha1_smol`) |
 //! | `reqwest` | no | [`reqwest`](mod@reqwest): a transport over `reqwest::Client` and a `reqwest_middleware::Middleware` (pulls `reqwest` without TLS, `reqwest-middleware`) |
 //! | `full` | no | all of the above |
 //!
