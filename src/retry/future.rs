@@ -209,6 +209,7 @@ where
         if shared.settings.idempotency_keys {
             super::idempotency::ensure_key(&head.method, &mut head.headers);
         }
+        let span = RequestSpan::new(&head.method, &head.uri);
         let (replay, first) = Replay::start(body, shared.settings.replay_limit);
         // The common case, nothing throttled anywhere: straight to sending, no planning.
         let state = if shared.state.throttled() {
@@ -221,7 +222,7 @@ where
         };
         Self {
             state,
-            span: RequestSpan::new(&head.method, &head.uri),
+            span,
             service,
             ready: true,
             request: Bookkeeping {
