@@ -10,6 +10,11 @@ pub fn retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duration> {
     crate::retry::hints::retry_after(value, now)
 }
 
+/// `retry-after-ms` alone.
+pub fn retry_after_ms(value: &HeaderValue) -> Option<Duration> {
+    crate::retry::hints::retry_after_ms(value)
+}
+
 /// The wait hint of a header map with every hint field enabled.
 pub fn wait_hint(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let fields = crate::retry::hints::HintFields {

@@ -1,16 +1,17 @@
-//! A whole header map: `Retry-After`, `RateLimit`, `RateLimit-Reset`, `X-RateLimit-Reset`, in
-//! any number and order. Never panics; `Retry-After` wins whenever one of its lines parses on
-//! its own, and then the largest of them.
+//! A whole header map: `retry-after-ms`, `Retry-After`, `RateLimit`, `RateLimit-Reset`,
+//! `X-RateLimit-Reset`, in any number and order. Never panics; `retry-after-ms` wins whenever
+//! one of its lines parses on its own, then `Retry-After`, each time the largest of its lines.
 #![no_main]
 
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use tower_infoplug::fuzzing::{retry_after, wait_hint};
+use tower_infoplug::fuzzing::{retry_after, retry_after_ms, wait_hint};
 
-const NAMES: [&str; 5] = [
+const NAMES: [&str; 6] = [
     "retry-after",
+    "retry-after-ms",
     "ratelimit",
     "ratelimit-reset",
     "x-ratelimit-reset",
@@ -32,12 +33,19 @@ fuzz_target!(|input: (u64, Vec<(u8, &[u8])>)| {
         headers.append(HeaderName::from_static(name), value);
     }
     let hint = wait_hint(&headers, now);
+    let largest_ms = headers
+        .get_all("retry-after-ms")
+        .iter()
+        .filter_map(retry_after_ms)
+        .max();
     let largest = headers
         .get_all("retry-after")
         .iter()
         .filter_map(|v| retry_after(v, now))
         .max();
-    if largest.is_some() {
+    if largest_ms.is_some() {
+        assert_eq!(hint, largest_ms);
+    } else if largest.is_some() {
         assert_eq!(hint, largest);
     }
 });
