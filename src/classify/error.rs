@@ -318,48 +318,44 @@ pub trait ResponseExt: Sized {
     fn rate_limit(&self) -> Option<crate::RateLimitStatus>;
 }
 
-#[allow(clippy::result_large_err)]
-impl<B> ResponseExt for Response<B> {
-    fn api_error(&self) -> Option<&ApiError> {
-        self.extensions().get()
-    }
+/// Implements [`ResponseExt`] for a response type with `http::Response`'s accessors
+/// (`status`, `headers`, `extensions`, `extensions_mut`): `http::Response<B>` here, and
+/// `reqwest::Response` with the `reqwest` feature, from one body.
+macro_rules! impl_response_ext {
+    ($response:ty $(, for <$param:ident>)?) => {
+        #[allow(clippy::result_large_err)]
+        impl$(<$param>)? $crate::ResponseExt for $response {
+            fn api_error(&self) -> Option<&$crate::ApiError> {
+                self.extensions().get()
+            }
 
-    fn error_for_status(mut self) -> Result<Self, ApiError> {
-        let status = self.status();
-        match status_error(status, self.extensions_mut()) {
-            Some(err) => Err(err),
-            None => Ok(self),
+            fn error_for_status(mut self) -> Result<Self, $crate::ApiError> {
+                let status = self.status();
+                if !$crate::classify::parse::is_classified(status) {
+                    return Ok(self);
+                }
+                Err(self
+                    .extensions_mut()
+                    .remove::<$crate::ApiError>()
+                    .unwrap_or_else(|| $crate::ApiError::from_status(status)))
+            }
+
+            #[cfg(feature = "retry")]
+            fn retry_info(&self) -> $crate::RetryInfo {
+                self.extensions()
+                    .get::<$crate::RetryInfo>()
+                    .cloned()
+                    .unwrap_or($crate::RetryInfo::ONE_ATTEMPT)
+            }
+
+            #[cfg(feature = "retry")]
+            fn rate_limit(&self) -> Option<$crate::RateLimitStatus> {
+                $crate::RateLimitStatus::from_headers(self.headers(), std::time::SystemTime::now())
+            }
         }
-    }
-
-    #[cfg(feature = "retry")]
-    fn retry_info(&self) -> crate::RetryInfo {
-        retry_info(self.extensions())
-    }
-
-    #[cfg(feature = "retry")]
-    fn rate_limit(&self) -> Option<crate::RateLimitStatus> {
-        crate::RateLimitStatus::from_headers(self.headers(), std::time::SystemTime::now())
-    }
+    };
 }
+#[cfg_attr(not(feature = "reqwest"), allow(unused_imports))]
+pub(crate) use impl_response_ext;
 
-/// `error_for_status`'s error, for any response type that has a status and extensions.
-pub(crate) fn status_error(
-    status: StatusCode,
-    extensions: &mut http::Extensions,
-) -> Option<ApiError> {
-    super::parse::is_classified(status).then(|| {
-        extensions
-            .remove::<ApiError>()
-            .unwrap_or_else(|| ApiError::from_status(status))
-    })
-}
-
-/// `retry_info`, for any response type that has extensions.
-#[cfg(feature = "retry")]
-pub(crate) fn retry_info(extensions: &http::Extensions) -> crate::RetryInfo {
-    extensions
-        .get::<crate::RetryInfo>()
-        .cloned()
-        .unwrap_or(crate::RetryInfo::ONE_ATTEMPT)
-}
+impl_response_ext!(Response<B>, for <B>);

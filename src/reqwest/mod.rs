@@ -12,8 +12,8 @@
 //!   names.
 //! - [`InfoPlugMiddleware`] is for code that uses `reqwest_middleware::ClientWithMiddleware`:
 //!   `ClientBuilder::new(client).with(InfoPlugMiddleware::from_env()?)`. Responses come back
-//!   as `reqwest::Response`s carrying the same extensions ([`ApiError`],
-//!   [`RetryInfo`]), read with [`ResponseExt`].
+//!   as `reqwest::Response`s carrying the same extensions ([`ApiError`](crate::ApiError),
+//!   [`RetryInfo`](crate::RetryInfo)), read with [`ResponseExt`](crate::ResponseExt).
 //!   Build the `reqwest::Client` under it with [`redirect_policy`] (or redirects off).
 //!
 //! ```no_run
@@ -41,33 +41,9 @@ pub use transport::{ReqwestTransport, ResponseFuture};
 
 use ::reqwest::redirect::{Attempt, Policy};
 
-use crate::classify::error::{retry_info, status_error};
-use crate::{ApiError, RateLimitStatus, ResponseExt, RetryInfo};
-
-/// The same reading of a `reqwest::Response` the middleware returns as of an
-/// `http::Response`.
-#[allow(clippy::result_large_err)]
-impl ResponseExt for ::reqwest::Response {
-    fn api_error(&self) -> Option<&ApiError> {
-        self.extensions().get()
-    }
-
-    fn error_for_status(mut self) -> Result<Self, ApiError> {
-        let status = self.status();
-        match status_error(status, self.extensions_mut()) {
-            Some(err) => Err(err),
-            None => Ok(self),
-        }
-    }
-
-    fn retry_info(&self) -> RetryInfo {
-        retry_info(self.extensions())
-    }
-
-    fn rate_limit(&self) -> Option<RateLimitStatus> {
-        RateLimitStatus::from_headers(self.headers(), std::time::SystemTime::now())
-    }
-}
+// The same reading of a `reqwest::Response` the middleware returns as of an
+// `http::Response`.
+crate::classify::error::impl_response_ext!(::reqwest::Response);
 
 /// A redirect policy for a `reqwest::Client` under the stack: follows at most 10 redirects
 /// within one origin (scheme, host and port) and stops at the first hop to another, returning
