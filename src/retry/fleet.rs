@@ -419,7 +419,7 @@ impl Fleet {
         };
         if due && !self.refreshing.swap(true, Ordering::AcqRel) {
             let fleet = Arc::clone(self);
-            self.spawn(async move {
+            let spawned = spawn(async move {
                 let deposits = fleet.deposits.swap(0, Ordering::Relaxed);
                 let flag = fleet.flag_key();
                 let args = args![deposits, fleet.budget_prefix(), &*fleet.me];
@@ -438,18 +438,11 @@ impl Fleet {
                     .store(fleet.ms(Instant::now()), Ordering::Relaxed);
                 fleet.refreshing.store(false, Ordering::Release);
             });
+            if !spawned {
+                self.refreshing.store(false, Ordering::Release);
+            }
         }
         (up && age >= FLAG_TRUSTED.as_millis() as u64) || self.flag.load(Ordering::Acquire)
-    }
-
-    /// Runs `work` on the current Tokio runtime, if there is one (no runtime: nothing is
-    /// shared, the local state has it all).
-    fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            drop(runtime.spawn(work));
-        } else {
-            self.refreshing.store(false, Ordering::Release);
-        }
     }
 
     /// Runs `script` on `keys` and `args`, bounded by the timeout; `None` (and the process
@@ -575,7 +568,7 @@ impl Fleet {
             return;
         }
         let fleet = Arc::clone(self);
-        self.spawn(async move {
+        spawn(async move {
             let scripts = &fleet.scripts;
             let flag = fleet.flag_key();
             let (script, keys, args) = match report {
@@ -620,6 +613,18 @@ macro_rules! args {
     }};
 }
 use args;
+
+/// Runs `work` on the current Tokio runtime; `false` when there is none (then nothing is
+/// shared: the local state has it all).
+fn spawn(work: impl Future<Output = ()> + Send + 'static) -> bool {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            drop(runtime.spawn(work));
+            true
+        }
+        Err(_) => false,
+    }
+}
 
 fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
@@ -786,14 +791,15 @@ impl Backend for FleetState {
                 } else if probe {
                     report(Report::Reopen);
                 }
+                let at = now();
                 if self.local.pacing()
                     && status == StatusCode::TOO_MANY_REQUESTS
-                    && let Some((rate, stated, ends)) = self.local.pacing_of(&partition, now())
+                    && let Some((rate, stated, ends)) = self.local.pacing_of(&partition, at)
                 {
                     report(Report::Pace {
                         rate,
                         stated,
-                        life: ends.saturating_duration_since(now()),
+                        life: ends.saturating_duration_since(at),
                     });
                 }
             }
