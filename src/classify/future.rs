@@ -3,6 +3,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Response, header};
@@ -47,9 +48,9 @@ pin_project! {
 struct Read<B> {
     parts: http::response::Parts,
     body: Pin<Box<B>>,
-    /// Boxed: it exists only for error responses, and inline it would make every future (and
-    /// every move of one) much larger on the success path.
-    deadline: Option<Pin<Box<Sleep>>>,
+    /// The read's deadline, armed only once the body keeps the read waiting (see
+    /// [`Timer`]): a body that is already there costs no timer.
+    deadline: Timer,
     /// The data read within the limit, contiguous: the parser's input.
     data: Coalesced,
     /// The frame that passed the limit, kept as it came (by reference).
@@ -101,18 +102,11 @@ where
                         let res = Response::from_parts(parts, ClassifyBody::passthrough(body));
                         return Poll::Ready(Ok(attach(res, outcome, this.settings.limit)));
                     }
-                    // The deadline only exists where a Tokio runtime does; elsewhere the limit
-                    // still bounds the read.
-                    let deadline = this
-                        .settings
-                        .read_timeout
-                        .filter(|_| tokio::runtime::Handle::try_current().is_ok())
-                        .map(|t| Box::pin(tokio::time::sleep(t)));
                     this.state.set(State::Answered {
                         reading: Some(Read {
                             parts,
                             body: Box::pin(body),
-                            deadline,
+                            deadline: Timer::Unarmed,
                             data: Coalesced::default(),
                             over: None,
                             trailers: None,
@@ -175,22 +169,35 @@ fn poll_read<B: Body>(
     settings: Settings,
     cx: &mut Context<'_>,
 ) -> Poll<(Option<Outcome<'static>>, Tail<B::Error>)> {
+    let mut budget = FRAMES_PER_POLL;
     loop {
-        // Checked before every frame, so a body that is always ready with tiny frames cannot
-        // hold the read past the deadline either.
-        if let Some(sleep) = read.deadline.as_mut()
-            && sleep.as_mut().poll(cx).is_ready()
-        {
+        // Checked before every frame once armed.
+        if read.deadline.poll(cx) {
             return Poll::Ready((Some(Outcome::TimedOut), Tail::Inner));
         }
         let frame = match read.body.as_mut().poll_frame(cx) {
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                // The first wait arms the deadline; the time spent before it was this same
+                // poll's, reading frames that were already there.
+                if read.deadline.arm(settings.read_timeout) && read.deadline.poll(cx) {
+                    return Poll::Ready((Some(Outcome::TimedOut), Tail::Inner));
+                }
+                return Poll::Pending;
+            }
             Poll::Ready(None) => return Poll::Ready((None, Tail::End)),
             Poll::Ready(Some(Err(err))) => {
                 return Poll::Ready((Some(Outcome::Incomplete), Tail::Error(err)));
             }
             Poll::Ready(Some(Ok(frame))) => frame.map_data(into_bytes),
         };
+        budget -= 1;
+        if budget == 0 {
+            // A body that is always ready never makes the read wait: it gets its deadline
+            // now, and the task yields, so the runtime's clock (and its other tasks) move on.
+            read.deadline.arm(settings.read_timeout);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         match frame.into_data() {
             Ok(data) => {
                 read.total = read.total.saturating_add(data.len());
@@ -208,6 +215,47 @@ fn poll_read<B: Body>(
                     return Poll::Ready((None, Tail::Inner));
                 }
             }
+        }
+    }
+}
+
+/// How many frames one poll reads at most before it yields: a body that is always ready
+/// (endless empty frames, say, which no byte limit stops) cannot hold the task, and is timed
+/// like any other.
+const FRAMES_PER_POLL: u32 = 32;
+
+/// The deadline of an error body's read. Arming it (a boxed tokio timer, registered with the
+/// runtime's timer wheel) costs more than classifying a short body, so it is armed only when
+/// the body makes the read wait, or when the read yields after [`FRAMES_PER_POLL`] frames.
+enum Timer {
+    Unarmed,
+    /// Boxed: it exists only while a slow error body is read.
+    Armed(Pin<Box<Sleep>>),
+    /// No deadline: none configured, or no Tokio runtime to time it (the body limit still
+    /// bounds the read).
+    Off,
+}
+
+impl Timer {
+    /// Arms the deadline, `timeout` from now, unless it is armed or off already; `true` if
+    /// it is armed now.
+    fn arm(&mut self, timeout: Option<Duration>) -> bool {
+        if let Self::Unarmed = self {
+            *self = match timeout {
+                Some(t) if tokio::runtime::Handle::try_current().is_ok() => {
+                    Self::Armed(Box::pin(tokio::time::sleep(t)))
+                }
+                _ => Self::Off,
+            };
+        }
+        matches!(self, Self::Armed(_))
+    }
+
+    /// Whether the deadline has passed (registering for the wake-up if not).
+    fn poll(&mut self, cx: &mut Context<'_>) -> bool {
+        match self {
+            Self::Armed(sleep) => sleep.as_mut().poll(cx).is_ready(),
+            Self::Unarmed | Self::Off => false,
         }
     }
 }
