@@ -243,6 +243,7 @@ pub(crate) fn env_var(name: &str) -> Result<String, ConfigError> {
 
 /// The token of a `Bearer <token>` credential (the scheme in any case), trimmed; `None` for
 /// any other credential.
+#[cfg_attr(not(feature = "mock"), allow(dead_code))]
 pub(crate) fn bearer_token(credential: &str) -> Option<&str> {
     let scheme = credential.get(..7)?;
     scheme
@@ -251,28 +252,80 @@ pub(crate) fn bearer_token(credential: &str) -> Option<&str> {
         .flatten()
 }
 
-/// The secret parts of a credential header value: the value itself, and the token of a
-/// `Bearer <token>` value; never empty.
-pub(crate) fn secrets(credential: &HeaderValue) -> impl Iterator<Item = &str> {
-    let full = credential.to_str().unwrap_or_default();
-    [Some(full.trim()), bearer_token(full)]
-        .into_iter()
-        .flatten()
-        .filter(|secret| !secret.is_empty())
+/// The secret parts of a credential header value, trimmed: the value itself, and the token
+/// of a `Bearer <token>` value. Bytes, so an opaque (non-ASCII) credential has its secrets
+/// too.
+#[derive(Clone, Copy)]
+pub(crate) struct Secrets<'a> {
+    full: &'a [u8],
+    token: Option<&'a [u8]>,
 }
+
+impl<'a> Secrets<'a> {
+    pub(crate) fn of(credential: &'a HeaderValue) -> Self {
+        let full = credential.as_bytes().trim_ascii();
+        let token = full
+            .get(..7)
+            .filter(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
+            .and_then(|_| full.get(7..))
+            .map(<[u8]>::trim_ascii);
+        Self { full, token }
+    }
+
+    /// Each secret; never an empty one.
+    #[cfg_attr(not(feature = "classify"), allow(dead_code))]
+    pub(crate) fn iter(self) -> impl Iterator<Item = &'a [u8]> {
+        [Some(self.full), self.token]
+            .into_iter()
+            .flatten()
+            .filter(|secret| !secret.is_empty())
+    }
+
+    /// Whether any secret occurs in `text`.
+    pub(crate) fn occur_in(self, text: &[u8]) -> bool {
+        // The token is the shorter secret, and inside the full value: it is the one to find.
+        match self.token {
+            Some(token) if !token.is_empty() => occurs(text, token),
+            _ => !self.full.is_empty() && occurs(text, self.full),
+        }
+    }
+}
+
+/// Whether `needle` occurs in `hay`: a plain scan that skips to candidates by their first
+/// byte. For the short texts it is used on (header values, an error body's fields of a few
+/// dozen bytes) it costs a fraction of setting up a linear-time searcher; `str::contains`
+/// takes over past [`SCAN_LIMIT`] bytes, where the plain scan's worst case would grow with
+/// the product of the lengths.
+pub(crate) fn occurs(hay: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    if hay.len() < needle.len() {
+        return false;
+    }
+    if hay.len() > SCAN_LIMIT
+        && let (Ok(hay), Ok(needle)) = (std::str::from_utf8(hay), std::str::from_utf8(needle))
+    {
+        return hay.contains(needle);
+    }
+    let last_start = hay.len() - needle.len();
+    hay.iter()
+        .take(last_start + 1)
+        .enumerate()
+        .any(|(at, &b)| b == first && hay.get(at + 1..at + needle.len()) == Some(rest))
+}
+
+/// See [`occurs`].
+const SCAN_LIMIT: usize = 256;
 
 /// Marks as sensitive every header whose value contains a secret part of `credential`, so a
 /// server that echoes the key in a header (`www-authenticate`, say) does not get it printed
 /// by whatever logs headers above (tower-http's `TraceLayer`).
 #[cfg_attr(not(feature = "auth"), allow(dead_code))]
 pub(crate) fn mark_echoes(headers: &mut HeaderMap, credential: &HeaderValue) {
+    let secrets = Secrets::of(credential);
     for value in headers.values_mut() {
-        let bytes = value.as_bytes();
-        let echoes = |secret: &str| {
-            let secret = secret.as_bytes();
-            bytes.len() >= secret.len() && bytes.windows(secret.len()).any(|w| w == secret)
-        };
-        if !value.is_sensitive() && secrets(credential).any(echoes) {
+        if !value.is_sensitive() && secrets.occur_in(value.as_bytes()) {
             value.set_sensitive(true);
         }
     }
@@ -307,6 +360,32 @@ fn prepared(bytes: Vec<u8>) -> Result<HeaderValue, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        // Short and long haystacks (either side of SCAN_LIMIT), over a small alphabet so that
+        // matches and near-matches are common; non-UTF-8 bytes take the plain scan throughout.
+        #[test]
+        fn occurs_agrees_with_a_window_search(
+            hay in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(0xff)], 0..600),
+            needle in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(0xff)], 0..6),
+        ) {
+            let expected = needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle.as_slice());
+            prop_assert_eq!(occurs(&hay, &needle), expected);
+        }
+    }
+
+    #[test]
+    fn occurs_finds_a_secret_at_either_end_and_nowhere_else() {
+        assert!(occurs(b"k-123", b"k-123"));
+        assert!(occurs(b"xk-123", b"k-123"));
+        assert!(occurs(b"k-123x", b"k-123"));
+        assert!(!occurs(b"k-12", b"k-123"));
+        assert!(!occurs(b"k-12k-13", b"k-123"));
+        let long = format!("{}k-123", "k-12".repeat(100));
+        assert!(occurs(long.as_bytes(), b"k-123"));
+        assert!(!occurs(long.as_bytes().get(..400).unwrap(), b"k-123"));
+    }
 
     #[test]
     fn a_handle_remembers_the_keys_it_replaced_up_to_a_bound() {

@@ -2,7 +2,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::header::{self, HeaderName};
-use http::{HeaderMap, HeaderValue, Uri};
+use http::{HeaderMap, HeaderValue, Request, Uri};
 use tower_layer::Layer;
 
 use super::{Auth, KeyGuardLayer};
@@ -213,10 +213,28 @@ impl Clone for Config {
 impl Config {
     /// Puts the key on a request for the API origin and keeps it off any other; returns the
     /// credential the request carries afterwards, so an error that echoes it can be redacted.
+    /// In place: the request is not taken apart and put together again (two moves of its
+    /// head).
+    pub(super) fn stamp_request<B>(&self, req: &mut Request<B>) -> Option<HeaderValue> {
+        if !self.for_us(req.uri(), req.headers()) {
+            self.take_ours_off(req.headers_mut());
+            return None;
+        }
+        self.put_key(req.headers_mut())
+    }
+
+    /// [`Config::stamp_request`] on a request's parts.
+    #[cfg(test)]
     pub(super) fn stamp(&self, uri: &Uri, headers: &mut HeaderMap) -> Option<HeaderValue> {
         if self.keep_off(uri, headers) {
             return None;
         }
+        self.put_key(headers)
+    }
+
+    /// Puts the key on a request for the API origin, unless the caller set one and the layer
+    /// does not override it; returns the credential the request carries now.
+    fn put_key(&self, headers: &mut HeaderMap) -> Option<HeaderValue> {
         let name = self.header.name();
         // `get_mut` then `insert` rather than the entry API: on the usual empty map `get_mut`
         // returns before hashing, and the entry API measured slower.
@@ -231,6 +249,11 @@ impl Config {
         Some(value)
     }
 
+    /// Whether the key may go with a request for `uri`.
+    fn for_us(&self, uri: &Uri, headers: &HeaderMap) -> bool {
+        self.origin.as_ref().is_none_or(|o| o.matches(uri, headers))
+    }
+
     /// For a request that is not for the API origin, takes any credential of ours off it and
     /// returns `true`; returns `false` for a request the key may go to.
     ///
@@ -241,9 +264,15 @@ impl Config {
     /// still be on its way). A different `Authorization` value stays: it may be that origin's
     /// own credential, and redirect followers already drop `Authorization` across origins.
     pub(super) fn keep_off(&self, uri: &Uri, headers: &mut HeaderMap) -> bool {
-        if self.origin.as_ref().is_none_or(|o| o.matches(uri, headers)) {
+        if self.for_us(uri, headers) {
             return false;
         }
+        self.take_ours_off(headers);
+        true
+    }
+
+    /// The removal half of [`Config::keep_off`], for a request known not to be for the API.
+    fn take_ours_off(&self, headers: &mut HeaderMap) {
         let name = self.header.name();
         let ours = headers.get(name).is_some_and(|sent| {
             *name != header::AUTHORIZATION || self.key.any_key(|key| sent == self.header.value(key))
@@ -255,7 +284,6 @@ impl Config {
         if *name != X_INFOPLUG_API_KEY && headers.remove(X_INFOPLUG_API_KEY).is_some() {
             crate::trace::debug!(header = %X_INFOPLUG_API_KEY, "removed the API key from a request for another origin");
         }
-        true
     }
 
     /// Whether the key is scoped to an origin.

@@ -48,10 +48,9 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let (mut parts, body) = req.into_parts();
-        let sent = self.config.stamp(&parts.uri, &mut parts.headers);
-        ResponseFuture::new(self.inner.call(Request::from_parts(parts, body)), sent)
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let sent = self.config.stamp_request(&mut req);
+        ResponseFuture::new(self.inner.call(req), sent)
     }
 }
 

@@ -87,26 +87,38 @@ impl ErrorCode {
     /// The code from a body's `message`; `None` for the generic `"error"`, which says no more
     /// than the status does.
     pub fn from_message(message: &str) -> Option<Self> {
-        let known = [
-            ("invalid_parameter", Self::InvalidParameter),
-            ("payload_is_empty", Self::PayloadIsEmpty),
-            ("limit_out_of_range", Self::LimitOutOfRange),
-            ("unauthorized", Self::Unauthorized),
-            ("insufficient_credits", Self::InsufficientCredits),
-            ("not_found", Self::NotFound),
-            ("rate_limit_exceeded", Self::RateLimitExceeded),
-            ("server_error", Self::ServerError),
-            ("internal_server_error", Self::ServerError),
+        // The contract's names, in the order of the codes below: a table of names, not of
+        // codes, so no code is built (and dropped) that is not the answer.
+        const NAMES: [&str; 9] = [
+            "invalid_parameter",
+            "payload_is_empty",
+            "limit_out_of_range",
+            "unauthorized",
+            "insufficient_credits",
+            "not_found",
+            "rate_limit_exceeded",
+            "server_error",
+            "internal_server_error",
         ];
-        let message = message.trim();
+        let message = trim(message);
         if message.eq_ignore_ascii_case("error") {
             return None;
         }
         Some(
-            known
-                .into_iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case(message))
-                .map_or_else(|| Self::Unknown(message.to_owned()), |(_, code)| code),
+            match NAMES
+                .iter()
+                .position(|name| name.eq_ignore_ascii_case(message))
+            {
+                Some(0) => Self::InvalidParameter,
+                Some(1) => Self::PayloadIsEmpty,
+                Some(2) => Self::LimitOutOfRange,
+                Some(3) => Self::Unauthorized,
+                Some(4) => Self::InsufficientCredits,
+                Some(5) => Self::NotFound,
+                Some(6) => Self::RateLimitExceeded,
+                Some(7 | 8) => Self::ServerError,
+                _ => Self::Unknown(message.to_owned()),
+            },
         )
     }
 
@@ -137,6 +149,19 @@ impl ErrorCode {
             Self::Unspecified => "unspecified",
             Self::Unknown(raw) => raw,
         }
+    }
+}
+
+/// `str::trim` (Unicode white space), at `trim_ascii`'s cost for the usual ASCII message.
+fn trim(text: &str) -> &str {
+    let trimmed = text.trim_ascii();
+    // `trim_ascii` leaves the vertical tab and non-ASCII white space, which `trim` removes.
+    let maybe_more = |byte: Option<&u8>| byte.is_some_and(|&b| b == 0x0b || !b.is_ascii());
+    let bytes = trimmed.as_bytes();
+    if maybe_more(bytes.first()) || maybe_more(bytes.last()) {
+        trimmed.trim()
+    } else {
+        trimmed
     }
 }
 
@@ -237,10 +262,18 @@ impl ApiError {
     /// of the token) in the text fields.
     pub(crate) fn redact(&mut self, credential: &HeaderValue) {
         const REDACTED: &str = "[REDACTED]";
+        let secrets = crate::key::Secrets::of(credential);
         let scrub = |text: &mut String| {
-            for secret in crate::key::secrets(credential) {
-                if text.contains(secret) {
-                    *text = text.replace(secret, REDACTED);
+            if !secrets.occur_in(text.as_bytes()) {
+                return;
+            }
+            for secret in secrets.iter() {
+                if crate::key::occurs(text.as_bytes(), secret) {
+                    *text = match std::str::from_utf8(secret) {
+                        Ok(secret) => text.replace(secret, REDACTED),
+                        // Bytes of an opaque credential inside a character: the whole text.
+                        Err(_) => REDACTED.to_owned(),
+                    };
                 }
             }
         };
@@ -359,3 +392,67 @@ macro_rules! impl_response_ext {
 pub(crate) use impl_response_ext;
 
 impl_response_ext!(Response<B>, for <B>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn trim_is_str_trim(
+            text in proptest::collection::vec(
+                prop_oneof![
+                    Just(' '), Just('\t'), Just('\n'), Just('\x0b'), Just('\x0c'), Just('\r'),
+                    Just('\u{a0}'), Just('\u{3000}'), Just('\u{85}'), Just('a'), Just('é'),
+                ],
+                0..12,
+            ).prop_map(|chars| chars.into_iter().collect::<String>()),
+        ) {
+            prop_assert_eq!(trim(&text), text.trim());
+        }
+    }
+
+    fn error_saying(details: &str) -> ApiError {
+        ApiError {
+            details: Some(details.to_owned()),
+            ..ApiError::from_status(StatusCode::UNAUTHORIZED)
+        }
+    }
+
+    #[test]
+    fn redaction_finds_every_form_of_the_credential() {
+        let bearer = HeaderValue::from_static("  Bearer tok-123 ");
+        let mut error = error_saying("bad token tok-123, and tok-123 again");
+        error.redact(&bearer);
+        assert_eq!(
+            error.details(),
+            Some("bad token [REDACTED], and [REDACTED] again")
+        );
+        // An opaque credential whose bytes sit inside a character: the whole text goes.
+        let opaque = HeaderValue::from_bytes(b"\xc3").unwrap();
+        let mut error = error_saying("caf\u{e9} k");
+        error.redact(&opaque);
+        assert_eq!(error.details(), Some("[REDACTED]"));
+        let mut error = error_saying("plain ascii");
+        error.redact(&opaque);
+        assert_eq!(error.details(), Some("plain ascii"));
+    }
+
+    #[test]
+    fn codes_are_read_through_any_white_space() {
+        assert_eq!(
+            ErrorCode::from_message("\u{3000}\x0bnot_found\u{a0}"),
+            Some(ErrorCode::NotFound)
+        );
+        assert_eq!(ErrorCode::from_message(" Error "), None);
+        assert_eq!(
+            ErrorCode::from_message(" internal_server_error"),
+            Some(ErrorCode::ServerError)
+        );
+        assert_eq!(
+            ErrorCode::from_message(" quota_gone "),
+            Some(ErrorCode::Unknown("quota_gone".into()))
+        );
+    }
+}
