@@ -1,13 +1,13 @@
-use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::frames::{hint_plus, into_bytes};
+use crate::frames::{Coalesced, hint_plus, into_bytes};
 
 pin_project! {
     /// The response body of [`Classify`](super::Classify): the transport's body, unchanged.
@@ -41,10 +41,54 @@ pin_project! {
             body: B,
         },
         Replay {
-            body: Pin<Box<B>>,
-            frames: VecDeque<Frame<Bytes>>,
-            tail: Tail<B::Error>,
+            held: Pin<Box<Held<B>>>,
         },
+    }
+}
+
+pin_project! {
+    /// A classified response's inner body with what the classifier read of it, in one
+    /// allocation: it is filled while the classifier reads (the frames in order, then how the
+    /// read ended) and replayed from afterwards.
+    #[project = HeldProj]
+    pub(super) struct Held<B>
+    where
+        B: Body,
+    {
+        #[pin]
+        pub(super) body: B,
+        // The data read within the limit, contiguous: the parser's input.
+        pub(super) data: Coalesced,
+        // The frame that passed the limit, kept as it came (by reference).
+        pub(super) over: Option<Bytes>,
+        // The trailers, which end the read.
+        pub(super) trailers: Option<HeaderMap>,
+        pub(super) tail: Tail<B::Error>,
+    }
+}
+
+impl<B: Body> Held<B> {
+    pub(super) fn new(body: B) -> Self {
+        Self {
+            body,
+            data: Coalesced::default(),
+            over: None,
+            trailers: None,
+            tail: Tail::Inner,
+        }
+    }
+}
+
+impl<B: Body> HeldProj<'_, B> {
+    /// The next frame read before, in the order it came: at most three, so no queue.
+    fn pop(&mut self) -> Option<Frame<Bytes>> {
+        if let Some(data) = std::mem::take(self.data).into_bytes() {
+            return Some(Frame::data(data));
+        }
+        if let Some(over) = self.over.take() {
+            return Some(Frame::data(over));
+        }
+        self.trailers.take().map(Frame::trailers)
     }
 }
 
@@ -65,13 +109,9 @@ impl<B: Body> ClassifyBody<B> {
         }
     }
 
-    pub(super) fn replay(
-        body: Pin<Box<B>>,
-        frames: VecDeque<Frame<Bytes>>,
-        tail: Tail<B::Error>,
-    ) -> Self {
+    pub(super) fn replay(held: Pin<Box<Held<B>>>) -> Self {
         Self {
-            kind: Kind::Replay { body, frames, tail },
+            kind: Kind::Replay { held },
         }
     }
 }
@@ -91,14 +131,15 @@ where
             KindProj::Passthrough { body } => body
                 .poll_frame(cx)
                 .map(|frame| frame.map(|frame| frame.map(|frame| frame.map_data(into_bytes)))),
-            KindProj::Replay { body, frames, tail } => {
-                if let Some(frame) = frames.pop_front() {
+            KindProj::Replay { held } => {
+                let mut held = held.as_mut().project();
+                if let Some(frame) = held.pop() {
                     return Poll::Ready(Some(Ok(frame)));
                 }
-                match std::mem::replace(tail, Tail::End) {
+                match std::mem::replace(held.tail, Tail::End) {
                     Tail::Inner => {
-                        *tail = Tail::Inner;
-                        body.as_mut().poll_frame(cx).map(|frame| {
+                        *held.tail = Tail::Inner;
+                        held.body.poll_frame(cx).map(|frame| {
                             frame.map(|frame| frame.map(|frame| frame.map_data(into_bytes)))
                         })
                     }
@@ -112,10 +153,12 @@ where
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Passthrough { body } => body.is_end_stream(),
-            Kind::Replay { body, frames, tail } => {
-                frames.is_empty()
-                    && match tail {
-                        Tail::Inner => body.is_end_stream(),
+            Kind::Replay { held } => {
+                held.data.as_slice().is_empty()
+                    && held.over.is_none()
+                    && held.trailers.is_none()
+                    && match &held.tail {
+                        Tail::Inner => held.body.is_end_stream(),
                         Tail::End => true,
                         Tail::Error(_) => false,
                     }
@@ -126,14 +169,11 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Passthrough { body } => body.size_hint(),
-            Kind::Replay { body, frames, tail } => {
-                let buffered: u64 = frames
-                    .iter()
-                    .filter_map(Frame::data_ref)
-                    .map(|data| data.len() as u64)
-                    .sum();
-                let rest = match tail {
-                    Tail::Inner => body.size_hint(),
+            Kind::Replay { held } => {
+                let buffered = held.data.as_slice().len() as u64
+                    + held.over.as_ref().map_or(0, |over| over.len() as u64);
+                let rest = match &held.tail {
+                    Tail::Inner => held.body.size_hint(),
                     Tail::End => SizeHint::with_exact(0),
                     // The stream is known to fail; how much it would have carried is unknown.
                     Tail::Error(_) => SizeHint::new(),
@@ -148,9 +188,14 @@ impl<B: Body> fmt::Debug for ClassifyBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             Kind::Passthrough { .. } => f.write_str("ClassifyBody::Passthrough"),
-            Kind::Replay { frames, .. } => f
+            Kind::Replay { held } => f
                 .debug_struct("ClassifyBody::Replay")
-                .field("buffered_frames", &frames.len())
+                .field(
+                    "buffered_frames",
+                    &(usize::from(!held.data.as_slice().is_empty())
+                        + usize::from(held.over.is_some())
+                        + usize::from(held.trailers.is_some())),
+                )
                 .finish_non_exhaustive(),
         }
     }

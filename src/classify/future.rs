@@ -1,27 +1,28 @@
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderMap, Response, header};
-use http_body::{Body, Frame};
+use http::{Response, header};
+use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
-use super::body::{ClassifyBody, Tail};
+use super::body::{ClassifyBody, Held, Tail};
 use super::decode::{self, Decoded};
 use super::layer::Settings;
 use super::parse::is_classified;
 use super::parse::{Outcome, classify};
-use crate::frames::{Coalesced, into_bytes};
+use crate::frames::into_bytes;
 use crate::handoff::SentCredential;
 
 pin_project! {
     /// The response future of [`Classify`](super::Classify).
-    pub struct ResponseFuture<F, B> {
+    pub struct ResponseFuture<F, B>
+    where
+        B: Body,
+    {
         #[pin]
         state: State<F, B>,
         settings: Settings,
@@ -30,7 +31,10 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, B> {
+    enum State<F, B>
+    where
+        B: Body,
+    {
         Calling {
             #[pin]
             future: F,
@@ -45,18 +49,13 @@ pin_project! {
 
 /// An error response whose body is being read. What was read is kept in three parts, so
 /// memory is bounded by the limit plus one frame whatever the framing, and handed on in order.
-struct Read<B> {
+struct Read<B: Body> {
     parts: http::response::Parts,
-    body: Pin<Box<B>>,
+    /// The body and the frames read from it, boxed together: the box goes on to replay them.
+    held: Pin<Box<Held<B>>>,
     /// The read's deadline, armed only once the body keeps the read waiting (see
     /// [`Timer`]): a body that is already there costs no timer.
     deadline: Timer,
-    /// The data read within the limit, contiguous: the parser's input.
-    data: Coalesced,
-    /// The frame that passed the limit, kept as it came (by reference).
-    over: Option<Bytes>,
-    /// The trailers, which end the read.
-    trailers: Option<HeaderMap>,
     /// How many data bytes were read, including any past the limit.
     total: usize,
 }
@@ -105,11 +104,8 @@ where
                     this.state.set(State::Answered {
                         reading: Some(Read {
                             parts,
-                            body: Box::pin(body),
+                            held: Box::pin(Held::new(body)),
                             deadline: Timer::Unarmed,
-                            data: Coalesced::default(),
-                            over: None,
-                            trailers: None,
                             total: 0,
                         }),
                     });
@@ -142,23 +138,13 @@ impl<B: Body> Read<B> {
         limit: usize,
     ) -> Response<ClassifyBody<B>> {
         let Self {
-            parts,
-            body,
-            data,
-            over,
-            trailers,
-            ..
+            parts, mut held, ..
         } = self;
-        let outcome = cut.unwrap_or(Outcome::Complete(data.as_slice()));
+        let read = held.as_mut().project();
+        *read.tail = tail;
+        let outcome = cut.unwrap_or(Outcome::Complete(read.data.as_slice()));
         let res = attach(Response::from_parts(parts, ()), outcome, limit);
-        let frames: VecDeque<_> = data
-            .into_bytes()
-            .into_iter()
-            .chain(over)
-            .map(Frame::data)
-            .chain(trailers.map(Frame::trailers))
-            .collect();
-        res.map(|()| ClassifyBody::replay(body, frames, tail))
+        res.map(|()| ClassifyBody::replay(held))
     }
 }
 
@@ -175,7 +161,8 @@ fn poll_read<B: Body>(
         if read.deadline.poll(cx) {
             return Poll::Ready((Some(Outcome::TimedOut), Tail::Inner));
         }
-        let frame = match read.body.as_mut().poll_frame(cx) {
+        let held = read.held.as_mut().project();
+        let frame = match held.body.poll_frame(cx) {
             Poll::Pending => {
                 // The first wait arms the deadline; the time spent before it was this same
                 // poll's, reading frames that were already there.
@@ -202,16 +189,16 @@ fn poll_read<B: Body>(
             Ok(data) => {
                 read.total = read.total.saturating_add(data.len());
                 if read.total > settings.limit {
-                    read.over = Some(data);
+                    *held.over = Some(data);
                     return Poll::Ready((Some(Outcome::TooLarge), Tail::Inner));
                 }
-                read.data.push(data, settings.limit);
+                held.data.push(data, settings.limit);
             }
             Err(frame) => {
                 // Trailers are the last frame: the data is complete. Whatever the inner body
                 // still has comes after them, in order.
                 if let Ok(trailers) = frame.into_trailers() {
-                    read.trailers = Some(trailers);
+                    *held.trailers = Some(trailers);
                     return Poll::Ready((None, Tail::Inner));
                 }
             }

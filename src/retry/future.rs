@@ -82,11 +82,15 @@ pin_project! {
             timeout: Option<Pin<Box<Sleep>>>,
         },
         // Between attempts: waiting, and draining the last response's body meanwhile.
+        // The last body is drained in place: it is pinned here, not boxed.
         Pausing {
             sleep: Option<Pin<Box<Sleep>>>,
             started: Instant,
             resume_at: Instant,
-            drain: Option<Drain<R>>,
+            #[pin]
+            drain: Option<R>,
+            drain_until: Instant,
+            drain_left: usize,
             body: ReplayBody<B>,
         },
         // Asking a fleet's store whether to retry; the last outcome is kept, to be returned
@@ -140,14 +144,6 @@ struct Bookkeeping<B, P> {
     probe: bool,
 }
 
-/// The body of a response that is being retried, read and dropped so the connection can be
-/// reused.
-struct Drain<R> {
-    body: Pin<Box<R>>,
-    until: Instant,
-    left: usize,
-}
-
 /// What a request through the layer ends with.
 type Output<R, E> = Result<Response<R>, RetryError<E>>;
 
@@ -173,16 +169,13 @@ impl<B: Body, R, E> Next<B, R, E> {
             Next::Return(output) => Err(output),
             Next::Retry { at, body, drain } => {
                 let now = Instant::now();
-                let drain = drain.map(|body| Drain {
-                    body: Box::pin(body),
-                    until: later(now, settings.drain_timeout),
-                    left: settings.drain_limit,
-                });
                 Ok(State::Pausing {
                     sleep: None,
                     started: now,
                     resume_at: at,
                     drain,
+                    drain_until: later(now, settings.drain_timeout),
+                    drain_left: settings.drain_limit,
                     body,
                 })
             }
@@ -417,15 +410,21 @@ where
                     sleep,
                     started,
                     resume_at,
-                    drain,
+                    mut drain,
+                    drain_until,
+                    drain_left,
                     body,
                 } => {
-                    if drain.as_mut().is_some_and(|d| d.poll(cx)) {
-                        *drain = None;
+                    if drain
+                        .as_mut()
+                        .as_pin_mut()
+                        .is_some_and(|d| drained(d, drain_left, cx))
+                    {
+                        drain.set(None);
                     }
                     let now = Instant::now();
-                    let draining = drain.as_ref().filter(|d| now < d.until);
-                    if now >= *resume_at && draining.is_none() {
+                    let draining = drain.is_some() && now < *drain_until;
+                    if now >= *resume_at && !draining {
                         this.request.waited += now.saturating_duration_since(*started);
                         let body = std::mem::take(body);
                         this.state.set(State::Planning {
@@ -434,9 +433,10 @@ where
                         });
                         continue;
                     }
-                    let wake_at = match draining {
-                        Some(d) if now >= *resume_at => d.until,
-                        _ => *resume_at,
+                    let wake_at = if draining && now >= *resume_at {
+                        *drain_until
+                    } else {
+                        *resume_at
                     };
                     let timer = sleep.get_or_insert_with(|| Box::pin(sleep_until(wake_at)));
                     if timer.deadline() != wake_at {
@@ -819,26 +819,31 @@ impl<B: Body, P> Bookkeeping<B, P> {
     }
 }
 
-impl<R: Body> Drain<R> {
-    /// Reads what is there; `true` once the body is done with (ended, failed, or the byte
-    /// bound reached).
-    fn poll(&mut self, cx: &mut Context<'_>) -> bool {
-        loop {
-            if self.left == 0 {
-                return true;
-            }
-            match self.body.as_mut().poll_frame(cx) {
-                Poll::Pending => return false,
-                Poll::Ready(None | Some(Err(_))) => return true,
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Some(data) = frame.data_ref() {
-                        self.left = self.left.saturating_sub(data.remaining());
-                    }
+/// Reads what is there of the body of a response that is being retried, so the connection
+/// can be reused; `true` once the body is done with (ended, failed, or `left` bytes read).
+/// At most [`DRAIN_FRAMES_PER_POLL`] frames a poll: then it yields, so a body that is always
+/// ready (with empty frames, which no byte bound stops) is held to the drain's time bound.
+fn drained<R: Body>(mut body: Pin<&mut R>, left: &mut usize, cx: &mut Context<'_>) -> bool {
+    for _ in 0..DRAIN_FRAMES_PER_POLL {
+        if *left == 0 {
+            return true;
+        }
+        match body.as_mut().poll_frame(cx) {
+            Poll::Pending => return false,
+            Poll::Ready(None | Some(Err(_))) => return true,
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    *left = left.saturating_sub(data.remaining());
                 }
             }
         }
     }
+    cx.waker().wake_by_ref();
+    false
 }
+
+/// See [`drained`].
+const DRAIN_FRAMES_PER_POLL: usize = 32;
 
 impl<S, B, R, P> fmt::Debug for ResponseFuture<S, B, R, P>
 where

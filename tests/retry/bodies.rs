@@ -130,3 +130,60 @@ async fn bytes_bodies_past_the_replay_bound_are_retried_without_a_copy() {
     assert_eq!(info(&res).stop_reason(), StopReason::BodyNotReplayable);
     assert_eq!(api.requests()[0].body.len(), 4096);
 }
+
+/// A body that is always ready with another empty frame, and never ends: draining it reads
+/// no bytes, so no byte bound stops it.
+struct EndlessEmptyFrames;
+
+impl Body for EndlessEmptyFrames {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(Some(Ok(Frame::data(Bytes::new()))))
+    }
+}
+
+// Draining a retried 503's body yields every few dozen frames, so its time bound holds for
+// a body that never waits. Real time (an always-ready body never lets paused time move),
+// on a thread of its own, so a drain that never yields fails this test instead of hanging
+// it; the assertions are on the outcome only.
+#[test]
+fn an_always_ready_body_is_drained_within_its_time_bound() {
+    use http_body_util::BodyExt;
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let transport = service_fn(move |_req: Request<ReplayBody<Full<Bytes>>>| {
+            let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                let (status, body) = if first {
+                    (503, EndlessEmptyFrames.boxed())
+                } else {
+                    (200, Full::new(Bytes::new()).boxed())
+                };
+                let mut res = Response::new(body);
+                *res.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                Ok::<_, Infallible>(res)
+            }
+        });
+        let client = exact()
+            .drain(64 * 1024, 20 * MS)
+            .build()
+            .unwrap()
+            .layer(transport);
+        let res = runtime.block_on(client.oneshot(get("/v1/x"))).unwrap();
+        let _ = done.send((res.status(), info(&res).attempts()));
+    });
+    let (status, attempts) = outcome
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the drain ends at its time bound");
+    assert_eq!((status, attempts), (http::StatusCode::OK, 2));
+}
