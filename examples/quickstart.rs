@@ -5,7 +5,7 @@
 //! ```
 //!
 //! Starts the emulator on a free loopback port (no network, no real key), sends a scripted
-//! series of requests through `InfoPlugLayer` (retry → classify → auth) over hyper-util's
+//! series of requests through `InfoPlugLayer` (retry → auth → classify) over hyper-util's
 //! client, and prints what each came back with, how many attempts it took and how long the
 //! layer waited. `examples/quickstart_reqwest.rs` is the same over reqwest.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]

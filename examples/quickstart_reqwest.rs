@@ -6,7 +6,7 @@
 //! ```
 //!
 //! The same script as `examples/quickstart.rs`, sent through a `ClientWithMiddleware`: the
-//! middleware runs the same stack (retry → classify → auth) with the same rules, and the
+//! middleware runs the same stack (retry → auth → classify) with the same rules, and the
 //! responses are `reqwest::Response`s that carry the same `ApiError` and `RetryInfo`.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 

@@ -5,8 +5,8 @@
 //!
 //! | value | written by | read by | the orders |
 //! |---|---|---|---|
-//! | [`SentCredential`] (crate-private) | `AuthLayer`, on a 4xx/5xx answer to a request it stamped | `ClassifyLayer`, which redacts the credential from the error and removes the note | classifier outside auth (the recommended stack): the note waits in the response; classifier inside auth: the error is already there and is redacted at once, and the note is left for nobody (it is private, so no caller can read it) |
-//! | [`ApiError`](crate::ApiError) | `ClassifyLayer` | `RetryLayer` (a body may only veto a retry), callers | retry outside classify sees each attempt's error; without a classifier the retry layer decides by status |
+//! | [`SentCredential`] (crate-private) | `AuthLayer`, on a 4xx/5xx answer to a request it stamped | `ClassifyLayer`, which redacts the credential from the error and removes the note | classifier outside auth: the note waits in the response; classifier inside auth (the preset's order): the error is already there and is redacted at once, and no note is left |
+//! | [`ApiError`](crate::ApiError) | `ClassifyLayer` (unless the response already carries one: a second classifier leaves it as it is) | `RetryLayer` (a body may only veto a retry), `AuthLayer` (redacts it), callers | retry outside classify sees each attempt's error; without a classifier the retry layer decides by status |
 //! | [`RetryInfo`](crate::RetryInfo) | `RetryLayer`, on final responses | callers | outermost |
 //! | [`Deadline`](crate::retry::Deadline) | callers, on requests | `RetryLayer` | any |
 //!
@@ -24,14 +24,19 @@ pub(crate) struct SentCredential(pub(crate) HeaderValue);
 
 /// Tells the classifier, in whichever order the layers are stacked, which credential to redact
 /// from the error: redacts an [`ApiError`] that is already there (classifier inside the auth
-/// layer) and leaves a note for one that comes later (classifier outside).
+/// layer, as in `InfoPlugLayer`) and leaves a note for one that comes later (classifier
+/// outside).
 #[cfg_attr(not(feature = "auth"), allow(dead_code))]
 pub(crate) fn note_sent_credential<B>(res: &mut Response<B>, sent: HeaderValue) {
     if !is_classified(res.status()) {
         return;
     }
-    if let Some(error) = res.extensions_mut().get_mut::<ApiError>() {
-        error.redact(&sent);
+    match res.extensions_mut().get_mut::<ApiError>() {
+        // Classified already: redacted at once, and nothing is left for anyone (a classifier
+        // further out leaves a response it finds classified as it is).
+        Some(error) => error.redact(&sent),
+        None => {
+            res.extensions_mut().insert(SentCredential(sent));
+        }
     }
-    res.extensions_mut().insert(SentCredential(sent));
 }

@@ -54,28 +54,7 @@ impl Origin {
 
     /// The origin of an absolute URI.
     pub fn from_uri(uri: &Uri) -> Result<Self, ConfigError> {
-        let invalid = |reason| ConfigError::InvalidOrigin {
-            input: shown(&uri.to_string()),
-            reason,
-        };
-        let https = match uri.scheme_str() {
-            Some(s) if s.eq_ignore_ascii_case("https") => true,
-            Some(s) if s.eq_ignore_ascii_case("http") => false,
-            Some(_) => return Err(invalid("only http and https URLs are supported")),
-            None => return Err(invalid("it needs a scheme (https:// or http://)")),
-        };
-        let Some(authority) = uri.authority() else {
-            return Err(invalid("it needs a host"));
-        };
-        if authority.as_str().contains('@') {
-            return Err(invalid("it must not carry credentials"));
-        }
-        let host = normalise_host(authority.host());
-        if host.is_empty() {
-            return Err(invalid("it needs a host"));
-        }
-        let host = host.to_ascii_lowercase();
-        let port = authority.port_u16().unwrap_or(default_port(https));
+        let (https, host, port) = parts(uri)?;
         Ok(Self {
             https,
             with_port: format!("{host}:{port}").into_boxed_str(),
@@ -168,6 +147,72 @@ impl std::str::FromStr for Origin {
     }
 }
 
+/// The scheme (`true` for https), the lower-cased host and the port of a URI that names an
+/// origin; the error says why it does not.
+fn parts(uri: &Uri) -> Result<(bool, String, u16), ConfigError> {
+    let invalid = |reason| ConfigError::InvalidOrigin {
+        input: shown(&uri.to_string()),
+        reason,
+    };
+    let https = match uri.scheme_str() {
+        Some(s) if s.eq_ignore_ascii_case("https") => true,
+        Some(s) if s.eq_ignore_ascii_case("http") => false,
+        Some(_) => return Err(invalid("only http and https URLs are supported")),
+        None => return Err(invalid("it needs a scheme (https:// or http://)")),
+    };
+    let Some(authority) = uri.authority() else {
+        return Err(invalid("it needs a host"));
+    };
+    if authority.as_str().contains('@') {
+        return Err(invalid("it must not carry credentials"));
+    }
+    let host = normalise_host(authority.host());
+    if host.is_empty() {
+        return Err(invalid("it needs a host"));
+    }
+    let port = authority.port_u16().unwrap_or(default_port(https));
+    Ok((https, host.to_ascii_lowercase(), port))
+}
+
+/// The origin a request URI names, as a key of the retry layer's shared state: what
+/// [`Origin`] compares (scheme, lower-cased host, port) in one allocation, without the
+/// spellings an `Origin` keeps to match requests fast. Displayed as an `Origin` is.
+#[cfg_attr(not(feature = "retry"), allow(dead_code))]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Site {
+    https: bool,
+    host: Box<str>,
+    port: u16,
+}
+
+#[cfg_attr(not(feature = "retry"), allow(dead_code))]
+impl Site {
+    /// `None` when the URI names no http(s) origin.
+    pub(crate) fn of(uri: &Uri) -> Option<Self> {
+        let (https, host, port) = parts(uri).ok()?;
+        Some(Self {
+            https,
+            host: host.into_boxed_str(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for Site {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}://{}",
+            if self.https { "https" } else { "http" },
+            self.host
+        )?;
+        if self.port != default_port(self.https) {
+            write!(f, ":{}", self.port)?;
+        }
+        Ok(())
+    }
+}
+
 fn default_port(https: bool) -> u16 {
     if https { 443 } else { 80 }
 }
@@ -234,6 +279,37 @@ mod tests {
             headers.insert(HOST, host.parse().unwrap());
         }
         origin.matches(&uri.parse().unwrap(), &headers)
+    }
+
+    #[test]
+    fn a_site_is_named_and_compared_as_its_origin() {
+        for uri in [
+            "https://Api.InfoPlug.io/v1/x",
+            "https://api.infoplug.io:443/v1",
+            "https://api.infoplug.io.:8443/v1",
+            "http://127.0.0.1:8080/x?q=1",
+            "HTTP://[::1]/x",
+        ] {
+            let uri: Uri = uri.parse().unwrap();
+            let site = Site::of(&uri).unwrap();
+            assert_eq!(
+                site.to_string(),
+                Origin::from_uri(&uri).unwrap().to_string()
+            );
+        }
+        let same =
+            |a: &str, b: &str| Site::of(&a.parse().unwrap()) == Site::of(&b.parse().unwrap());
+        assert!(same(
+            "https://API.infoplug.io./a",
+            "https://api.infoplug.io:443/b"
+        ));
+        assert!(!same(
+            "https://api.infoplug.io/a",
+            "http://api.infoplug.io/a"
+        ));
+        for uri in ["ftp://h/x", "https://user@h/x", "/v1/x"] {
+            assert_eq!(Site::of(&uri.parse().unwrap()), None, "{uri}");
+        }
     }
 
     #[test]

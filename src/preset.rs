@@ -1,4 +1,4 @@
-//! The whole stack in one layer: retry → classify → auth, configured once.
+//! The whole stack in one layer: retry → auth → classify, configured once.
 
 use std::fmt;
 
@@ -15,10 +15,11 @@ pub const BASE_URL_ENV: &str = "INFOPLUG_BASE_URL";
 /// The service [`InfoPlugLayer`] makes of a transport `S`, to name in a struct field or an
 /// axum `State`: `InfoPlugService<Client<HttpConnector, ReplayBody<Body>>>`. Its response is
 /// `http::Response<ClassifyBody<S's response body>>` and its error [`RetryError<S::Error>`](crate::RetryError).
-pub type InfoPlugService<S> = Retry<Classify<Auth<S>>>;
+pub type InfoPlugService<S> = Retry<Auth<Classify<S>>>;
 
-/// The recommended stack in one layer: [`RetryLayer`] over [`ClassifyLayer`] over
-/// [`AuthLayer`], with the key scoped to the API's origin.
+/// The recommended stack in one layer: [`RetryLayer`] over [`AuthLayer`] over
+/// [`ClassifyLayer`], with the key scoped to the API's origin. Auth over the classifier, so
+/// the auth layer redacts the credential from the classified error as the response passes.
 ///
 /// ```
 /// use bytes::Bytes;
@@ -131,7 +132,7 @@ impl<S> Layer<S> for InfoPlugLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         self.retry
-            .layer(self.classify.layer(self.auth.layer(inner)))
+            .layer(self.auth.layer(self.classify.layer(inner)))
     }
 }
 

@@ -29,11 +29,11 @@ use http_body_util::Full;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use tokio::time::Instant;
 use tower::{Layer, ServiceBuilder, ServiceExt, service_fn};
-use tower_infoplug::auth::Auth;
-use tower_infoplug::classify::Classify;
 use tower_infoplug::mock::{Emulator, EmulatorServer, Reply, TEST_KEY};
-use tower_infoplug::retry::{Deadline, ReplayBody, Retry, RetryBuilder, RetryLayer, StopReason};
-use tower_infoplug::{ApiKey, AuthLayer, BodyIssue, ClassifyLayer, InfoPlugLayer, ResponseExt};
+use tower_infoplug::retry::{Deadline, ReplayBody, RetryBuilder, RetryLayer, StopReason};
+use tower_infoplug::{
+    ApiKey, AuthLayer, BodyIssue, ClassifyLayer, InfoPlugLayer, InfoPlugService, ResponseExt,
+};
 
 const S: Duration = Duration::from_secs(1);
 const MS: Duration = Duration::from_millis(1);
@@ -41,7 +41,7 @@ const MS: Duration = Duration::from_millis(1);
 type HttpClient = Client<HttpConnector, ReplayBody<Full<Bytes>>>;
 
 /// The preset over hyper-util's client, with `retry`'s settings and millisecond backoff.
-fn stack(server: &EmulatorServer, retry: RetryBuilder) -> Retry<Classify<Auth<HttpClient>>> {
+fn stack(server: &EmulatorServer, retry: RetryBuilder) -> InfoPlugService<HttpClient> {
     InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), &server.base_url())
         .retry(|_| retry.backoff(MS, 5 * MS))
         .build()

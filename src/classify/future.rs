@@ -14,6 +14,7 @@ use super::decode::{self, Decoded};
 use super::layer::Settings;
 use super::parse::is_classified;
 use super::parse::{Outcome, classify};
+use crate::ApiError;
 use crate::frames::into_bytes;
 use crate::handoff::SentCredential;
 
@@ -82,7 +83,10 @@ where
             match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
                     let res = ready!(future.poll(cx))?;
-                    if !is_classified(res.status()) {
+                    // A response another classifier (further in) already classified, and an
+                    // auth layer between may have redacted, is left as it is.
+                    if !is_classified(res.status()) || res.extensions().get::<ApiError>().is_some()
+                    {
                         this.state.set(State::Answered { reading: None });
                         return Poll::Ready(Ok(res.map(ClassifyBody::passthrough)));
                     }

@@ -29,13 +29,13 @@ use super::later;
 use super::layer::Settings;
 use super::pacer::{Pacer, Throttle};
 use super::plan::{Gate, Inputs, Plan, Snapshot, Step, plan};
-use crate::Origin;
+use crate::origin::Site;
 
 /// Which gate and pacer a request is held by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Partition {
     /// `None` for requests without an `http(s)` authority: they share one partition.
-    origin: Option<Origin>,
+    origin: Option<Site>,
     credential: u128,
 }
 
@@ -245,7 +245,7 @@ impl State {
             }
         };
         Partition {
-            origin: uri.authority().and_then(|_| Origin::from_uri(uri).ok()),
+            origin: uri.authority().and_then(|_| Site::of(uri)),
             credential,
         }
     }

@@ -3,6 +3,7 @@
 //! against a wall clock set just before them.
 
 use super::*;
+use tower_infoplug::InfoPlugService;
 
 /// A wall clock `lead` before the date the emulator will name.
 fn clock_before(
@@ -17,7 +18,10 @@ type HttpClient = hyper_util::client::legacy::Client<
     ReplayBody<Full<Bytes>>,
 >;
 
-fn client(retry: RetryBuilder, server: &tower_infoplug::mock::EmulatorServer) -> Stack<HttpClient> {
+fn client(
+    retry: RetryBuilder,
+    server: &tower_infoplug::mock::EmulatorServer,
+) -> InfoPlugService<HttpClient> {
     InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), &server.base_url())
         .retry(|_| retry.backoff(MS, 5 * MS))
         .build()
