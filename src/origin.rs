@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use http::uri::Scheme;
 use http::{HeaderMap, Uri, header::HOST};
 
 use crate::ConfigError;
@@ -88,9 +89,11 @@ impl Origin {
     #[cfg_attr(not(feature = "auth"), allow(dead_code))]
     pub(crate) fn matches(&self, uri: &Uri, headers: &HeaderMap) -> bool {
         if let Some(authority) = uri.authority() {
-            let https = match uri.scheme_str() {
-                Some(s) if s.eq_ignore_ascii_case("https") => true,
-                Some(s) if s.eq_ignore_ascii_case("http") => false,
+            // `http::Scheme` compares its two standard schemes without looking at text, and
+            // any spelling of them parses to those.
+            let https = match uri.scheme() {
+                Some(s) if *s == Scheme::HTTPS => true,
+                Some(s) if *s == Scheme::HTTP => false,
                 // Another scheme (ws, ftp, ...) is never the API.
                 Some(_) => return false,
                 // Authority form (`CONNECT host:port`): no scheme to compare.
@@ -103,7 +106,8 @@ impl Origin {
             // is a memcmp, then ignoring case).
             let raw = authority.as_str();
             let spelled = |ours: &str| raw == ours || raw.eq_ignore_ascii_case(ours);
-            if spelled(&self.with_port) || self.bare.as_deref().is_some_and(spelled) {
+            // Without the port first: how a request for the default port is usually spelled.
+            if self.bare.as_deref().is_some_and(spelled) || spelled(&self.with_port) {
                 return true;
             }
             return self.host_is(authority.host())

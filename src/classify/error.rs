@@ -87,39 +87,29 @@ impl ErrorCode {
     /// The code from a body's `message`; `None` for the generic `"error"`, which says no more
     /// than the status does.
     pub fn from_message(message: &str) -> Option<Self> {
-        // The contract's names, in the order of the codes below: a table of names, not of
-        // codes, so no code is built (and dropped) that is not the answer.
-        const NAMES: [&str; 9] = [
-            "invalid_parameter",
-            "payload_is_empty",
-            "limit_out_of_range",
-            "unauthorized",
-            "insufficient_credits",
-            "not_found",
-            "rate_limit_exceeded",
-            "server_error",
-            "internal_server_error",
-        ];
         let message = trim(message);
-        if message.eq_ignore_ascii_case("error") {
-            return None;
-        }
-        Some(
-            match NAMES
-                .iter()
-                .position(|name| name.eq_ignore_ascii_case(message))
-            {
-                Some(0) => Self::InvalidParameter,
-                Some(1) => Self::PayloadIsEmpty,
-                Some(2) => Self::LimitOutOfRange,
-                Some(3) => Self::Unauthorized,
-                Some(4) => Self::InsufficientCredits,
-                Some(5) => Self::NotFound,
-                Some(6) => Self::RateLimitExceeded,
-                Some(7 | 8) => Self::ServerError,
-                _ => Self::Unknown(message.to_owned()),
-            },
-        )
+        // Lower-cased on the stack (no known name is longer than the buffer), then one match.
+        let mut buffer = [0u8; 24];
+        let lower = match buffer.get_mut(..message.len()) {
+            Some(lower) => {
+                lower.copy_from_slice(message.as_bytes());
+                lower.make_ascii_lowercase();
+                &*lower
+            }
+            None => b"",
+        };
+        Some(match lower {
+            b"error" => return None,
+            b"invalid_parameter" => Self::InvalidParameter,
+            b"payload_is_empty" => Self::PayloadIsEmpty,
+            b"limit_out_of_range" => Self::LimitOutOfRange,
+            b"unauthorized" => Self::Unauthorized,
+            b"insufficient_credits" => Self::InsufficientCredits,
+            b"not_found" => Self::NotFound,
+            b"rate_limit_exceeded" => Self::RateLimitExceeded,
+            b"server_error" | b"internal_server_error" => Self::ServerError,
+            _ => Self::Unknown(message.to_owned()),
+        })
     }
 
     /// The code the contract gives `status` when the body names none.
@@ -446,6 +436,20 @@ mod tests {
             Some(ErrorCode::NotFound)
         );
         assert_eq!(ErrorCode::from_message(" Error "), None);
+        assert_eq!(
+            ErrorCode::from_message("Rate_Limit_EXCEEDED"),
+            Some(ErrorCode::RateLimitExceeded)
+        );
+        assert_eq!(
+            ErrorCode::from_message("internal_server_error_but_longer_than_any_name"),
+            Some(ErrorCode::Unknown(
+                "internal_server_error_but_longer_than_any_name".into()
+            ))
+        );
+        assert_eq!(
+            ErrorCode::from_message(""),
+            Some(ErrorCode::Unknown(String::new()))
+        );
         assert_eq!(
             ErrorCode::from_message(" internal_server_error"),
             Some(ErrorCode::ServerError)

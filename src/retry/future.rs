@@ -204,8 +204,24 @@ where
         }
         let span = RequestSpan::new(&head.method, &head.uri);
         let (replay, first) = Replay::start(body, shared.settings.replay_limit);
+        let throttled = shared.state.throttled();
+        let request = Bookkeeping {
+            head,
+            replay,
+            policy,
+            shared,
+            partition: None,
+            deadline,
+            attempts: 0,
+            waited: Duration::ZERO,
+            last_hint: None,
+            sent: None,
+            probe: false,
+        };
         // The common case, nothing throttled anywhere: straight to sending, no planning.
-        let state = if shared.state.throttled() {
+        // (Sending from here, in `call`, measured slower: the inner future is then moved
+        // through this constructor's return as well.)
+        let state = if throttled {
             State::Planning {
                 body: first,
                 step: Step::Fresh,
@@ -218,19 +234,7 @@ where
             span,
             service,
             ready: true,
-            request: Bookkeeping {
-                head,
-                replay,
-                policy,
-                shared,
-                partition: None,
-                deadline,
-                attempts: 0,
-                waited: Duration::ZERO,
-                last_hint: None,
-                sent: None,
-                probe: false,
-            },
+            request,
         }
     }
 }
@@ -342,19 +346,8 @@ where
                         }
                     }
                     let body = std::mem::take(body);
-                    let request = &mut *this.request;
-                    request.attempts += 1;
-                    this.span.sending(request.attempts);
-                    request.sent = request.shared.state.throttled().then(Instant::now);
                     *this.ready = false;
-                    let future = this
-                        .service
-                        .call(Request::from_parts(request.head.clone(), body));
-                    let timeout = request
-                        .shared
-                        .settings
-                        .attempt_timeout
-                        .map(|t| Box::pin(sleep(t)));
+                    let (future, timeout) = this.request.send(this.service, body, this.span);
                     this.state.set(State::Calling { future, timeout });
                 }
                 StateProj::Calling { future, timeout } => {
@@ -454,6 +447,30 @@ where
 }
 
 impl<B: Body, P> Bookkeeping<B, P> {
+    /// Sends the next attempt with `body` through `service` (polled ready for it); its
+    /// future, and the attempt's timer if attempts are timed.
+    #[allow(clippy::type_complexity)]
+    fn send<S>(
+        &mut self,
+        service: &mut S,
+        body: ReplayBody<B>,
+        span: &RequestSpan,
+    ) -> (S::Future, Option<Pin<Box<Sleep>>>)
+    where
+        S: Service<Request<ReplayBody<B>>>,
+    {
+        self.attempts += 1;
+        span.sending(self.attempts);
+        self.sent = self.shared.state.throttled().then(Instant::now);
+        let future = service.call(Request::from_parts(self.head.clone(), body));
+        let timeout = self
+            .shared
+            .settings
+            .attempt_timeout
+            .map(|t| Box::pin(sleep(t)));
+        (future, timeout)
+    }
+
     fn info(&self, stop: StopReason, retry_after: Option<Duration>) -> RetryInfo {
         RetryInfo {
             attempts: self.attempts,

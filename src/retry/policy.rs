@@ -173,9 +173,17 @@ impl DefaultPolicy {
     /// The table, for an attempt whose failure (if any) is already classified; for policies
     /// that wrap this one.
     pub fn decide_with<E>(&self, attempt: &Attempt<'_, E>) -> Decision {
-        let repeatable = self.retry_non_idempotent
-            || is_idempotent(attempt.method)
-            || attempt.request_headers.contains_key("idempotency-key");
+        // Below 400 nothing is retried: the usual answer decides before anything is read.
+        if let Outcome::Response { status, .. } = &attempt.outcome
+            && status.as_u16() < 400
+        {
+            return Decision::Stop;
+        }
+        let repeatable = || {
+            self.retry_non_idempotent
+                || is_idempotent(attempt.method)
+                || attempt.request_headers.contains_key("idempotency-key")
+        };
         let retry = match &attempt.outcome {
             Outcome::Response {
                 status,
@@ -193,14 +201,14 @@ impl DefaultPolicy {
                 !vetoed
                     && verdict.unwrap_or_else(|| match status.as_u16() {
                         429 => true,
-                        503 => repeatable || hint.is_some_and(|h| !h.is_zero()),
-                        500 | 502 | 504 => repeatable,
+                        503 => repeatable() || hint.is_some_and(|h| !h.is_zero()),
+                        500 | 502 | 504 => repeatable(),
                         _ => false,
                     })
             }
             Outcome::Failed { failure, .. } => match failure {
                 Failure::NeverSent => true,
-                Failure::ResponsePhase | Failure::TimedOut => repeatable,
+                Failure::ResponsePhase | Failure::TimedOut => repeatable(),
             },
         };
         if retry {
