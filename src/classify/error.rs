@@ -13,15 +13,28 @@ use http::{HeaderValue, Response, StatusCode};
 /// Its `Display` is one line for logs: status, code, details. Neither `Display` nor `Debug` can
 /// show the API key: when the server echoes the credential that was sent, it is replaced by
 /// `[REDACTED]` before the error is stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct ApiError {
     pub(super) status: StatusCode,
     pub(super) code: ErrorCode,
-    pub(super) message: Option<String>,
-    pub(super) parameter: Option<String>,
-    pub(super) details: Option<String>,
+    /// The body's text fields, one after the other, in one allocation (three strings would be
+    /// three): the spans below say where each one is.
+    texts: Box<str>,
+    message: Option<Span>,
+    parameter: Option<Span>,
+    details: Option<Span>,
     pub(super) body_issue: Option<BodyIssue>,
 }
+
+/// Where a text field is in [`ApiError`]'s buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+/// The body's text fields, to store: `message`, `parameter`, `details`.
+pub(super) type Texts<'a> = [Option<&'a str>; 3];
 
 /// The error code of the contract, from the body's `message` or else from the status.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -182,14 +195,52 @@ impl fmt::Display for BodyIssue {
 impl ApiError {
     /// An error known only by its status, with the code the contract gives that status.
     pub fn from_status(status: StatusCode) -> Self {
+        Self::new(status, Some(BodyIssue::NotRead))
+    }
+
+    /// An error with no text fields (yet), its code the status's.
+    pub(super) fn new(status: StatusCode, body_issue: Option<BodyIssue>) -> Self {
         Self {
             status,
             code: ErrorCode::from_status(status),
+            texts: Box::default(),
             message: None,
             parameter: None,
             details: None,
-            body_issue: Some(BodyIssue::NotRead),
+            body_issue,
         }
+    }
+
+    /// Stores the text fields, in one allocation (none if they are all empty or absent). A
+    /// field that would end past 4 GiB is left out (no body the classifier reads is that
+    /// large).
+    pub(super) fn set_texts(&mut self, [message, parameter, details]: Texts<'_>) {
+        let len = |text: Option<&str>| text.map_or(0, str::len);
+        let mut buffer = String::with_capacity(len(message) + len(parameter) + len(details));
+        let mut put = |text: Option<&str>| {
+            let text = text?;
+            let start = u32::try_from(buffer.len()).ok()?;
+            let end = u32::try_from(buffer.len() + text.len()).ok()?;
+            buffer.push_str(text);
+            Some(Span { start, end })
+        };
+        self.message = put(message);
+        self.parameter = put(parameter);
+        self.details = put(details);
+        self.texts = buffer.into_boxed_str();
+    }
+
+    fn text(&self, span: Option<Span>) -> Option<&str> {
+        let span = span?;
+        self.texts.get(span.start as usize..span.end as usize)
+    }
+
+    fn texts(&self) -> Texts<'_> {
+        [
+            self.text(self.message),
+            self.text(self.parameter),
+            self.text(self.details),
+        ]
     }
 
     /// The response's status.
@@ -204,17 +255,17 @@ impl ApiError {
 
     /// The body's `message`, as sent.
     pub fn message(&self) -> Option<&str> {
-        self.message.as_deref()
+        self.text(self.message)
     }
 
     /// The body's `parameter`: the request parameter at fault.
     pub fn parameter(&self) -> Option<&str> {
-        self.parameter.as_deref()
+        self.text(self.parameter)
     }
 
     /// The body's `details`: a description for people.
     pub fn details(&self) -> Option<&str> {
-        self.details.as_deref()
+        self.text(self.details)
     }
 
     /// Why the body could not be used, when it could not.
@@ -253,26 +304,43 @@ impl ApiError {
     pub(crate) fn redact(&mut self, credential: &HeaderValue) {
         const REDACTED: &str = "[REDACTED]";
         let secrets = crate::key::Secrets::of(credential);
-        let scrub = |text: &mut String| {
+        let scrubbed = |text: &str| -> Option<String> {
             if !secrets.occur_in(text.as_bytes()) {
-                return;
+                return None;
             }
+            let mut text = text.to_owned();
             for secret in secrets.iter() {
                 if crate::key::occurs(text.as_bytes(), secret) {
-                    *text = match std::str::from_utf8(secret) {
+                    text = match std::str::from_utf8(secret) {
                         Ok(secret) => text.replace(secret, REDACTED),
                         // Bytes of an opaque credential inside a character: the whole text.
                         Err(_) => REDACTED.to_owned(),
                     };
                 }
             }
+            Some(text)
         };
-        for text in [&mut self.message, &mut self.parameter, &mut self.details]
-            .into_iter()
-            .flatten()
-        {
-            scrub(text);
+        let [message, parameter, details] = self.texts();
+        let (m, p, d) = (
+            message.and_then(scrubbed),
+            parameter.and_then(scrubbed),
+            details.and_then(scrubbed),
+        );
+        if m.is_some() || p.is_some() || d.is_some() {
+            let mut error = Self::new(self.status, None);
+            error.set_texts([
+                m.as_deref().or(message),
+                p.as_deref().or(parameter),
+                d.as_deref().or(details),
+            ]);
+            (self.texts, self.message, self.parameter, self.details) =
+                (error.texts, error.message, error.parameter, error.details);
         }
+        let scrub = |text: &mut String| {
+            if let Some(scrubbed) = scrubbed(text) {
+                *text = scrubbed;
+            }
+        };
         if let ErrorCode::Unknown(raw) = &mut self.code {
             scrub(raw);
         }
@@ -286,13 +354,38 @@ impl ApiError {
     }
 }
 
+// By the fields' values, as a derive on the old representation (three strings) would.
+impl PartialEq for ApiError {
+    fn eq(&self, other: &Self) -> bool {
+        self.status == other.status
+            && self.code == other.code
+            && self.texts() == other.texts()
+            && self.body_issue == other.body_issue
+    }
+}
+
+impl Eq for ApiError {}
+
+impl fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiError")
+            .field("status", &self.status)
+            .field("code", &self.code)
+            .field("message", &self.message())
+            .field("parameter", &self.parameter())
+            .field("details", &self.details())
+            .field("body_issue", &self.body_issue)
+            .finish()
+    }
+}
+
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "InfoPlug API error {}: {}", self.status, self.code)?;
-        if let Some(parameter) = &self.parameter {
+        if let Some(parameter) = self.parameter() {
             write!(f, " (parameter `{parameter}`)")?;
         }
-        if let Some(details) = &self.details {
+        if let Some(details) = self.details() {
             write!(f, ": {details}")?;
         }
         if let Some(issue) = &self.body_issue {
@@ -404,10 +497,9 @@ mod tests {
     }
 
     fn error_saying(details: &str) -> ApiError {
-        ApiError {
-            details: Some(details.to_owned()),
-            ..ApiError::from_status(StatusCode::UNAUTHORIZED)
-        }
+        let mut error = ApiError::new(StatusCode::UNAUTHORIZED, None);
+        error.set_texts([Some("message"), None, Some(details)]);
+        error
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Error-body parsing: a pure function of status, content type and bytes.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use http::{HeaderValue, StatusCode};
@@ -72,14 +73,7 @@ pub(crate) fn classify(
     content_type: Option<&HeaderValue>,
     outcome: Outcome<'_>,
 ) -> ApiError {
-    let mut error = ApiError {
-        status,
-        code: ErrorCode::from_status(status),
-        message: None,
-        parameter: None,
-        details: None,
-        body_issue: None,
-    };
+    let error = ApiError::new(status, None);
     let body = match outcome {
         Outcome::Complete(body) => body,
         Outcome::TooLarge => return error.because(BodyIssue::TooLarge),
@@ -97,7 +91,7 @@ pub(crate) fn classify(
     if body.is_empty() {
         return error.because(BodyIssue::Empty);
     }
-    let Ok(fields) = serde_json::from_slice::<Fields>(body) else {
+    let Ok(fields) = serde_json::from_slice::<Fields<'_>>(body) else {
         let declared = content_type.map(is_json);
         let looks_like_json = matches!(body.first(), Some(b'{' | b'['));
         let issue = match declared {
@@ -109,16 +103,18 @@ pub(crate) fn classify(
         };
         return error.because(issue);
     };
-    error.parameter = fields.parameter;
-    error.details = fields.details;
-    match fields.message {
-        Some(message) => {
-            if let Some(code) = ErrorCode::from_message(&message) {
-                error.code = code;
-            }
-            error.message = Some(message);
+    let mut error = error;
+    error.set_texts([
+        fields.message.as_deref(),
+        fields.parameter.as_deref(),
+        fields.details.as_deref(),
+    ]);
+    match fields.message.as_deref().map(ErrorCode::from_message) {
+        Some(Some(code)) => {
+            error.code = code;
             error
         }
+        Some(None) => error,
         None => error.because(BodyIssue::Malformed),
     }
 }
@@ -153,14 +149,16 @@ fn shown_content_type(content_type: &HeaderValue) -> String {
 }
 
 /// The contract's three fields; anything else in the object is skipped without being kept.
+/// Borrowed from the body when the JSON string has no escapes: the error copies them once,
+/// into its one buffer.
 #[derive(Default)]
-struct Fields {
-    message: Option<String>,
-    parameter: Option<String>,
-    details: Option<String>,
+struct Fields<'de> {
+    message: Option<Cow<'de, str>>,
+    parameter: Option<Cow<'de, str>>,
+    details: Option<Cow<'de, str>>,
 }
 
-impl<'de> Deserialize<'de> for Fields {
+impl<'de> Deserialize<'de> for Fields<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_map(FieldsVisitor)
     }
@@ -169,13 +167,13 @@ impl<'de> Deserialize<'de> for Fields {
 struct FieldsVisitor;
 
 impl<'de> Visitor<'de> for FieldsVisitor {
-    type Value = Fields;
+    type Value = Fields<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an error object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
         let mut fields = Fields::default();
         while let Some(key) = map.next_key::<Key>()? {
             let slot = match key {
@@ -187,7 +185,7 @@ impl<'de> Visitor<'de> for FieldsVisitor {
                     continue;
                 }
             };
-            *slot = map.next_value::<MaybeString>()?.0;
+            *slot = map.next_value::<MaybeString<'_>>()?.0;
         }
         Ok(fields)
     }
@@ -225,52 +223,56 @@ impl<'de> Deserialize<'de> for Key {
 
 /// A string, or `None` for a value of any other type (which is still parsed, so its syntax
 /// and depth are checked like the rest of the body).
-struct MaybeString(Option<String>);
+struct MaybeString<'de>(Option<Cow<'de, str>>);
 
-impl<'de> Deserialize<'de> for MaybeString {
+impl<'de> Deserialize<'de> for MaybeString<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct MaybeStringVisitor;
         impl<'de> Visitor<'de> for MaybeStringVisitor {
-            type Value = MaybeString;
+            type Value = MaybeString<'de>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("any JSON value")
             }
 
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<MaybeString, E> {
-                Ok(MaybeString(Some(v.to_owned())))
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(MaybeString(Some(Cow::Borrowed(v))))
             }
 
-            fn visit_string<E: de::Error>(self, v: String) -> Result<MaybeString, E> {
-                Ok(MaybeString(Some(v)))
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(MaybeString(Some(Cow::Owned(v.to_owned()))))
             }
 
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<MaybeString, E> {
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(MaybeString(Some(Cow::Owned(v))))
+            }
+
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
                 Ok(MaybeString(None))
             }
 
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<MaybeString, E> {
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
                 Ok(MaybeString(None))
             }
 
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<MaybeString, E> {
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
                 Ok(MaybeString(None))
             }
 
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<MaybeString, E> {
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
                 Ok(MaybeString(None))
             }
 
-            fn visit_unit<E: de::Error>(self) -> Result<MaybeString, E> {
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
                 Ok(MaybeString(None))
             }
 
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<MaybeString, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(MaybeString(None))
             }
 
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MaybeString, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
                 Ok(MaybeString(None))
             }
@@ -287,6 +289,33 @@ mod tests {
     fn parse(status: u16, content_type: Option<&str>, body: &[u8]) -> ApiError {
         let ct = content_type.map(|c| HeaderValue::from_str(c).unwrap());
         ApiError::from_body(StatusCode::from_u16(status).unwrap(), ct.as_ref(), body)
+    }
+
+    #[test]
+    fn escaped_and_plain_fields_read_alike_and_compare_by_value() {
+        let plain = parse(
+            400,
+            None,
+            br#"{"message":"invalid_parameter","parameter":"url","details":"a \"b\"\u00e9"}"#,
+        );
+        assert_eq!(plain.message(), Some("invalid_parameter"));
+        assert_eq!(plain.parameter(), Some("url"));
+        assert_eq!(plain.details(), Some("a \"b\"\u{e9}"));
+        // The same fields, spelled with escapes and in another order: the same error.
+        let escaped = parse(
+            400,
+            None,
+            br#"{"details":"a \"b\"\u00e9","parameter":"u\u0072l","message":"invalid_\u0070arameter"}"#,
+        );
+        assert_eq!(escaped, plain);
+        assert_eq!(format!("{escaped:?}"), format!("{plain:?}"));
+        assert_eq!(escaped.to_string(), plain.to_string());
+        // Empty fields are there, and empty.
+        let empty = parse(400, None, br#"{"message":"","details":""}"#);
+        assert_eq!(
+            (empty.message(), empty.parameter(), empty.details()),
+            (Some(""), None, Some(""))
+        );
     }
 
     #[test]
