@@ -308,11 +308,20 @@ pub(crate) fn occurs(hay: &[u8], needle: &[u8]) -> bool {
     {
         return hay.contains(needle);
     }
-    let last_start = hay.len() - needle.len();
-    hay.iter()
-        .take(last_start + 1)
-        .enumerate()
-        .any(|(at, &b)| b == first && hay.get(at + 1..at + needle.len()) == Some(rest))
+    // Candidates are where the first byte is; `position` on a slice is a tight loop.
+    let starts = hay.get(..=hay.len() - needle.len()).unwrap_or_default();
+    let mut from = 0;
+    while let Some(offset) = starts
+        .get(from..)
+        .and_then(|tail| tail.iter().position(|&b| b == first))
+    {
+        let at = from + offset;
+        if hay.get(at + 1..at + needle.len()) == Some(rest) {
+            return true;
+        }
+        from = at + 1;
+    }
+    false
 }
 
 /// See [`occurs`].

@@ -15,8 +15,9 @@
 //!
 //! ```text
 //! RetryLayer        sees classified responses; decides, waits, replays
-//!   ClassifyLayer   one classification per attempt; the final response keeps its own
-//!     AuthLayer     stamps the current key on every attempt, only for the API origin
+//!   AuthLayer       stamps the current key on every attempt, only for the API origin;
+//!                   redacts it from the classified error on the way back
+//!     ClassifyLayer one classification per attempt; the final response keeps its own
 //!       transport   hyper-util Client, reqwest adapter, service_fn, ...
 //! ```
 //!

@@ -315,6 +315,9 @@ fn allocations_per_request_stay_within_the_claims() {
     // The error path allocates no more than the naive collect-and-parse classifier composed
     // with tower::retry and SetRequestHeader.
     assert!(get("error/stack") <= get("error/naive_stack"), "{rows:?}");
+    // And so does the 429 → 200 path: a retried attempt allocates what the transport, the
+    // stamped header and classifying the 429's body need, and nothing more.
+    assert!(get("retry/stack") <= get("retry/naive_stack"), "{rows:?}");
 
     // The size of each response future, against the hand-built equivalent's (bytes; a future
     // is moved through every layer above it, so this is paid per request).

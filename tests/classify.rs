@@ -210,21 +210,6 @@ async fn a_slow_error_body_stops_being_read_at_the_deadline() {
     assert_eq!(start.elapsed(), Duration::from_secs(body.len() as u64 - 1));
 }
 
-/// A body that is always ready with another empty frame, and never ends.
-struct EndlessEmptyFrames;
-
-impl Body for EndlessEmptyFrames {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(Some(Ok(Frame::data(Bytes::new()))))
-    }
-}
-
 // The deadline is armed lazily (only a body that makes the read wait needs a timer), but a
 // body that never does is timed too: no byte limit would ever stop this one. Real time, as
 // an always-ready body never lets paused time advance; the assertion is on the outcome only.
@@ -236,7 +221,7 @@ async fn an_always_ready_body_of_empty_frames_stops_at_the_deadline() {
         .unwrap();
     let res = tokio::time::timeout(
         Duration::from_secs(30),
-        classify_with(layer, 500, EndlessEmptyFrames),
+        classify_with(layer, 500, common::EndlessEmptyFrames),
     )
     .await
     .expect("the read ends at its deadline");

@@ -85,3 +85,19 @@ pub fn example(name: &str) -> std::path::PathBuf {
         ),
     }
 }
+
+/// A body that is always ready with another empty frame, and never ends: no byte bound stops
+/// reading it, only a time bound (which needs the reader to yield).
+pub struct EndlessEmptyFrames;
+
+impl Body for EndlessEmptyFrames {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::new()))))
+    }
+}

@@ -131,22 +131,6 @@ async fn bytes_bodies_past_the_replay_bound_are_retried_without_a_copy() {
     assert_eq!(api.requests()[0].body.len(), 4096);
 }
 
-/// A body that is always ready with another empty frame, and never ends: draining it reads
-/// no bytes, so no byte bound stops it.
-struct EndlessEmptyFrames;
-
-impl Body for EndlessEmptyFrames {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(Some(Ok(Frame::data(Bytes::new()))))
-    }
-}
-
 // Draining a retried 503's body yields every few dozen frames, so its time bound holds for
 // a body that never waits. Real time (an always-ready body never lets paused time move),
 // on a thread of its own, so a drain that never yields fails this test instead of hanging
@@ -165,7 +149,7 @@ fn an_always_ready_body_is_drained_within_its_time_bound() {
             let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
             async move {
                 let (status, body) = if first {
-                    (503, EndlessEmptyFrames.boxed())
+                    (503, common::EndlessEmptyFrames.boxed())
                 } else {
                     (200, Full::new(Bytes::new()).boxed())
                 };
