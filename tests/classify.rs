@@ -149,6 +149,29 @@ async fn replay_keeps_bytes_trailers_and_size_hint() {
     assert_eq!(collected.to_bytes(), "{\"message\":\"not_found\"}");
 }
 
+// Byte-a-frame and always ready: the read yields every 32 frames, and keeps every frame
+// it read before yielding (the test failed when the yield dropped the 32nd).
+#[tokio::test]
+async fn a_body_read_across_yields_is_classified_and_replayed_whole() {
+    const BODY: &str = concat!(
+        r#"{"message":"not_found","details":""#,
+        "0123456789012345678901234567890123456789012345678901234567890123456789",
+        r#""}"#
+    );
+    let mut trailers = HeaderMap::new();
+    trailers.insert("x-checksum", "abc".parse().unwrap());
+    let mut frames: Vec<_> = BODY.as_bytes().chunks(1).map(data).collect();
+    frames.push(Ok(Frame::trailers(trailers.clone())));
+    let (body, _) = Scripted::new(frames);
+    let res = classify_one(404, body).await;
+    let err = res.api_error().unwrap();
+    assert_eq!(err.code(), &ErrorCode::NotFound);
+    assert_eq!(err.details().map(str::len), Some(70));
+    let collected = res.into_body().collect().await.unwrap();
+    assert_eq!(collected.trailers(), Some(&trailers));
+    assert_eq!(collected.to_bytes(), BODY);
+}
+
 #[tokio::test]
 async fn a_stream_error_is_replayed_after_the_bytes_before_it() {
     let (body, _) = Scripted::new(vec![data(b"{\"mess"), Err("connection reset")]);

@@ -181,14 +181,6 @@ fn poll_read<B: Body>(
             }
             Poll::Ready(Some(Ok(frame))) => frame.map_data(into_bytes),
         };
-        budget -= 1;
-        if budget == 0 {
-            // A body that is always ready never makes the read wait: it gets its deadline
-            // now, and the task yields, so the runtime's clock (and its other tasks) move on.
-            read.deadline.arm(settings.read_timeout);
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
         match frame.into_data() {
             Ok(data) => {
                 read.total = read.total.saturating_add(data.len());
@@ -206,6 +198,15 @@ fn poll_read<B: Body>(
                     return Poll::Ready((None, Tail::Inner));
                 }
             }
+        }
+        budget -= 1;
+        if budget == 0 {
+            // A body that is always ready never makes the read wait: it gets its deadline
+            // now, and the task yields (the frame just read is kept), so the runtime's clock
+            // and its other tasks move on.
+            read.deadline.arm(settings.read_timeout);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
     }
 }
