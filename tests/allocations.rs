@@ -362,6 +362,21 @@ fn allocations_per_request_stay_within_the_claims() {
             "InfoPlugLayer",
             future_size!(preset().layer(full_transport(200, b"{}"))),
         ),
+        // Over hyper-util's client, which the future holds a clone of (as tower::retry's
+        // does): its size shows in both.
+        (
+            "tower::retry + SetRequestHeader over hyper-util's Client",
+            future_size!(
+                ServiceBuilder::new()
+                    .layer(tower::retry::RetryLayer::new(CloneOnly))
+                    .layer(set_header())
+                    .service(hyper_client::<Full<Bytes>>())
+            ),
+        ),
+        (
+            "InfoPlugLayer over hyper-util's Client",
+            future_size!(preset().layer(hyper_client::<tower_infoplug::ReplayBody<Full<Bytes>>>())),
+        ),
     ];
     println!("\n| response future | bytes |\n|---|---:|");
     for (name, bytes) in sizes {
@@ -389,4 +404,15 @@ fn allocations_per_request_stay_within_the_claims() {
         "\n64 KiB error body held: {one_frame} bytes in one frame, {byte_frames} a byte a frame"
     );
     assert!(byte_frames <= 64 * 1024 + 4096, "{byte_frames} bytes");
+}
+
+/// hyper-util's client, as the README builds it (never polled here: only its futures' sizes
+/// are read).
+fn hyper_client<B>()
+-> hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, B>
+where
+    B: http_body::Body + Send,
+    B::Data: Send,
+{
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
 }
