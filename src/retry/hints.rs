@@ -123,7 +123,17 @@ pub(crate) fn should_retry(headers: &HeaderMap) -> Option<bool> {
 
 /// A non-negative integer number of seconds, digits only.
 fn delta_seconds(value: &HeaderValue) -> Option<Duration> {
-    seconds(value.to_str().ok()?.trim()).map(Duration::from_secs)
+    integer(value).map(Duration::from_secs)
+}
+
+/// A header value that is a non-negative integer, digits only (surrounding spaces ignored).
+fn integer(value: &HeaderValue) -> Option<u64> {
+    seconds(value.to_str().ok()?.trim())
+}
+
+/// The field `name` as [`integer`], from its first line.
+fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
+    integer(headers.get(name)?)
 }
 
 fn seconds(text: &str) -> Option<u64> {
@@ -148,19 +158,11 @@ fn rate_limit_reset(value: &HeaderValue) -> Option<Duration> {
 /// The quota, in requests a second, of the policy a 429's `RateLimit` field says is exhausted,
 /// as its `RateLimit-Policy` field states it (`"burst";q=200;w=1`): the pacer's rate.
 pub(crate) fn quota(headers: &HeaderMap) -> Option<f64> {
-    let exhausted: Vec<&str> = headers
-        .get_all("ratelimit")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(policies)
+    let exhausted: Vec<&str> = policies_in(headers, "ratelimit")
         .filter(|p| p.remaining == Some(0))
         .map(|p| p.name)
         .collect();
-    headers
-        .get_all("ratelimit-policy")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(policies)
+    policies_in(headers, "ratelimit-policy")
         .filter(|p| exhausted.contains(&p.name))
         .filter_map(|p| {
             let (quota, window) = (p.quota?, p.window?);
@@ -184,11 +186,7 @@ pub(crate) fn remaining_rate(
     let from_rate_limit = fields
         .rate_limit
         .then(|| {
-            headers
-                .get_all("ratelimit")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(policies)
+            policies_in(headers, "ratelimit")
                 .filter_map(|p| rate(p.remaining?, Duration::from_secs(p.reset?)))
                 .min_by(f64::total_cmp)
         })
@@ -196,7 +194,7 @@ pub(crate) fn remaining_rate(
     let from_x_rate_limit = fields
         .x_rate_limit_reset
         .then(|| {
-            let remaining = seconds(headers.get("x-ratelimit-remaining")?.to_str().ok()?.trim())?;
+            let remaining = number(headers, "x-ratelimit-remaining")?;
             let reset = x_rate_limit_reset(headers.get(X_RATELIMIT_RESET)?, now)?;
             rate(remaining, reset)
         })
@@ -213,21 +211,13 @@ pub(crate) fn rate_limit_status(
     headers: &HeaderMap,
     now: SystemTime,
 ) -> Option<(u64, Option<Duration>, Option<u64>)> {
-    let number = |name: &str| seconds(headers.get(name)?.to_str().ok()?.trim());
-    let tightest = headers
-        .get_all("ratelimit")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(policies)
+    let number = |name| number(headers, name);
+    let tightest = policies_in(headers, "ratelimit")
         .filter(|p| p.remaining.is_some())
         .min_by_key(|p| (p.remaining, std::cmp::Reverse(p.reset)));
     if let Some(policy) = tightest {
         let stated = || {
-            headers
-                .get_all("ratelimit-policy")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(policies)
+            policies_in(headers, "ratelimit-policy")
                 .find(|p| p.name == policy.name)
                 .and_then(|p| p.quota)
         };
@@ -256,6 +246,15 @@ struct Policy<'a> {
     reset: Option<u64>,
     quota: Option<u64>,
     window: Option<u64>,
+}
+
+/// Every policy of every line of the field `name` (`RateLimit`, `RateLimit-Policy`).
+fn policies_in<'h>(headers: &'h HeaderMap, name: &str) -> impl Iterator<Item = Policy<'h>> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(policies)
 }
 
 /// The policies of a field value: the current draft's list (`"name";r=0;t=30, ...`), or the
@@ -289,7 +288,7 @@ fn policies(value: &str) -> impl Iterator<Item = Policy<'_>> {
 
 /// `X-RateLimit-Reset`: seconds from now, or (from [`EPOCH_THRESHOLD`] on) Unix seconds.
 fn x_rate_limit_reset(value: &HeaderValue, now: SystemTime) -> Option<Duration> {
-    let n = seconds(value.to_str().ok()?.trim())?;
+    let n = integer(value)?;
     if n < EPOCH_THRESHOLD {
         return Some(Duration::from_secs(n));
     }
