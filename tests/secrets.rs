@@ -402,3 +402,82 @@ async fn without_the_guard_a_follower_inside_the_stack_leaks_the_header() {
     unguarded.oneshot(r.request(None)).await.unwrap();
     assert_eq!(r.leaked(), [format!("x-infoplug-api-key: {TEST_KEY}")]);
 }
+
+/// An error body whose `message` is the key itself (bare or padded), at TRACE, through the
+/// preset and through hand-built stacks with the auth layer above the classifier, below it,
+/// and above a retry layer that sees the classified error before auth can redact it: no event
+/// field carries the key.
+#[tokio::test]
+async fn a_key_echoed_as_the_error_message_reaches_no_event_in_any_layer_order() {
+    use tower_infoplug::retry::RetryLayer;
+    use tower_infoplug::{AuthLayer, ClassifyLayer};
+
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let emulator = Emulator::builder()
+        .accept_authorization(true)
+        .no_rate_limit()
+        .build();
+    let server = emulator.serve().await.unwrap();
+    let key = || ApiKey::new(TEST_KEY).unwrap();
+    let quick = || {
+        RetryLayer::builder()
+            .backoff(Duration::from_millis(1), Duration::from_millis(5))
+            .build()
+            .unwrap()
+    };
+    let mut sent = 0;
+    macro_rules! send_echoes {
+        ($stack:expr) => {
+            let stack = $stack;
+            for status in [401, 429, 503] {
+                for message in [TEST_KEY.to_owned(), format!("  {TEST_KEY} ")] {
+                    let body = format!(r#"{{"message":"{message}"}}"#);
+                    emulator.set_outage(Some(Reply::json(status, body)));
+                    let res = stack
+                        .clone()
+                        .oneshot(get(server.uri("/v1/x").unwrap()))
+                        .await
+                        .unwrap();
+                    assert_eq!(res.status().as_u16(), status);
+                    sent += 1;
+                }
+            }
+        };
+    }
+    for header in [AuthHeader::api_key(), AuthHeader::bearer()] {
+        let auth = || AuthLayer::new(key()).header(header.clone());
+        send_echoes!(preset(&server, header.clone()).layer(transport()));
+        send_echoes!(
+            ServiceBuilder::new()
+                .layer(auth())
+                .layer(ClassifyLayer::new())
+                .service(common::http_client())
+        );
+        send_echoes!(
+            ServiceBuilder::new()
+                .layer(ClassifyLayer::new())
+                .layer(auth())
+                .service(common::http_client())
+        );
+        send_echoes!(
+            ServiceBuilder::new()
+                .layer(auth())
+                .layer(quick())
+                .layer(ClassifyLayer::new())
+                .service(transport())
+        );
+    }
+    emulator.set_outage(None);
+    assert_eq!(sent, 2 * 4 * 3 * 2);
+    let logged = capture.text();
+    // The capture did see the classifier's events.
+    assert!(logged.contains("classified an error response"), "{logged}");
+    let leaks: Vec<&str> = logged.lines().filter(|l| l.contains(TEST_KEY)).collect();
+    assert!(
+        leaks.is_empty(),
+        "the key in {} events:\n{}",
+        leaks.len(),
+        leaks.join("\n")
+    );
+}

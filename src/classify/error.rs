@@ -137,10 +137,13 @@ impl ErrorCode {
         }
     }
 
-    /// The code as the API writes it (`"rate_limit_exceeded"`), or as the server sent it for
-    /// [`ErrorCode::Unknown`].
-    pub fn as_str(&self) -> &str {
+    /// The code as events show it: the contract's name, or `"unknown"` for
+    /// [`ErrorCode::Unknown`]. A message the crate does not know is the server's free text,
+    /// which may echo the credential; a layer that emits an event need not know the key (the
+    /// classifier below the auth layer never sees it), so no event carries that text.
+    pub(crate) fn event_name(&self) -> &'static str {
         match self {
+            Self::Unknown(_) => "unknown",
             Self::InvalidParameter => "invalid_parameter",
             Self::PayloadIsEmpty => "payload_is_empty",
             Self::LimitOutOfRange => "limit_out_of_range",
@@ -150,7 +153,15 @@ impl ErrorCode {
             Self::RateLimitExceeded => "rate_limit_exceeded",
             Self::ServerError => "server_error",
             Self::Unspecified => "unspecified",
+        }
+    }
+
+    /// The code as the API writes it (`"rate_limit_exceeded"`), or as the server sent it for
+    /// [`ErrorCode::Unknown`].
+    pub fn as_str(&self) -> &str {
+        match self {
             Self::Unknown(raw) => raw,
+            known => known.event_name(),
         }
     }
 }

@@ -276,7 +276,7 @@ fn attach<B>(mut res: Response<B>, outcome: Outcome<'_>, limit: usize) -> Respon
     }
     crate::trace::debug!(
         status = error.status().as_u16(),
-        code = %error.code(),
+        code = error.code().event_name(),
         body_issue = ?error.body_issue(),
         "classified an error response"
     );

@@ -645,7 +645,7 @@ impl<B: Body, P> Bookkeeping<B, P> {
             code = res
                 .extensions()
                 .get::<ApiError>()
-                .map(|e| e.code().as_str()),
+                .map(|e| e.code().event_name()),
             hint_ms = hint.map(|h| h.as_millis() as u64),
             wait_ms = wait.as_millis() as u64,
             "retrying after a response"
@@ -742,7 +742,7 @@ impl<B: Body, P> Bookkeeping<B, P> {
             code = res
                 .extensions()
                 .get::<ApiError>()
-                .map(|e| e.code().as_str()),
+                .map(|e| e.code().event_name()),
             hint_ms = self.last_hint.map(|h| h.as_millis() as u64),
             reason = ?stop.reason,
             "returning the response"
