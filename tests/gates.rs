@@ -483,3 +483,40 @@ async fn a_response_says_what_is_left_of_the_quota() {
         .unwrap();
     assert!(res.rate_limit().is_none());
 }
+
+/// A leaky bucket as nginx's `limit_req` keeps it, 20 a second, no burst: 400 requests, 16 and
+/// 64 in flight (the ideal is 20 s), through the layer with its defaults. Without a hint
+/// (nginx's default), every request ends in a 200 within 1.15 times the ideal, and at most one
+/// call in ten is refused; before, the retry budget ran out on the 429s and 388 of 400 ended
+/// in a 429. With a constant `Retry-After: 1` (a second's gate on every refusal) every request
+/// ends in a 200 too, at most one call in twenty refused, within 1.5 times the ideal (before:
+/// 419 s and 399 refusals; each refusal still shuts the gate for its second, see the README).
+#[tokio::test(start_paused = true)]
+async fn a_leaky_bucket_is_paced_to_its_rate_with_or_without_hints() {
+    let ideal = 20 * S;
+    for (quota, makespan_bound, refused_share) in [
+        (
+            Quota::leaky_bucket(20, 0).without_hint(),
+            ideal * 115 / 100,
+            10,
+        ),
+        (
+            Quota::leaky_bucket(20, 0).constant_retry_after(1),
+            ideal * 3 / 2,
+            20,
+        ),
+    ] {
+        for in_flight in [16, 64] {
+            let api = Emulator::builder().quota(quota).build();
+            let layer = RetryLayer::builder().jitter(Fixed(0.5)).build().unwrap();
+            let (makespan, ok) = batch(stack_of(&layer, &api), 400, in_flight).await;
+            let (calls, refused) = (api.request_count(), rejected(&api));
+            let run = format!(
+                "{quota:?}, {in_flight} in flight: {makespan:?}, {refused} of {calls} refused"
+            );
+            assert_eq!(ok, 400, "{run}");
+            assert!(makespan <= makespan_bound, "{run}");
+            assert!(refused * refused_share <= calls, "{run}");
+        }
+    }
+}

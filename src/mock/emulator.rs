@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use tokio::time::Instant;
 use tower_service::Service;
 
-use super::quota::{Limiter, Quota, Verdict, ceil_secs};
+use super::quota::{Limiter, Quota, Refusal, Verdict, ceil_secs};
 use super::reply::{MockBody, Reply};
 use crate::{ApiKey, X_INFOPLUG_API_KEY};
 
@@ -368,7 +368,11 @@ impl Emulator {
             match limiter.admit(now) {
                 Verdict::Refused { wait } => {
                     let secs = ceil_secs(wait).max(1);
-                    let reply = Reply::rate_limited(secs);
+                    let reply = match quota.refusal() {
+                        Refusal::Exact => Reply::rate_limited(secs),
+                        Refusal::Constant(secs) => Reply::rate_limited(secs),
+                        Refusal::Bare => Reply::status(429),
+                    };
                     return match headers {
                         Some(policy) => reply
                             .header("ratelimit", &format!("\"default\";r=0;t={secs}"))

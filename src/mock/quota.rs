@@ -27,6 +27,19 @@ use tokio::time::Instant;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Quota {
     kind: Kind,
+    refusal: Refusal,
+}
+
+/// What a refusal says about when to come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// `Retry-After`: the whole seconds until a request would be admitted, rounded up.
+    Exact,
+    /// No hint at all: a bare 429 (nginx's `limit_req` by default).
+    Bare,
+    /// The same `Retry-After` on every refusal, whatever the limiter's state (a constant
+    /// added by the proxy's configuration).
+    Constant(u64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -34,6 +47,7 @@ enum Kind {
     Fixed { requests: u32, window: Duration },
     Sliding { requests: u32, window: Duration },
     Bucket { per_second: u32, burst: u32 },
+    Leaky { per_second: u32, burst: u32 },
 }
 
 impl Quota {
@@ -42,6 +56,7 @@ impl Quota {
     pub fn fixed_window(requests: u32, window: Duration) -> Self {
         Self {
             kind: Kind::Fixed { requests, window },
+            refusal: Refusal::Exact,
         }
     }
 
@@ -49,6 +64,7 @@ impl Quota {
     pub fn sliding_window(requests: u32, window: Duration) -> Self {
         Self {
             kind: Kind::Sliding { requests, window },
+            refusal: Refusal::Exact,
         }
     }
 
@@ -56,7 +72,41 @@ impl Quota {
     pub fn token_bucket(per_second: u32, burst: u32) -> Self {
         Self {
             kind: Kind::Bucket { per_second, burst },
+            refusal: Refusal::Exact,
         }
+    }
+
+    /// A leaky bucket as nginx's `limit_req` keeps it: requests drain at `per_second`, and a
+    /// request that would make more than `burst` wait is refused (`burst = 0`: any request
+    /// sooner than `1 / per_second` after the last admitted one; the `nodelay` form, so
+    /// admitted requests are answered at once).
+    pub fn leaky_bucket(per_second: u32, burst: u32) -> Self {
+        Self {
+            kind: Kind::Leaky { per_second, burst },
+            refusal: Refusal::Exact,
+        }
+    }
+
+    /// Refusals carry no hint at all: a bare 429, as nginx's `limit_req` sends by default.
+    pub fn without_hint(self) -> Self {
+        Self {
+            refusal: Refusal::Bare,
+            ..self
+        }
+    }
+
+    /// Every refusal says `Retry-After: <secs>`, whatever the limiter's state, as a proxy
+    /// configured to add a constant header does.
+    pub fn constant_retry_after(self, secs: u64) -> Self {
+        Self {
+            refusal: Refusal::Constant(secs),
+            ..self
+        }
+    }
+
+    /// What a refusal says.
+    pub(super) fn refusal(&self) -> Refusal {
+        self.refusal
     }
 
     /// The limit as a `RateLimit-Policy` field value.
@@ -65,7 +115,7 @@ impl Quota {
             Kind::Fixed { requests, window } | Kind::Sliding { requests, window } => {
                 (requests, ceil_secs(window))
             }
-            Kind::Bucket { per_second, .. } => (per_second, 1),
+            Kind::Bucket { per_second, .. } | Kind::Leaky { per_second, .. } => (per_second, 1),
         };
         format!("\"default\";q={quota};w={window}")
     }
@@ -88,6 +138,12 @@ impl Quota {
                 burst: f64::from(burst),
                 tokens: f64::from(burst),
                 at: None,
+            },
+            Kind::Leaky { per_second, burst } => Limiter::Leaky {
+                rate: f64::from(per_second.max(1)),
+                burst: f64::from(burst),
+                excess: 0.0,
+                last: None,
             },
         }
     }
@@ -112,6 +168,13 @@ pub(super) enum Limiter {
         burst: f64,
         tokens: f64,
         at: Option<Instant>,
+    },
+    Leaky {
+        rate: f64,
+        burst: f64,
+        /// Requests still in the bucket after the last admitted one.
+        excess: f64,
+        last: Option<Instant>,
     },
 }
 
@@ -198,6 +261,34 @@ impl Limiter {
                     reset: Duration::from_secs_f64((*burst - *tokens) / *rate),
                 }
             }
+            Self::Leaky {
+                rate,
+                burst,
+                excess,
+                last,
+            } => {
+                // nginx's arithmetic, in whole milliseconds: what is left in the bucket after
+                // draining since the last admitted request, plus this one. The first request
+                // of a key is always admitted.
+                let next = match last {
+                    None => 0.0,
+                    Some(last) => {
+                        let ms = now.saturating_duration_since(*last).as_millis() as f64;
+                        (*excess - *rate * ms / 1000.0 + 1.0).max(0.0)
+                    }
+                };
+                if next > *burst {
+                    return Verdict::Refused {
+                        wait: Duration::from_secs_f64((next - *burst) / *rate),
+                    };
+                }
+                *excess = next;
+                *last = Some(now);
+                Verdict::Admitted {
+                    remaining: (*burst - next) as u32,
+                    reset: Duration::from_secs_f64(next / *rate),
+                }
+            }
         }
     }
 }
@@ -266,6 +357,39 @@ mod tests {
         assert!(matches!(
             limiter.admit(t0 + 150 * MS),
             Verdict::Refused { .. }
+        ));
+    }
+
+    #[test]
+    fn a_leaky_bucket_without_burst_refuses_anything_sooner_than_its_interval() {
+        let t0 = Instant::now();
+        let mut limiter = Quota::leaky_bucket(20, 0).limiter();
+        assert!(matches!(limiter.admit(t0), Verdict::Admitted { .. }));
+        // 49 ms later is too soon (and does not move the bucket); 50 ms is on time.
+        assert_eq!(limiter.admit(t0 + 49 * MS), Verdict::Refused { wait: MS });
+        assert!(matches!(
+            limiter.admit(t0 + 50 * MS),
+            Verdict::Admitted { .. }
+        ));
+        // Evenly spaced at the rate, all go through; faster, every other is refused.
+        let on_time: Vec<_> = (2..12).map(|i| limiter.admit(t0 + i * 50 * MS)).collect();
+        assert_eq!(admitted(&on_time), 10);
+        let start = t0 + 600 * MS;
+        let fast: Vec<_> = (0..10)
+            .map(|i| limiter.admit(start + i * 40 * MS))
+            .collect();
+        assert_eq!(admitted(&fast), 5);
+    }
+
+    #[test]
+    fn a_leaky_bucket_with_burst_takes_that_many_at_once() {
+        let t0 = Instant::now();
+        let mut limiter = Quota::leaky_bucket(10, 5).limiter();
+        let burst: Vec<_> = (0..8).map(|_| limiter.admit(t0)).collect();
+        assert_eq!(admitted(&burst), 6, "the first, then five in the bucket");
+        assert!(matches!(
+            limiter.admit(t0 + 100 * MS),
+            Verdict::Admitted { .. }
         ));
     }
 

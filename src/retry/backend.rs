@@ -50,7 +50,7 @@ pub(crate) trait Backend {
         signal: Signal,
         partition: impl FnOnce() -> Partition,
         now: impl Fn() -> Instant,
-        sent: Option<Instant>,
+        slot: Option<u32>,
         probe: bool,
         follow: Option<f64>,
     );
@@ -156,11 +156,11 @@ impl Backend for State {
         signal: Signal,
         partition: impl FnOnce() -> Partition,
         now: impl Fn() -> Instant,
-        sent: Option<Instant>,
+        slot: Option<u32>,
         probe: bool,
         follow: Option<f64>,
     ) {
-        State::observe(self, signal, partition, now, sent, probe, follow);
+        State::observe(self, signal, partition, now, slot, probe, follow);
     }
 }
 
@@ -226,10 +226,10 @@ impl Backend for States {
         signal: Signal,
         partition: impl FnOnce() -> Partition,
         now: impl Fn() -> Instant,
-        sent: Option<Instant>,
+        slot: Option<u32>,
         probe: bool,
         follow: Option<f64>,
     ) {
-        dispatch!(self, backend => Backend::observe(backend, signal, partition, now, sent, probe, follow));
+        dispatch!(self, backend => Backend::observe(backend, signal, partition, now, slot, probe, follow));
     }
 }

@@ -729,7 +729,11 @@ impl Backend for FleetState {
                     .max_retry_after
                     .min(deadline.saturating_duration_since(now))
             });
-        let retry = matches!(inputs.step, Step::Retry { .. });
+        // A 429 retried while pacing takes a pacing slot, not a retry from the budget.
+        let retry = match inputs.step {
+            Step::Retry { throttle, .. } => !(throttle && settings.pacing),
+            Step::Fresh | Step::Resume => false,
+        };
         let ask = Ask {
             rate: self
                 .local
@@ -761,7 +765,7 @@ impl Backend for FleetState {
         signal: Signal,
         partition: impl FnOnce() -> Partition,
         now: impl Fn() -> Instant,
-        sent: Option<Instant>,
+        slot: Option<u32>,
         probe: bool,
         follow: Option<f64>,
     ) {
@@ -771,12 +775,12 @@ impl Backend for FleetState {
         let reports = matches!(signal, Signal::Throttled { .. }) || probe;
         if !reports || !self.fleet.up() {
             self.local
-                .observe(signal, partition, now, sent, probe, follow);
+                .observe(signal, partition, now, slot, probe, follow);
             return;
         }
         let partition = partition();
         self.local
-            .observe(signal, || partition.clone(), &now, sent, probe, follow);
+            .observe(signal, || partition.clone(), &now, slot, probe, follow);
         let report = |report| self.fleet.report(self.fleet.keys(&partition), report);
         match signal {
             Signal::Throttled { status, hint, .. } => {

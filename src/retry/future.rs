@@ -138,10 +138,12 @@ struct Bookkeeping<B, P> {
     attempts: u32,
     waited: Duration,
     last_hint: Option<Duration>,
-    /// When the attempt in flight was sent, if anything was throttled then.
-    sent: Option<Instant>,
+    /// The schedule of the pacing slot the attempt in flight went at, if it went at one.
+    sent_at_slot: Option<u32>,
     /// Whether the attempt in flight (or about to go) is the gate's probe.
     probe: bool,
+    /// The schedule of the pacing slot the request waits for, if it holds one.
+    slot: Option<u32>,
 }
 
 /// What a request through the layer ends with.
@@ -215,8 +217,9 @@ where
             attempts: 0,
             waited: Duration::ZERO,
             last_hint: None,
-            sent: None,
+            sent_at_slot: None,
             probe: false,
+            slot: None,
         };
         // The common case, nothing throttled anywhere: straight to sending, no planning.
         // (Sending from here, in `call`, measured slower: the inner future is then moved
@@ -281,8 +284,13 @@ where
                     let (plan, body) = (*plan, std::mem::take(body));
                     let now = Instant::now();
                     match plan {
-                        Plan::Go { at, probe, .. } => {
+                        Plan::Go {
+                            at, probe, slot, ..
+                        } => {
                             this.request.probe |= probe;
+                            if slot.is_some() {
+                                this.request.slot = slot;
+                            }
                             if at <= now {
                                 this.state.set(State::Sending { body });
                                 continue;
@@ -460,8 +468,8 @@ impl<B: Body, P> Bookkeeping<B, P> {
         S: Service<Request<ReplayBody<B>>>,
     {
         self.attempts += 1;
+        self.sent_at_slot = self.slot.take();
         span.sending(self.attempts);
-        self.sent = self.shared.state.throttled().then(Instant::now);
         let future = service.call(Request::from_parts(self.head.clone(), body));
         let timeout = self
             .shared
@@ -497,6 +505,7 @@ impl<B: Body, P> Bookkeeping<B, P> {
             deadline: self.deadline,
             replayable: self.replay.can_replay(),
             probing: self.probe,
+            slot: self.slot,
             step,
         };
         let state = &shared.state;
@@ -549,7 +558,7 @@ impl<B: Body, P> Bookkeeping<B, P> {
     /// the server says its remaining quota lasts at, if it says so).
     fn observe(&mut self, signal: Signal, follow: Option<f64>) {
         let probe = std::mem::take(&mut self.probe);
-        let sent = self.sent.take();
+        let slot = self.sent_at_slot.take();
         let Self {
             partition,
             head,
@@ -565,7 +574,7 @@ impl<B: Body, P> Bookkeeping<B, P> {
                     .clone()
             },
             Instant::now,
-            sent,
+            slot,
             probe,
             follow,
         );
@@ -577,11 +586,11 @@ impl<B: Body, P> Bookkeeping<B, P> {
         if decision == Decision::Stop {
             return self.stopped(kept, Stop::at(StopReason::Final));
         }
-        let hint = match &kept {
-            Kept::Response { hint, .. } => *hint,
-            Kept::Failure { .. } => None,
+        let (hint, throttle) = match &kept {
+            Kept::Response { res, hint } => (*hint, res.status() == StatusCode::TOO_MANY_REQUESTS),
+            Kept::Failure { .. } => (None, false),
         };
-        match self.plan(Instant::now(), Step::Retry { hint }) {
+        match self.plan(Instant::now(), Step::Retry { hint, throttle }) {
             (Planned::Now(plan), _) => self.after_answer(plan, kept),
             (Planned::Ask(question), inputs) => Next::Ask(Box::new(RetryQuestion {
                 asking: Asking { question, inputs },
@@ -601,12 +610,15 @@ impl<B: Body, P> Bookkeeping<B, P> {
     /// The retry a plan allows: when it goes and with which body, or why not.
     fn retry_as(&mut self, plan: Plan) -> Result<(Instant, ReplayBody<B>), Stop> {
         match plan {
-            Plan::Go { at, probe, .. } => {
+            Plan::Go {
+                at, probe, slot, ..
+            } => {
                 let body = self
                     .replay
                     .next()
                     .ok_or(Stop::at(StopReason::BodyNotReplayable))?;
                 self.probe = probe;
+                self.slot = slot;
                 Ok((at, body))
             }
             Plan::Stop(stop) => Err(stop),

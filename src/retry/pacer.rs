@@ -11,14 +11,27 @@
 //!   the cycle's length, up to the moment the server named to come back (a fixed window's
 //!   or a token bucket's refill rate, as seen from here); with the `RateLimit` fields read, a
 //!   `RateLimit-Policy` quota (`q` over `w`) sets it directly;
-//! - a cycle with fewer than [`MIN_ADMITTED`] such answers measures nothing: the first
-//!   throttle then starts no pacing (the gate and the spread of the wait are all there is),
-//!   and a later one decreases the rate multiplicatively;
-//! - a rate is held for [`HOLD`], then grows (cubically, slowly at first) for [`GROW`]; a
-//!   throttle on the way measures again; a rate that doubled without one has recovered, and
-//!   pacing ends;
-//! - a request that was sent before the current cycle began (it had already left when the
-//!   throttle was learned) does not count as a new throttle.
+//! - a throttle with no hint, or a first throttle whose cycle measures nothing (fewer than
+//!   [`MIN_ADMITTED`] answers: a limiter met at once, as a leaky bucket without burst refuses
+//!   all but one of a crowd), says nothing of the server's window, so the rate is *searched*:
+//!   from [`START`] it doubles every [`DOUBLE_EVERY`] until a throttle, which sets a ceiling
+//!   and cuts the rate to [`BACK_OFF`] of it; from there the rate grows back along a cubic
+//!   curve, steep at first, flat near the ceiling (reached after [`FLAT`]), then up again (a
+//!   limit that rose is found); each throttle on the way sets a new ceiling. Slots stay evenly
+//!   spaced, since a leaky bucket refuses any request sooner than its interval;
+//! - a measured or stated rate is held for [`HOLD`], then grows (cubically, slowly at first)
+//!   for [`GROW`]; a throttle on the way measures again, or else cuts the rate (a paced cycle's
+//!   measurement is taken only when it keeps at least [`BACK_OFF`] of the rate: below that it
+//!   counts the wait the server asked for, not what it admits); a rate that doubled without
+//!   a throttle has recovered, and pacing ends;
+//! - a search paces everything only once a second request is refused: one request refused
+//!   alone is no crowd, and is left to its gate and its own wait (until then only the
+//!   retries of refused requests take slots);
+//! - a throttle voids the slots given out before it (their holders take new ones at the new
+//!   rate: at the old spacing, a leaky bucket would refuse every other one);
+//! - only a request sent at a slot of the current schedule counts as a new throttle: one sent
+//!   before (it had already left when the throttle was learned), at a voided slot, or
+//!   outside the pace is part of a crowd the rate already answered for.
 
 use std::time::Duration;
 
@@ -37,8 +50,17 @@ const MIN_CYCLE: Duration = Duration::from_millis(100);
 /// How many of the server's windows (its named wait, or a second) a cycle may span and still
 /// measure its rate.
 const WINDOWS: u32 = 10;
-/// What a throttle within a measured cycle keeps of the rate.
-const DECREASE: f64 = 0.7;
+/// What a throttle keeps of the rate it met, when it measures nothing.
+pub(crate) const BACK_OFF: f64 = 0.8;
+/// The rate a search starts from, in requests a second.
+pub(crate) const START: f64 = 4.0;
+/// How often a search's rate doubles until the first throttle.
+pub(crate) const DOUBLE_EVERY: Duration = Duration::from_millis(250);
+/// How many doublings a search makes before it ends the pacing (the rate is then thousands
+/// of times [`START`]: nothing is held back any more).
+const DOUBLINGS: u32 = 12;
+/// How long after a throttle a searched rate is back at the ceiling it met.
+pub(crate) const FLAT: Duration = Duration::from_secs(6);
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Pacer {
@@ -56,6 +78,24 @@ pub(crate) struct Pacer {
     /// Whether the rate is one the server stated (a quota, or what it says is left), which is
     /// the whole key's, rather than one measured from this process's own answers.
     stated: bool,
+    /// How the rate moves from `since` on.
+    growth: Growth,
+    /// How many times the slots given out were voided (see [`Pacer::generation`]).
+    generation: u32,
+    /// A search that waits for a second refusal before it paces anything: one request
+    /// refused alone is no crowd to pace (its gate and its own wait are all there is).
+    pending: bool,
+}
+
+/// How a pacer's rate changes with time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Growth {
+    /// A measured or stated rate: held for [`HOLD`], then up to twice over [`GROW`].
+    Held,
+    /// Searching upwards from `rate`: doubles every [`DOUBLE_EVERY`].
+    Doubling,
+    /// Searched: from [`BACK_OFF`] of `ceiling` back to it over [`FLAT`], cubically, then up.
+    Cubic { ceiling: f64 },
 }
 
 /// What a throttle tells the pacer.
@@ -76,46 +116,76 @@ impl Throttle {
 }
 
 impl Pacer {
-    /// A pacer for a partition that was not paced, if there is a rate to pace at: a quota the
-    /// server stated, or `admitted` answers (other than 429) since `quiet` (when they began to be
-    /// counted).
+    /// A pacer for a partition that was not paced: at a quota the server stated, or the rate of
+    /// `admitted` answers (other than 429) since `quiet` (when they began to be counted), or
+    /// else searching from [`START`].
     pub(crate) fn start(
         throttle: Throttle,
         admitted: u64,
         quiet: Option<Instant>,
         max_cooldown: Duration,
-    ) -> Option<Self> {
+    ) -> Self {
         let cycle = quiet.map_or(Duration::ZERO, |q| {
             throttle.reopen.saturating_duration_since(q)
         });
-        let rate = throttle
+        let known = throttle
             .quota
-            .or_else(|| measure(admitted, cycle, throttle.wait()))?;
-        Some(Self {
-            rate,
+            .or_else(|| measure_hinted(admitted, cycle, throttle.wait()));
+        Self {
+            rate: known.unwrap_or(START),
             floor: 1.0 / max_cooldown.as_secs_f64().max(f64::MIN_POSITIVE),
             since: throttle.reopen,
             admitted: 0,
             next: throttle.reopen,
             stated: throttle.quota.is_some(),
-        })
+            growth: if known.is_some() {
+                Growth::Held
+            } else {
+                Growth::Doubling
+            },
+            generation: 0,
+            pending: known.is_none(),
+        }
     }
 
-    /// A throttle of a request sent at `sent` (`None`: before anything was paced).
-    pub(crate) fn throttled(&mut self, throttle: Throttle, sent: Option<Instant>) {
-        if sent.is_none_or(|sent| sent < self.since) {
-            // Sent before the current cycle began: part of the crowd it already answered for.
+    /// A throttle of a request that went at a slot of schedule `slot` (`None`: at no slot).
+    pub(crate) fn throttled(&mut self, throttle: Throttle, slot: Option<u32>) {
+        if self.pending {
+            // A second refusal, of the same crowd or not: the search paces from now on,
+            // starting over from its first rate at the time the server named.
+            self.pending = false;
+            if throttle.reopen > self.since {
+                self.since = throttle.reopen;
+                self.next = self.next.max(throttle.reopen);
+            }
+            return;
+        }
+        if slot != Some(self.generation) {
+            // Not sent at a slot of the current schedule: part of a crowd the pace already
+            // answered for (sent before it, or at a slot a throttle since voided), or sent
+            // outside the pace. It says nothing about the rate.
             return;
         }
         let cycle = throttle.reopen.saturating_duration_since(self.since);
+        let met = self.rate_at(throttle.now);
+        // A measurement below what backing off keeps is not the server's rate but the wait
+        // it asked for, counted in the cycle (a leaky bucket that adds a constant
+        // `Retry-After` to its refusals).
+        let known = throttle.quota.or_else(|| {
+            measure_hinted(self.admitted, cycle, throttle.wait())
+                .filter(|rate| *rate >= met * BACK_OFF)
+        });
         self.stated = throttle.quota.is_some();
-        self.rate = throttle
-            .quota
-            .or_else(|| measure(self.admitted, cycle, throttle.wait()))
-            .unwrap_or_else(|| self.rate_at(throttle.now) * DECREASE);
+        (self.rate, self.growth) = match known {
+            Some(rate) => (rate, Growth::Held),
+            None => (met * BACK_OFF, Growth::Cubic { ceiling: met }),
+        };
         self.since = throttle.reopen;
         self.admitted = 0;
-        self.next = self.next.max(throttle.reopen);
+        // The slots given out at the old rate are void: the schedule starts again at the
+        // reopening, and their holders take new slots.
+        self.next = throttle.reopen;
+        self.generation = self.generation.wrapping_add(1);
     }
 
     /// Paces at `rate`, what the server says is left of its quota over the time until it
@@ -124,7 +194,14 @@ impl Pacer {
         if rate.is_finite() && rate > 0.0 {
             self.rate = rate;
             self.stated = true;
+            self.growth = Growth::Held;
+            self.pending = false;
         }
+    }
+
+    /// Whether the pacer paces: not while a search waits for a second refusal.
+    pub(crate) fn pacing(&self) -> bool {
+        !self.pending
     }
 
     /// An answer other than a 429 in this cycle.
@@ -137,18 +214,39 @@ impl Pacer {
         self.next
     }
 
+    /// Which schedule the slots given out now belong to: a throttle voids the slots of the
+    /// schedule before it, and a request resuming with one of those takes a new slot.
+    pub(crate) fn generation(&self) -> u32 {
+        self.generation
+    }
+
     /// Takes the slot at `at` (no earlier than [`next`](Self::next)).
     pub(crate) fn take(&mut self, at: Instant) {
         let interval = Duration::from_secs_f64(1.0 / self.rate_at(at));
         self.next = later(at.max(self.next), interval);
     }
 
-    /// The rate at `now`: held, then recovering.
+    /// The rate at `now`: held, then recovering; or searched.
     pub(crate) fn rate_at(&self, now: Instant) -> f64 {
-        let quiet = now.saturating_duration_since(self.since).as_secs_f64();
-        let x = ((quiet - HOLD.as_secs_f64()) / GROW.as_secs_f64()).max(0.0);
-        let grown = self.rate * (1.0 + x * x * x);
-        let rate = if grown.is_finite() { grown } else { f64::MAX };
+        let t = now.saturating_duration_since(self.since).as_secs_f64();
+        let rate = match self.growth {
+            Growth::Held => {
+                let x = ((t - HOLD.as_secs_f64()) / GROW.as_secs_f64()).max(0.0);
+                self.rate * (1.0 + x * x * x)
+            }
+            Growth::Doubling => {
+                let steps = (t / DOUBLE_EVERY.as_secs_f64()).min(f64::from(DOUBLINGS));
+                self.rate * steps.exp2()
+            }
+            Growth::Cubic { ceiling } => {
+                // ceiling * (1 + c (t - FLAT)^3), with c such that it starts at BACK_OFF.
+                let flat = FLAT.as_secs_f64();
+                let c = (1.0 - BACK_OFF) / (flat * flat * flat);
+                let x = t - flat;
+                ceiling * (1.0 + c * x * x * x)
+            }
+        };
+        let rate = if rate.is_finite() { rate } else { f64::MAX };
         rate.max(self.floor)
     }
 
@@ -157,9 +255,16 @@ impl Pacer {
         now >= self.ends()
     }
 
-    /// When the pacing ends unless another throttle comes.
+    /// When the pacing ends unless another throttle comes: a held rate once it has doubled, a
+    /// search once it stops doubling, a searched rate once it is twice its ceiling.
     pub(crate) fn ends(&self) -> Instant {
-        later(self.since, HOLD + GROW)
+        let after = match self.growth {
+            Growth::Held => HOLD + GROW,
+            Growth::Doubling => DOUBLE_EVERY * DOUBLINGS,
+            // 1 + c (t - FLAT)^3 = 2 when t - FLAT = FLAT / cbrt(1 - BACK_OFF).
+            Growth::Cubic { .. } => FLAT + FLAT.div_f64((1.0 - BACK_OFF).cbrt()),
+        };
+        later(self.since, after)
     }
 
     /// Whether the rate is the server's word rather than this process's measurement.
@@ -167,6 +272,14 @@ impl Pacer {
     pub(crate) fn stated(&self) -> bool {
         self.stated
     }
+}
+
+/// [`measure`], when the server named a wait: only a hint names a window to measure over (a
+/// refusal without one says nothing of the server's window, and the rate is searched).
+fn measure_hinted(admitted: u64, cycle: Duration, wait: Duration) -> Option<f64> {
+    (!wait.is_zero())
+        .then(|| measure(admitted, cycle, wait))
+        .flatten()
 }
 
 /// `admitted` answers over `cycle`, when that is enough to go by: enough answers, over a
@@ -195,11 +308,16 @@ mod tests {
         }
     }
 
+    /// Whether the pacer searches (no measured or stated rate): it starts at [`START`].
+    fn searching(pacer: &Pacer) -> bool {
+        pacer.growth == Growth::Doubling
+    }
+
     #[test]
     fn the_first_cycle_measures_what_the_server_admitted() {
         let t0 = Instant::now();
         // 200 answers from t0 on, then a 429 at 5 ms saying "1 s".
-        let pacer = Pacer::start(throttle(t0 + 5 * MS, S), 200, Some(t0), 60 * S).unwrap();
+        let pacer = Pacer::start(throttle(t0 + 5 * MS, S), 200, Some(t0), 60 * S);
         let rate = pacer.rate_at(t0 + S);
         assert!((198.0..=200.0).contains(&rate), "{rate}");
         assert_eq!(
@@ -221,8 +339,7 @@ mod tests {
             0,
             None,
             60 * S,
-        )
-        .unwrap();
+        );
         let mut slots = Vec::new();
         for _ in 0..3 {
             let at = pacer.next();
@@ -236,31 +353,116 @@ mod tests {
     }
 
     #[test]
-    fn too_few_answers_measure_nothing() {
+    fn too_few_answers_measure_nothing_and_the_rate_is_searched() {
         let t0 = Instant::now();
-        assert_eq!(
-            Pacer::start(throttle(t0, S), MIN_ADMITTED - 1, Some(t0 - S), 60 * S),
-            None
-        );
+        assert!(searching(&Pacer::start(
+            throttle(t0, S),
+            MIN_ADMITTED - 1,
+            Some(t0 - S),
+            60 * S
+        )));
         // Nor does a cycle too short to time.
-        assert_eq!(
-            Pacer::start(throttle(t0, Duration::ZERO), 100, Some(t0 - MS), 60 * S),
-            None
-        );
+        assert!(searching(&Pacer::start(
+            throttle(t0, Duration::ZERO),
+            100,
+            Some(t0 - MS),
+            60 * S
+        )));
         // Nor one far longer than the server's window: that measures how busy the caller
         // was, not what the server admits.
-        assert_eq!(
-            Pacer::start(throttle(t0, S), 100, Some(t0 - 3600 * S), 60 * S),
-            None
+        assert!(searching(&Pacer::start(
+            throttle(t0, S),
+            100,
+            Some(t0 - 3600 * S),
+            60 * S
+        )));
+        assert!(!searching(&Pacer::start(
+            throttle(t0, S),
+            100,
+            Some(t0 - 9 * S),
+            60 * S
+        )));
+        assert!(!searching(&Pacer::start(
+            throttle(t0, 60 * S),
+            100,
+            Some(t0 - 500 * S),
+            60 * S
+        )));
+    }
+
+    /// A search that met its second refusal.
+    fn search(t0: Instant) -> Pacer {
+        let mut pacer = Pacer::start(throttle(t0, Duration::ZERO), 1, Some(t0), 60 * S);
+        assert!(!pacer.pacing(), "one refusal paces nothing");
+        pacer.throttled(throttle(t0, Duration::ZERO), None);
+        assert!(pacer.pacing(), "a second one does");
+        pacer
+    }
+
+    #[test]
+    fn a_search_doubles_from_its_start_then_ends() {
+        let t0 = Instant::now();
+        let pacer = search(t0);
+        assert_eq!(pacer.rate_at(t0), START);
+        assert_eq!(pacer.rate_at(t0 + DOUBLE_EVERY), 2.0 * START);
+        assert_eq!(pacer.rate_at(t0 + 4 * DOUBLE_EVERY), 16.0 * START);
+        assert!(!pacer.ended(t0 + 12 * DOUBLE_EVERY - MS));
+        assert!(pacer.ended(t0 + 12 * DOUBLE_EVERY));
+    }
+
+    #[test]
+    fn a_throttle_without_hint_cuts_the_rate_then_it_grows_back_to_the_ceiling_and_past() {
+        let t0 = Instant::now();
+        let mut pacer = search(t0);
+        // Refused at eight times the start (three doublings in), sent after the search began.
+        let at = t0 + 3 * DOUBLE_EVERY;
+        pacer.throttled(throttle(at, Duration::ZERO), Some(pacer.generation()));
+        let ceiling = 8.0 * START;
+        assert!((pacer.rate_at(at) - BACK_OFF * ceiling).abs() < 1e-9);
+        let early = pacer.rate_at(at + FLAT / 3);
+        assert!(early > BACK_OFF * ceiling && early < ceiling, "{early}");
+        assert!((pacer.rate_at(at + FLAT) - ceiling).abs() < 1e-9);
+        let late = pacer.rate_at(at + 2 * FLAT);
+        assert!(late > ceiling, "a limit that rose is found: {late}");
+        // It ends once it is twice the ceiling.
+        let end = pacer.ends();
+        assert!((pacer.rate_at(end) - 2.0 * ceiling).abs() < 1e-6);
+        // A throttle below the ceiling sets the new one.
+        let again = at + 2 * S;
+        let met = pacer.rate_at(again);
+        pacer.throttled(throttle(again, Duration::ZERO), Some(pacer.generation()));
+        assert!((pacer.rate_at(again) - BACK_OFF * met).abs() < 1e-9);
+        assert!((pacer.rate_at(again + FLAT) - met).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_throttle_voids_the_slots_given_out_before_it() {
+        let t0 = Instant::now();
+        let mut pacer = search(t0);
+        for _ in 0..5 {
+            pacer.take(pacer.next());
+        }
+        let before = pacer.generation();
+        let at = t0 + 100 * MS;
+        assert!(
+            pacer.next() > at + 300 * MS,
+            "five slots, the first a quarter second apart"
         );
-        assert!(Pacer::start(throttle(t0, S), 100, Some(t0 - 9 * S), 60 * S).is_some());
-        assert!(Pacer::start(throttle(t0, 60 * S), 100, Some(t0 - 500 * S), 60 * S).is_some());
+        pacer.throttled(throttle(at, Duration::ZERO), Some(before));
+        assert_ne!(pacer.generation(), before);
+        assert_eq!(pacer.next(), at, "the schedule starts again");
+        // A straggler (at a slot of the voided schedule) voids nothing, nor does a request
+        // sent outside the pace.
+        let now = pacer.generation();
+        pacer.throttled(throttle(at + MS, Duration::ZERO), Some(before));
+        pacer.throttled(throttle(at + MS, Duration::ZERO), None);
+        assert_eq!(pacer.generation(), now);
     }
 
     #[test]
     fn a_measured_rate_is_held_then_recovers_and_pacing_ends() {
         let t0 = Instant::now();
-        let pacer = Pacer::start(throttle(t0, S), 100, Some(t0 - S), 60 * S).unwrap();
+        let pacer = Pacer::start(throttle(t0, S), 100, Some(t0 - S), 60 * S);
         let base = pacer.rate_at(t0 + S);
         assert_eq!(base, 50.0);
         assert_eq!(pacer.rate_at(t0 + S + HOLD), base);
@@ -274,19 +476,27 @@ mod tests {
     #[test]
     fn a_throttle_in_a_paced_cycle_measures_again_and_stragglers_do_not() {
         let t0 = Instant::now();
-        let mut pacer = Pacer::start(throttle(t0, S), 100, Some(t0 - S), 60 * S).unwrap();
-        // A request sent before the cycle began: the same crowd.
-        pacer.throttled(throttle(t0 + MS, S), Some(t0));
+        let mut pacer = Pacer::start(throttle(t0, S), 100, Some(t0 - S), 60 * S);
+        // A request sent before the pace began: the same crowd.
+        pacer.throttled(throttle(t0 + MS, S), None);
         assert_eq!(pacer.rate_at(t0 + S), 50.0);
-        // Sent in the cycle: 30 were admitted over the 2 s up to the new reopening.
+        // Sent in the cycle: 90 were admitted over the 2 s up to the new reopening.
+        for _ in 0..90 {
+            pacer.admitted();
+        }
+        pacer.throttled(throttle(t0 + 2 * S, S), Some(pacer.generation()));
+        assert_eq!(pacer.rate_at(t0 + 3 * S), 45.0);
+        // A measurement below what backing off keeps counts the asked wait, not the server's
+        // rate: the rate backs off instead (30 admitted over 2 s would say 15).
         for _ in 0..30 {
             pacer.admitted();
         }
-        pacer.throttled(throttle(t0 + 2 * S, S), Some(t0 + 1500 * MS));
-        assert_eq!(pacer.rate_at(t0 + 3 * S), 15.0);
-        // Nothing admitted in a cycle: the rate decreases.
-        pacer.throttled(throttle(t0 + 4 * S, S), Some(t0 + 3500 * MS));
-        assert!((pacer.rate_at(t0 + 5 * S) - 10.5).abs() < 1e-9);
+        pacer.throttled(throttle(t0 + 4 * S, S), Some(pacer.generation()));
+        assert!((pacer.rate_at(t0 + 5 * S) - 45.0 * BACK_OFF).abs() < 1e-9);
+        // Nothing admitted in a cycle: the rate backs off from where it is.
+        let met = pacer.rate_at(t0 + 6 * S);
+        pacer.throttled(throttle(t0 + 6 * S, S), Some(pacer.generation()));
+        assert!((pacer.rate_at(t0 + 7 * S) - met * BACK_OFF).abs() < 1e-9);
     }
 
     #[test]
@@ -294,7 +504,7 @@ mod tests {
         let t0 = Instant::now();
         // Eight answers over ten minutes, with a minute's wait, would pace at one request a
         // minute and more.
-        let pacer = Pacer::start(throttle(t0, 60 * S), 8, Some(t0 - 540 * S), 2 * S).unwrap();
+        let pacer = Pacer::start(throttle(t0, 60 * S), 8, Some(t0 - 540 * S), 2 * S);
         assert_eq!(pacer.rate_at(t0 + 60 * S), 0.5);
     }
 }

@@ -18,8 +18,8 @@
 //! | hint floor | a hint is a floor: `max(hint, backoff)` plus a bounded upward spread; `0` names no floor |
 //! | deadline | an own wait that would cross the deadline stops: [`DeadlineTooClose`](StopReason::DeadlineTooClose) |
 //! | gate | a closed gate is waited for only if what the server asked fits `max_retry_after` and the deadline, else [`CoolingDown`](StopReason::CoolingDown); past its capped reopening, one request probes |
-//! | pacing | a throttled partition releases requests at its pacer's slots, under the same cap |
-//! | budget | a retry takes one from the shared budget, or stops: [`BudgetExhausted`](StopReason::BudgetExhausted) |
+//! | pacing | a throttled partition releases requests at its pacer's slots, under the same cap; a slot voided by a throttle is taken again |
+//! | budget | a retry takes one from the shared budget, or stops: [`BudgetExhausted`](StopReason::BudgetExhausted); a 429 retried at a pacing slot takes none |
 
 use std::time::Duration;
 
@@ -119,12 +119,21 @@ impl Gate {
     }
 }
 
+/// A paced partition's schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pace {
+    /// The next free slot.
+    pub(crate) next: Instant,
+    /// Which schedule it belongs to: slots of an earlier one are void.
+    pub(crate) generation: u32,
+}
+
 /// What the shared state says about a request's partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Snapshot {
     pub(crate) gate: Gate,
-    /// The pacer's next free slot, when the partition is paced.
-    pub(crate) pace: Option<Instant>,
+    /// The pacer's schedule, when the partition is paced.
+    pub(crate) pace: Option<Pace>,
     /// Whether the retry budget has a retry to give.
     pub(crate) budget: bool,
 }
@@ -144,11 +153,15 @@ impl Snapshot {
 pub(crate) enum Step {
     /// Before its first attempt.
     Fresh,
-    /// After a wait the planner chose, about to send: the gate is checked again, nothing else
-    /// (the wait already holds its pacing slot and its retry).
+    /// After a wait the planner chose, about to send: the gate is checked again, and the
+    /// pacing slot only if a throttle voided it (the wait holds its retry).
     Resume,
-    /// After an attempt whose outcome the policy would retry, with the server's hint if any.
-    Retry { hint: Option<Duration> },
+    /// After an attempt whose outcome the policy would retry, with the server's hint if any;
+    /// `throttle`: the outcome was a 429 (a quota's refusal, not an outage).
+    Retry {
+        hint: Option<Duration>,
+        throttle: bool,
+    },
 }
 
 /// The planner's inputs besides the snapshot.
@@ -164,17 +177,20 @@ pub(crate) struct Inputs {
     pub(crate) replayable: bool,
     /// Whether the request already holds the gate's probe (it took it, then had to wait).
     pub(crate) probing: bool,
+    /// The schedule of the pacing slot the request holds, if it holds one.
+    pub(crate) slot: Option<u32>,
     pub(crate) step: Step,
 }
 
 /// What to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Plan {
-    /// Send at `at` (`now`: at once). `slot`: `at` is the pacer's slot, taken; `probe`: the
-    /// request goes as the gate's probe; `spend`: a retry is taken from the budget.
+    /// Send at `at` (`now`: at once). `slot`: `at` is the pacer's slot, taken, of that
+    /// schedule; `probe`: the request goes as the gate's probe; `spend`: a retry is taken
+    /// from the budget.
     Go {
         at: Instant,
-        slot: bool,
+        slot: Option<u32>,
         probe: bool,
         spend: bool,
     },
@@ -222,7 +238,7 @@ pub(crate) fn plan(settings: &Settings, inputs: &Inputs, snapshot: &Snapshot) ->
     let mut at = now;
     let retry = match inputs.step {
         Step::Fresh | Step::Resume => false,
-        Step::Retry { hint } => {
+        Step::Retry { hint, .. } => {
             if inputs.attempts >= settings.max_attempts {
                 return Stop::because(StopReason::AttemptsExhausted);
             }
@@ -279,26 +295,36 @@ pub(crate) fn plan(settings: &Settings, inputs: &Inputs, snapshot: &Snapshot) ->
         }
     }
 
-    let mut slot = false;
-    if let Some(next) = snapshot.pace.filter(|_| inputs.step != Step::Resume) {
-        if next > at {
-            let asked_for = next.saturating_duration_since(now);
-            if asked_for > settings.max_retry_after || waits_over(next) {
+    let mut slot = None;
+    // A resumed request keeps its slot, unless a throttle voided the schedule it was of; one
+    // that waited for a gate alone takes one now, or a crowd would leave at its reopening.
+    let takes_slot = |pace: &Pace| match inputs.step {
+        Step::Resume => inputs.slot != Some(pace.generation),
+        Step::Fresh | Step::Retry { .. } => true,
+    };
+    if let Some(pace) = snapshot.pace.filter(takes_slot) {
+        if pace.next > at {
+            let asked_for = pace.next.saturating_duration_since(now);
+            if asked_for > settings.max_retry_after || waits_over(pace.next) {
                 return Stop::cooling(asked_for, StatusCode::TOO_MANY_REQUESTS);
             }
-            at = next;
+            at = pace.next;
         }
-        slot = true;
+        slot = Some(pace.generation);
     }
 
-    if retry && !snapshot.budget {
+    // A 429 retried at a pacing slot is the quota's pace, not an outage's amplification: it
+    // takes nothing from the budget.
+    let quota_retry = matches!(inputs.step, Step::Retry { throttle: true, .. }) && slot.is_some();
+    let spend = retry && !quota_retry;
+    if spend && !snapshot.budget {
         return Stop::because(StopReason::BudgetExhausted);
     }
     Plan::Go {
         at,
         slot,
         probe,
-        spend: retry,
+        spend,
     }
 }
 
@@ -358,7 +384,7 @@ mod tests {
     fn go(at: Instant) -> Plan {
         Plan::Go {
             at,
-            slot: false,
+            slot: None,
             probe: false,
             spend: false,
         }
@@ -367,7 +393,7 @@ mod tests {
     fn probe_at(at: Instant) -> Plan {
         Plan::Go {
             at,
-            slot: false,
+            slot: None,
             probe: true,
             spend: false,
         }
@@ -376,7 +402,7 @@ mod tests {
     fn retry_at(at: Instant) -> Plan {
         Plan::Go {
             at,
-            slot: false,
+            slot: None,
             probe: false,
             spend: true,
         }
@@ -423,11 +449,15 @@ mod tests {
             deadline: None,
             replayable: true,
             probing: false,
+            slot: None,
             step: Step::Fresh,
         };
         let retry = |hint: Option<Duration>| Inputs {
             attempts: 1,
-            step: Step::Retry { hint },
+            step: Step::Retry {
+                hint,
+                throttle: false,
+            },
             ..fresh
         };
         let closed = |reopen: Duration, asked: Duration, status| Snapshot {
@@ -447,7 +477,10 @@ mod tests {
             ..Snapshot::OPEN
         };
         let paced = |next: Duration| Snapshot {
-            pace: Some(now + next),
+            pace: Some(Pace {
+                next: now + next,
+                generation: 0,
+            }),
             ..Snapshot::OPEN
         };
         let with_deadline = |inputs: Inputs, after: Duration| Inputs {
@@ -547,7 +580,7 @@ mod tests {
                 paced(40 * MS),
                 Plan::Go {
                     at: now + 40 * MS,
-                    slot: true,
+                    slot: Some(0),
                     probe: false,
                     spend: false,
                 },
@@ -561,7 +594,7 @@ mod tests {
                 paced(Duration::ZERO),
                 Plan::Go {
                     at: now + S,
-                    slot: true,
+                    slot: Some(0),
                     probe: false,
                     spend: false,
                 },
@@ -582,12 +615,15 @@ mod tests {
                 "the pacer's slot comes after the gate",
                 fresh,
                 Snapshot {
-                    pace: Some(now + 2 * S),
+                    pace: Some(Pace {
+                        next: now + 2 * S,
+                        generation: 0,
+                    }),
                     ..closed(S, S, TOO_MANY)
                 },
                 Plan::Go {
                     at: now + 2 * S,
-                    slot: true,
+                    slot: Some(0),
                     probe: false,
                     spend: false,
                 },
@@ -596,13 +632,58 @@ mod tests {
                 "a resumed request checks the gate again but takes no second slot",
                 Inputs {
                     step: Step::Resume,
+                    slot: Some(0),
                     ..fresh
                 },
                 Snapshot {
-                    pace: Some(now + 2 * S),
+                    pace: Some(Pace {
+                        next: now + 2 * S,
+                        generation: 0,
+                    }),
                     ..Snapshot::OPEN
                 },
                 go(now),
+            ),
+            Row::new(
+                "a resumed request whose slot a throttle voided takes a new one",
+                Inputs {
+                    step: Step::Resume,
+                    slot: Some(0),
+                    ..fresh
+                },
+                Snapshot {
+                    pace: Some(Pace {
+                        next: now + 2 * S,
+                        generation: 1,
+                    }),
+                    ..Snapshot::OPEN
+                },
+                Plan::Go {
+                    at: now + 2 * S,
+                    slot: Some(1),
+                    probe: false,
+                    spend: false,
+                },
+            ),
+            Row::new(
+                "a request that waited for a gate alone takes a slot when it resumes",
+                Inputs {
+                    step: Step::Resume,
+                    ..fresh
+                },
+                Snapshot {
+                    pace: Some(Pace {
+                        next: now + 2 * S,
+                        generation: 0,
+                    }),
+                    ..Snapshot::OPEN
+                },
+                Plan::Go {
+                    at: now + 2 * S,
+                    slot: Some(0),
+                    probe: false,
+                    spend: false,
+                },
             ),
             Row::new(
                 "a resumed request meeting a gate closed meanwhile waits again",
@@ -738,7 +819,7 @@ mod tests {
                 probing(3000 * S, true),
                 Plan::Go {
                     at: now + 100 * MS,
-                    slot: false,
+                    slot: None,
                     probe: true,
                     spend: true,
                 },
@@ -749,10 +830,54 @@ mod tests {
                 paced(S + 5 * MS),
                 Plan::Go {
                     at: now + S + 5 * MS,
-                    slot: true,
+                    slot: Some(0),
                     probe: false,
                     spend: true,
                 },
+            ),
+            Row::new(
+                "a 429 retried at a pacing slot takes nothing from the budget",
+                Inputs {
+                    step: Step::Retry {
+                        hint: None,
+                        throttle: true,
+                    },
+                    ..retry(None)
+                },
+                Snapshot {
+                    budget: false,
+                    ..paced(S)
+                },
+                Plan::Go {
+                    at: now + S,
+                    slot: Some(0),
+                    probe: false,
+                    spend: false,
+                },
+            ),
+            Row::new(
+                "a 429 retried with no pacing spends from the budget, and an empty one stops it",
+                Inputs {
+                    step: Step::Retry {
+                        hint: None,
+                        throttle: true,
+                    },
+                    ..retry(None)
+                },
+                Snapshot {
+                    budget: false,
+                    ..Snapshot::OPEN
+                },
+                Stop::because(StopReason::BudgetExhausted),
+            ),
+            Row::new(
+                "a 5xx retried at a pacing slot still spends from the budget",
+                retry(None),
+                Snapshot {
+                    budget: false,
+                    ..paced(S)
+                },
+                Stop::because(StopReason::BudgetExhausted),
             ),
             Row::new(
                 "an empty budget stops a retry",
@@ -799,7 +924,8 @@ mod tests {
                 deadline: None,
                 replayable: true,
                 probing: false,
-                step: Step::Retry { hint: Some(hint) },
+                slot: None,
+                step: Step::Retry { hint: Some(hint), throttle: false },
             };
             let settings = defaults();
             let Plan::Go { at, .. } = plan(&settings, &inputs, &Snapshot::OPEN) else {
@@ -829,7 +955,11 @@ mod tests {
                     deadline: Some(later(now, Duration::MAX)),
                     replayable: true,
                     probing: false,
-                    step: Step::Retry { hint: Some(hint) },
+                    slot: None,
+                    step: Step::Retry {
+                        hint: Some(hint),
+                        throttle: false,
+                    },
                 };
                 let snapshot = Snapshot {
                     gate: Gate::Closed {
@@ -837,7 +967,10 @@ mod tests {
                         asked: later(now, Duration::MAX),
                         status: TOO_MANY,
                     },
-                    pace: Some(later(now, Duration::MAX)),
+                    pace: Some(Pace {
+                        next: later(now, Duration::MAX),
+                        generation: 0,
+                    }),
                     budget: true,
                 };
                 let _ = plan(&settings, &inputs, &snapshot);

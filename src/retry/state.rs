@@ -28,7 +28,7 @@ use super::budget::Budget;
 use super::later;
 use super::layer::Settings;
 use super::pacer::{Pacer, Throttle};
-use super::plan::{Gate, Inputs, Plan, Snapshot, Step, plan};
+use super::plan::{Gate, Inputs, Pace, Plan, Snapshot, Step, plan};
 use crate::origin::Site;
 
 /// Which gate and pacer a request is held by.
@@ -198,7 +198,9 @@ impl State {
     ) -> Option<(f64, bool, Instant)> {
         let table = self.lock();
         let pacer = table.held.get(partition)?.pacer.as_ref()?;
-        Some((pacer.rate_at(now), pacer.stated(), pacer.ends()))
+        pacer
+            .pacing()
+            .then(|| (pacer.rate_at(now), pacer.stated(), pacer.ends()))
     }
 
     /// Whether anything is throttled: one atomic load.
@@ -285,12 +287,25 @@ impl State {
         let retry = matches!(inputs.step, Step::Retry { .. });
         let snapshot = Snapshot {
             gate: remote.map_or(local_gate, |r| local_gate.stricter(r.gate.at(now))),
-            pace: match remote {
-                Some(remote) => remote.slot.map(|slot| later(now, slot)),
-                None => held
+            pace: {
+                // A search waiting for its second refusal paces only the retries of refused
+                // requests: they are the crowd it may have to pace.
+                let refused = matches!(inputs.step, Step::Retry { throttle: true, .. });
+                let local = held
                     .as_ref()
                     .and_then(|h| h.pacer.as_ref())
-                    .map(Pacer::next),
+                    .filter(|p| p.pacing() || refused);
+                match remote {
+                    // The fleet's slot, already taken there, of this process's schedule.
+                    Some(remote) => remote.slot.map(|slot| Pace {
+                        next: later(now, slot),
+                        generation: local.map_or(0, Pacer::generation),
+                    }),
+                    None => local.map(|pacer| Pace {
+                        next: pacer.next(),
+                        generation: pacer.generation(),
+                    }),
+                }
             },
             // Only a retry asks the budget: a fresh or resumed request neither spends from it
             // nor marks its window.
@@ -318,7 +333,7 @@ impl State {
         {
             if let Some(held) = held {
                 if slot_here
-                    && slot
+                    && slot.is_some()
                     && let Some(pacer) = &mut held.pacer
                 {
                     pacer.take(at);
@@ -354,7 +369,7 @@ impl State {
         signal: Signal,
         partition: impl FnOnce() -> Partition,
         now: impl Fn() -> Instant,
-        sent: Option<Instant>,
+        slot: Option<u32>,
         probe: bool,
         follow: Option<f64>,
     ) {
@@ -429,10 +444,11 @@ impl State {
                         quota,
                     };
                     match &mut held.pacer {
-                        Some(pacer) => pacer.throttled(throttle, sent),
+                        Some(pacer) => pacer.throttled(throttle, slot),
                         None => {
                             let (admitted, since) = quiet;
-                            held.pacer = Pacer::start(throttle, admitted, since, self.max_cooldown);
+                            held.pacer =
+                                Some(Pacer::start(throttle, admitted, since, self.max_cooldown));
                         }
                     }
                     if let Some(pacer) = &held.pacer {
@@ -608,6 +624,7 @@ mod tests {
             deadline: None,
             replayable: true,
             probing: false,
+            slot: None,
             step: Step::Fresh,
         }
     }
