@@ -23,6 +23,10 @@
 //! the bench starts on a free loopback port (or `GOODPUT_REDIS`). `GOODPUT_ONLY=fleet` runs
 //! the fleet's tables alone.
 //!
+//! Last, the same clients against Debian's nginx `limit_req` (20 a second, no burst; bare
+//! refusals and `Retry-After: 1`), when `/usr/sbin/nginx` exists: 400 requests
+//! (`GOODPUT_NGINX_N`), 16 and 64 in flight; `GOODPUT_ONLY=nginx` runs those alone.
+//!
 //! Columns: requests that ended in a 200; makespan over the ideal (N over the quota); calls
 //! the server saw over N; 429s the server sent; p50 and p99 latency of a request, waits
 //! included. Every row is bounded: a request makes at most its policy's attempts, and a row
@@ -49,9 +53,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
-use tower_infoplug::mock::{Emulator, EmulatorServer, Quota, TEST_KEY};
+use tower_infoplug::mock::{Emulator, Quota, TEST_KEY};
 use tower_infoplug::retry::{Jitter, RandomJitter, RedisFleet};
 use tower_infoplug::{ApiKey, AuthLayer, InfoPlugLayer};
+
+#[path = "../tests/common/nginx.rs"]
+mod nginx;
 
 const CREDITS: u64 = 1 << 40;
 
@@ -92,10 +99,9 @@ impl Row {
         }
     }
 
-    /// A fresh client (its own state, its own connection pool); for the fleet row, its own
-    /// handle on the Redis at `redis` under `prefix`.
-    fn client(self, server: &EmulatorServer, redis: Option<(&str, &str)>) -> Sender {
-        let base = server.base_url();
+    /// A fresh client of the API at `base` (its own state, its own connection pool); for the
+    /// fleet row, its own handle on the Redis at `redis` under `prefix`.
+    fn client(self, base: &str, redis: Option<(&str, &str)>) -> Sender {
         match self {
             Row::NoRetry => {
                 let svc = AuthLayer::new(ApiKey::new(TEST_KEY).unwrap())
@@ -134,7 +140,7 @@ impl Row {
                 let fleet = redis
                     .filter(|_| self == Row::Fleet)
                     .map(|(url, prefix)| RedisFleet::builder(url).prefix(prefix).build().unwrap());
-                let layer = InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), &base)
+                let layer = InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), base)
                     .retry(|r| {
                         let r = r.pacing(self != Row::Unpaced);
                         match fleet {
@@ -216,6 +222,22 @@ struct Outcome {
     latencies: Vec<Duration>,
 }
 
+impl Outcome {
+    /// The table row: 200s, makespan over `ideal`, calls over `n`, the `throttled` column as
+    /// given, p50 and p99.
+    fn print(&self, row: Row, n: usize, ideal: Duration, throttled: &str) {
+        println!(
+            "| {} | {} | {:.2} | {:.3} | {throttled} | {:.0} ms | {:.0} ms |",
+            row.name(),
+            self.ok,
+            self.makespan.as_secs_f64() / ideal.as_secs_f64(),
+            self.calls as f64 / n as f64,
+            percentile(&self.latencies, 0.5).as_secs_f64() * 1000.0,
+            percentile(&self.latencies, 0.99).as_secs_f64() * 1000.0,
+        );
+    }
+}
+
 /// `n` requests over `clients`, each with `in_flight` lanes, against a fresh emulator.
 async fn run(
     row: Row,
@@ -235,6 +257,31 @@ async fn run(
     );
     let server = api.serve().await.unwrap();
     let uri = server.uri("/v1/profile").unwrap().to_string();
+    let clients: Vec<Sender> = (0..workers)
+        .map(|_| row.client(&server.base_url(), redis.map(|url| (url, prefix.as_str()))))
+        .collect();
+    let (ok, makespan, latencies) = drive(row, &clients, &uri, n, in_flight).await;
+    let calls = api.request_count();
+    let admitted = (CREDITS - api.credits()) as usize;
+    Outcome {
+        ok,
+        makespan,
+        calls,
+        throttled: calls - admitted,
+        latencies,
+    }
+}
+
+/// Sends `n` GETs to `uri`, `in_flight` lanes per client, each lane sending its next as soon
+/// as its last ended; stops at `GOODPUT_LIMIT_SECS` (default 120) whatever happens. Returns
+/// how many ended in a 200, the makespan, and every request's latency, sorted.
+async fn drive(
+    row: Row,
+    clients: &[Sender],
+    uri: &str,
+    n: usize,
+    in_flight: usize,
+) -> (usize, Duration, Vec<Duration>) {
     let next = Arc::new(AtomicUsize::new(0));
     let limit = Duration::from_secs(
         std::env::var("GOODPUT_LIMIT_SECS")
@@ -244,10 +291,9 @@ async fn run(
     );
     let start = Instant::now();
     let mut lanes = Vec::new();
-    for _ in 0..workers {
-        let client = row.client(&server, redis.map(|url| (url, prefix.as_str())));
+    for client in clients {
         for _ in 0..in_flight {
-            let (client, next, uri) = (Arc::clone(&client), Arc::clone(&next), uri.clone());
+            let (client, next, uri) = (Arc::clone(client), Arc::clone(&next), uri.to_owned());
             lanes.push(tokio::spawn(async move {
                 let mut done = Vec::new();
                 while next.fetch_add(1, Ordering::Relaxed) < n {
@@ -274,15 +320,7 @@ async fn run(
     }
     let makespan = start.elapsed();
     latencies.sort_unstable();
-    let calls = api.request_count();
-    let admitted = (CREDITS - api.credits()) as usize;
-    Outcome {
-        ok,
-        makespan,
-        calls,
-        throttled: calls - admitted,
-        latencies,
-    }
+    (ok, makespan, latencies)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -316,6 +354,12 @@ fn main() {
         "N = {n}, quota {per_second}/s, ideal makespan {:.1} s",
         ideal.as_secs_f64()
     );
+    // `GOODPUT_ONLY=fleet` runs the fleet's tables alone, `GOODPUT_ONLY=nginx` nginx's.
+    let only = std::env::var("GOODPUT_ONLY").unwrap_or_default();
+    if only == "nginx" {
+        runtime.block_on(against_nginx());
+        return;
+    }
     // The fleet's Redis row: a redis-server started here on a free loopback port (or
     // `GOODPUT_REDIS=redis://...`); without either, the row is skipped.
     let mut started = None;
@@ -345,8 +389,7 @@ fn main() {
             "(no redis-server on the PATH and no GOODPUT_REDIS: the Redis fleet row is skipped)"
         );
     }
-    // `GOODPUT_ONLY=fleet` runs the fleet's tables alone.
-    let only_fleet = std::env::var("GOODPUT_ONLY").is_ok_and(|v| v == "fleet");
+    let only_fleet = only == "fleet";
     let quotas = [
         (
             "fixed window",
@@ -372,16 +415,7 @@ fn main() {
                     }
                     let out =
                         runtime.block_on(run(row, quota, n, in_flight, workers, redis.as_deref()));
-                    println!(
-                        "| {} | {} | {:.2} | {:.3} | {} | {:.0} ms | {:.0} ms |",
-                        row.name(),
-                        out.ok,
-                        out.makespan.as_secs_f64() / ideal.as_secs_f64(),
-                        out.calls as f64 / n as f64,
-                        out.throttled,
-                        percentile(&out.latencies, 0.5).as_secs_f64() * 1000.0,
-                        percentile(&out.latencies, 0.99).as_secs_f64() * 1000.0,
-                    );
+                    out.print(row, n, ideal, &out.throttled.to_string());
                 }
             }
         }
@@ -389,5 +423,146 @@ fn main() {
     if let Some(mut child) = started {
         let _ = child.kill();
         let _ = child.wait();
+    }
+    if !only_fleet {
+        runtime.block_on(against_nginx());
+    }
+}
+
+/// The same clients against Debian's nginx `limit_req` (a leaky bucket, 20 a second, no
+/// burst): 400 requests (`GOODPUT_NGINX_N`), 16 and 64 in flight, refusals bare (nginx's
+/// default) and with `Retry-After: 1`. Calls and 429s are counted below each client, from
+/// the answers it got.
+async fn against_nginx() {
+    const RATE: u32 = 20;
+    if !std::path::Path::new(nginx::NGINX).exists() {
+        println!(
+            "\n(no {}: the nginx `limit_req` rows are skipped)",
+            nginx::NGINX
+        );
+        return;
+    }
+    let n: usize = std::env::var("GOODPUT_NGINX_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400);
+    let ideal = Duration::from_secs_f64(n as f64 / f64::from(RATE));
+    for (refusal, name) in [
+        (nginx::Refusal::Bare, "no hint"),
+        (nginx::Refusal::RetryAfterOne, "`Retry-After: 1`"),
+    ] {
+        for in_flight in [16, 64] {
+            println!(
+                "\nnginx `limit_req` {RATE}r/s, no burst, {name}, N = {n}, {in_flight} in flight, ideal {:.0} s\n",
+                ideal.as_secs_f64()
+            );
+            println!("| row | 200s | makespan ÷ ideal | calls ÷ N | 429s ÷ calls | p50 | p99 |");
+            println!("|---|---:|---:|---:|---:|---:|---:|");
+            for row in [Row::TowerRetry, Row::ReqwestRetry, Row::InfoPlug] {
+                let server = nginx::Nginx::start(RATE, 0, refusal);
+                let out = nginx_run(row, &server.base_url(), n, in_flight).await;
+                let share = out.throttled as f64 / out.calls.max(1) as f64;
+                out.print(row, n, ideal, &format!("{share:.3}"));
+            }
+        }
+    }
+}
+
+/// `n` requests to nginx's `/data.json` through `row`, `in_flight` at a time; calls and 429s
+/// are the answers counted below the client (on its transport, or for reqwest below its
+/// retry middleware).
+async fn nginx_run(row: Row, base: &str, n: usize, in_flight: usize) -> Outcome {
+    let counts = Arc::new(Counts::default());
+    let client = counted(row, base, Arc::clone(&counts));
+    let uri = format!("{base}/data.json");
+    let (ok, makespan, latencies) = drive(row, &[client], &uri, n, in_flight).await;
+    Outcome {
+        ok,
+        makespan,
+        calls: counts.calls.load(Ordering::Relaxed),
+        throttled: counts.refused.load(Ordering::Relaxed),
+        latencies,
+    }
+}
+
+/// The answers a client got from the server.
+#[derive(Default)]
+struct Counts {
+    calls: AtomicUsize,
+    refused: AtomicUsize,
+}
+
+impl Counts {
+    fn answer(&self, status: StatusCode) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// `row`'s client with every answer of its transport counted.
+fn counted(row: Row, base: &str, counts: Arc<Counts>) -> Sender {
+    use tower::ServiceBuilder;
+    let middleware = CountAnswers(Arc::clone(&counts));
+    let count = move |res: Response<hyper::body::Incoming>| {
+        counts.answer(res.status());
+        res
+    };
+    match row {
+        Row::TowerRetry => boxed(
+            tower::retry::RetryLayer::new(Backoff::default()).layer(
+                ServiceBuilder::new()
+                    .layer(AuthLayer::new(ApiKey::new(TEST_KEY).unwrap()))
+                    .map_response(count)
+                    .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>()),
+            ),
+        ),
+        Row::ReqwestRetry => {
+            use reqwest_retry::{RetryTransientMiddleware, policies::ExponentialBackoff};
+            let policy = ExponentialBackoff::builder().build_with_max_retries(3);
+            let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+                .with(RetryTransientMiddleware::new_with_policy(policy))
+                .with(middleware)
+                .build();
+            Arc::new(move |uri: String| {
+                let client = client.clone();
+                Box::pin(async move {
+                    let res = client.get(uri).send().await.ok()?;
+                    let status = res.status();
+                    res.bytes().await.ok()?;
+                    Some(status)
+                })
+            })
+        }
+        _ => {
+            let layer = InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), base)
+                .build()
+                .unwrap();
+            boxed(
+                layer.layer(
+                    ServiceBuilder::new()
+                        .map_response(count)
+                        .service(Client::builder(TokioExecutor::new()).build_http()),
+                ),
+            )
+        }
+    }
+}
+
+/// Counts each answer below reqwest-retry (every attempt's).
+struct CountAnswers(Arc<Counts>);
+
+#[async_trait::async_trait]
+impl reqwest_middleware::Middleware for CountAnswers {
+    async fn handle(
+        &self,
+        req: reqwest::Request,
+        extensions: &mut http::Extensions,
+        next: reqwest_middleware::Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        let res = next.run(req, extensions).await?;
+        self.0.answer(res.status());
+        Ok(res)
     }
 }
