@@ -25,7 +25,8 @@
 //!
 //! Last, the same clients against Debian's nginx `limit_req` (20 a second, no burst; bare
 //! refusals and `Retry-After: 1`), when `/usr/sbin/nginx` exists: 400 requests
-//! (`GOODPUT_NGINX_N`), 16 and 64 in flight; `GOODPUT_ONLY=nginx` runs those alone.
+//! (`GOODPUT_NGINX_N`), 16 and 64 in flight; `GOODPUT_ONLY=nginx` runs those alone, and
+//! `GOODPUT_ONLY=stack` the one-stack tables alone.
 //!
 //! Columns: requests that ended in a 200; makespan over the ideal (N over the quota); calls
 //! the server saw over N; 429s the server sent; p50 and p99 latency of a request, waits
@@ -390,6 +391,7 @@ fn main() {
         );
     }
     let only_fleet = only == "fleet";
+    let only_stack = only == "stack";
     let quotas = [
         (
             "fixed window",
@@ -398,7 +400,7 @@ fn main() {
         ("token bucket", Quota::token_bucket(per_second, per_second)),
     ];
     for (workers, title) in [(1, "one stack"), (4, "a fleet of 4 stacks on one quota")] {
-        if only_fleet && workers == 1 {
+        if (only_fleet && workers == 1) || (only_stack && workers > 1) {
             continue;
         }
         for (quota_name, quota) in quotas {
@@ -424,7 +426,7 @@ fn main() {
         let _ = child.kill();
         let _ = child.wait();
     }
-    if !only_fleet {
+    if !only_fleet && !only_stack {
         runtime.block_on(against_nginx());
     }
 }

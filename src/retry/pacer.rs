@@ -199,6 +199,13 @@ impl Pacer {
         }
     }
 
+    /// Whether the rate was searched rather than measured or stated: a search's rate is this
+    /// process's guess at the whole limiter, not a share of what it admitted, so a fleet
+    /// does not add it to the others'.
+    pub(crate) fn searched(&self) -> bool {
+        self.growth != Growth::Held
+    }
+
     /// Whether the pacer paces: not while a search waits for a second refusal.
     pub(crate) fn pacing(&self) -> bool {
         !self.pending

@@ -189,7 +189,7 @@ impl State {
     }
 
     /// The partition's pacing as this process knows it: its rate at `now`, whether the
-    /// server stated it, and when it ends.
+    /// server stated it, and when it ends; `None` while the rate is only searched.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn pacing_of(
         &self,
@@ -198,8 +198,7 @@ impl State {
     ) -> Option<(f64, bool, Instant)> {
         let table = self.lock();
         let pacer = table.held.get(partition)?.pacer.as_ref()?;
-        pacer
-            .pacing()
+        (pacer.pacing() && !pacer.searched())
             .then(|| (pacer.rate_at(now), pacer.stated(), pacer.ends()))
     }
 
