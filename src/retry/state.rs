@@ -360,8 +360,8 @@ impl State {
     }
 
     /// Records an attempt's outcome. `partition` and `now` are only asked for when the
-    /// outcome changes shared state; `sent` is when the attempt was sent, if anything was
-    /// throttled then; `probe` whether it went as the gate's probe; `follow` the rate at which
+    /// outcome changes shared state; `slot` is the schedule of the pacing slot the attempt
+    /// went at, if it went at one; `probe` whether it went as the gate's probe; `follow` the rate at which
     /// the server says its remaining quota lasts, for a paced partition to follow.
     pub(crate) fn observe(
         &self,
