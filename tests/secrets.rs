@@ -70,15 +70,27 @@ fn preset(server: &EmulatorServer, header: AuthHeader) -> InfoPlugLayer {
         .unwrap()
 }
 
-#[tokio::test]
-async fn no_log_line_debug_or_error_carries_the_key() {
+/// A capturing subscriber for this thread (until the guard drops), and an emulator on
+/// loopback that takes either header and has no rate limit.
+async fn captured_emulator() -> (
+    Capture,
+    tracing::subscriber::DefaultGuard,
+    Emulator,
+    EmulatorServer,
+) {
     let capture = Capture::default();
-    let _guard = tracing::subscriber::set_default(capture.clone());
+    let guard = tracing::subscriber::set_default(capture.clone());
     let emulator = Emulator::builder()
         .accept_authorization(true)
         .no_rate_limit()
         .build();
     let server = emulator.serve().await.unwrap();
+    (capture, guard, emulator, server)
+}
+
+#[tokio::test]
+async fn no_log_line_debug_or_error_carries_the_key() {
+    let (capture, _guard, emulator, server) = captured_emulator().await;
     let mut shown = Vec::new();
 
     for header in [AuthHeader::api_key(), AuthHeader::bearer()] {
@@ -412,13 +424,7 @@ async fn a_key_echoed_as_the_error_message_reaches_no_event_in_any_layer_order()
     use tower_infoplug::retry::RetryLayer;
     use tower_infoplug::{AuthLayer, ClassifyLayer};
 
-    let capture = Capture::default();
-    let _guard = tracing::subscriber::set_default(capture.clone());
-    let emulator = Emulator::builder()
-        .accept_authorization(true)
-        .no_rate_limit()
-        .build();
-    let server = emulator.serve().await.unwrap();
+    let (capture, _guard, emulator, server) = captured_emulator().await;
     let key = || ApiKey::new(TEST_KEY).unwrap();
     let quick = || {
         RetryLayer::builder()
