@@ -399,6 +399,16 @@ mod tests {
         }
     }
 
+    /// Sent at `at`, the pacer's slot of schedule `generation`, nothing spent.
+    fn slot_at(at: Instant, generation: u32) -> Plan {
+        Plan::Go {
+            at,
+            slot: Some(generation),
+            probe: false,
+            spend: false,
+        }
+    }
+
     fn retry_at(at: Instant) -> Plan {
         Plan::Go {
             at,
@@ -476,12 +486,21 @@ mod tests {
             },
             ..Snapshot::OPEN
         };
-        let paced = |next: Duration| Snapshot {
+        let paced_in = |next: Duration, generation| Snapshot {
             pace: Some(Pace {
                 next: now + next,
-                generation: 0,
+                generation,
             }),
             ..Snapshot::OPEN
+        };
+        let paced = |next: Duration| paced_in(next, 0);
+        // A retry after a 429 without a hint.
+        let refused = Inputs {
+            step: Step::Retry {
+                hint: None,
+                throttle: true,
+            },
+            ..retry(None)
         };
         let with_deadline = |inputs: Inputs, after: Duration| Inputs {
             deadline: Some(now + after),
@@ -578,12 +597,7 @@ mod tests {
                 "a paced partition sends at its next slot",
                 fresh,
                 paced(40 * MS),
-                Plan::Go {
-                    at: now + 40 * MS,
-                    slot: Some(0),
-                    probe: false,
-                    spend: false,
-                },
+                slot_at(now + 40 * MS, 0),
             ),
             Row::new(
                 "a slot in the past is taken now",
@@ -592,12 +606,7 @@ mod tests {
                     ..fresh
                 },
                 paced(Duration::ZERO),
-                Plan::Go {
-                    at: now + S,
-                    slot: Some(0),
-                    probe: false,
-                    spend: false,
-                },
+                slot_at(now + S, 0),
             ),
             Row::new(
                 "a pacing slot beyond the cap fails fast",
@@ -621,12 +630,7 @@ mod tests {
                     }),
                     ..closed(S, S, TOO_MANY)
                 },
-                Plan::Go {
-                    at: now + 2 * S,
-                    slot: Some(0),
-                    probe: false,
-                    spend: false,
-                },
+                slot_at(now + 2 * S, 0),
             ),
             Row::new(
                 "a resumed request checks the gate again but takes no second slot",
@@ -635,13 +639,7 @@ mod tests {
                     slot: Some(0),
                     ..fresh
                 },
-                Snapshot {
-                    pace: Some(Pace {
-                        next: now + 2 * S,
-                        generation: 0,
-                    }),
-                    ..Snapshot::OPEN
-                },
+                paced(2 * S),
                 go(now),
             ),
             Row::new(
@@ -651,19 +649,8 @@ mod tests {
                     slot: Some(0),
                     ..fresh
                 },
-                Snapshot {
-                    pace: Some(Pace {
-                        next: now + 2 * S,
-                        generation: 1,
-                    }),
-                    ..Snapshot::OPEN
-                },
-                Plan::Go {
-                    at: now + 2 * S,
-                    slot: Some(1),
-                    probe: false,
-                    spend: false,
-                },
+                paced_in(2 * S, 1),
+                slot_at(now + 2 * S, 1),
             ),
             Row::new(
                 "a request that waited for a gate alone takes a slot when it resumes",
@@ -671,19 +658,8 @@ mod tests {
                     step: Step::Resume,
                     ..fresh
                 },
-                Snapshot {
-                    pace: Some(Pace {
-                        next: now + 2 * S,
-                        generation: 0,
-                    }),
-                    ..Snapshot::OPEN
-                },
-                Plan::Go {
-                    at: now + 2 * S,
-                    slot: Some(0),
-                    probe: false,
-                    spend: false,
-                },
+                paced(2 * S),
+                slot_at(now + 2 * S, 0),
             ),
             Row::new(
                 "a resumed request meeting a gate closed meanwhile waits again",
@@ -837,33 +813,16 @@ mod tests {
             ),
             Row::new(
                 "a 429 retried at a pacing slot takes nothing from the budget",
-                Inputs {
-                    step: Step::Retry {
-                        hint: None,
-                        throttle: true,
-                    },
-                    ..retry(None)
-                },
+                refused,
                 Snapshot {
                     budget: false,
                     ..paced(S)
                 },
-                Plan::Go {
-                    at: now + S,
-                    slot: Some(0),
-                    probe: false,
-                    spend: false,
-                },
+                slot_at(now + S, 0),
             ),
             Row::new(
                 "a 429 retried with no pacing spends from the budget, and an empty one stops it",
-                Inputs {
-                    step: Step::Retry {
-                        hint: None,
-                        throttle: true,
-                    },
-                    ..retry(None)
-                },
+                refused,
                 Snapshot {
                     budget: false,
                     ..Snapshot::OPEN
