@@ -130,7 +130,7 @@ impl Pacer {
         });
         let known = throttle
             .quota
-            .or_else(|| measure_hinted(admitted, cycle, throttle.wait()));
+            .or_else(|| measure(admitted, cycle, throttle.wait()));
         Self {
             rate: known.unwrap_or(START),
             floor: 1.0 / max_cooldown.as_secs_f64().max(f64::MIN_POSITIVE),
@@ -172,8 +172,7 @@ impl Pacer {
         // it asked for, counted in the cycle (a leaky bucket that adds a constant
         // `Retry-After` to its refusals).
         let known = throttle.quota.or_else(|| {
-            measure_hinted(self.admitted, cycle, throttle.wait())
-                .filter(|rate| *rate >= met * BACK_OFF)
+            measure(self.admitted, cycle, throttle.wait()).filter(|rate| *rate >= met * BACK_OFF)
         });
         self.stated = throttle.quota.is_some();
         (self.rate, self.growth) = match known {
@@ -281,22 +280,16 @@ impl Pacer {
     }
 }
 
-/// [`measure`], when the server named a wait: only a hint names a window to measure over (a
-/// refusal without one says nothing of the server's window, and the rate is searched).
-fn measure_hinted(admitted: u64, cycle: Duration, wait: Duration) -> Option<f64> {
-    (!wait.is_zero())
-        .then(|| measure(admitted, cycle, wait))
-        .flatten()
-}
-
-/// `admitted` answers over `cycle`, when that is enough to go by: enough answers, over a
-/// cycle long enough to time and short enough to be about the server's window (at most
-/// [`WINDOWS`] times the wait it named, or a second). Over a longer cycle the count says
-/// how busy the caller was, not what the server admits: eight requests in an idle hour
-/// followed by a 429 must not pace the next burst at one request every seven minutes.
+/// `admitted` answers over `cycle`, when that is enough to go by: a wait the server named
+/// (only a hint names a window to measure over; a refusal without one says nothing of it, and
+/// the rate is searched), enough answers, over a cycle long enough to time and short enough
+/// to be about the server's window (at most [`WINDOWS`] times the wait it named, or a
+/// second). Over a longer cycle the count says how busy the caller was, not what the server
+/// admits: eight requests in an idle hour followed by a 429 must not pace the next burst at
+/// one request every seven minutes.
 fn measure(admitted: u64, cycle: Duration, wait: Duration) -> Option<f64> {
     let longest = wait.max(Duration::from_secs(1)).saturating_mul(WINDOWS);
-    (admitted >= MIN_ADMITTED && (MIN_CYCLE..=longest).contains(&cycle))
+    (!wait.is_zero() && admitted >= MIN_ADMITTED && (MIN_CYCLE..=longest).contains(&cycle))
         .then(|| admitted as f64 / cycle.as_secs_f64())
 }
 
