@@ -520,3 +520,50 @@ async fn a_leaky_bucket_is_paced_to_its_rate_with_or_without_hints() {
         }
     }
 }
+
+/// A pacer finds a rate no server announces by going past it now and then: a 429 to an attempt
+/// sent at a pacing slot is its miss, and the request is not ended for it (up to as many
+/// misses as it has retries). Before, three 429s in a row ended a request `AttemptsExhausted`
+/// even when the last one was the pacer's (one request in 120 against nginx with a burst).
+#[tokio::test(start_paused = true)]
+async fn the_pacers_misses_do_not_end_a_request_but_a_quota_that_never_returns_does() {
+    let api = Emulator::new();
+    api.push_all((0..4).map(|_| Reply::status(429)));
+    let layer = RetryLayer::builder().jitter(Fixed(0.5)).build().unwrap();
+    let res = stack_of(&layer, &api)
+        .oneshot(get("https://api.test/v1/x"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(info(&res).attempts(), 5);
+
+    // Refused for good: three counted attempts and two misses, then it ends.
+    let api = Emulator::new();
+    api.push_all((0..100).map(|_| Reply::status(429)));
+    let layer = RetryLayer::builder().jitter(Fixed(0.5)).build().unwrap();
+    let res = stack_of(&layer, &api)
+        .oneshot(get("https://api.test/v1/x"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(info(&res).stop_reason(), StopReason::AttemptsExhausted);
+    assert_eq!(info(&res).attempts(), 5);
+    assert_eq!(api.request_count(), 5);
+
+    // One attempt means no retry, paced or not.
+    let layer = RetryLayer::builder()
+        .jitter(Fixed(0.5))
+        .max_attempts(1)
+        .build()
+        .unwrap();
+    let client = stack_of(&layer, &api);
+    for _ in 0..3 {
+        let res = client
+            .clone()
+            .oneshot(get("https://api.test/v1/x"))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(info(&res).attempts(), 1);
+    }
+}

@@ -140,6 +140,8 @@ struct Bookkeeping<B, P> {
     last_hint: Option<Duration>,
     /// The schedule of the pacing slot the attempt in flight went at, if it went at one.
     sent_at_slot: Option<u32>,
+    /// Attempts sent at a pacing slot and refused with a 429: the pacer's misses.
+    misses: u32,
     /// Whether the attempt in flight (or about to go) is the gate's probe.
     probe: bool,
     /// The schedule of the pacing slot the request waits for, if it holds one.
@@ -218,6 +220,7 @@ where
             waited: Duration::ZERO,
             last_hint: None,
             sent_at_slot: None,
+            misses: 0,
             probe: false,
             slot: None,
         };
@@ -502,6 +505,7 @@ impl<B: Body, P> Bookkeeping<B, P> {
             now,
             samples: [shared.sample(), shared.sample()],
             attempts: self.attempts,
+            misses: self.misses,
             deadline: self.deadline,
             replayable: self.replay.can_replay(),
             probing: self.probe,
@@ -694,6 +698,9 @@ impl<B: Body, P> Bookkeeping<B, P> {
         };
         if hint.is_some() {
             self.last_hint = hint;
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS && self.sent_at_slot.is_some() {
+            self.misses += 1;
         }
         let decision = self.policy.decide(&Attempt {
             method: &self.head.method,

@@ -224,6 +224,12 @@ pub const MAX_REPLAY_LIMIT: usize = 16 * 1024 * 1024;
 
 impl RetryBuilder {
     /// Attempts in all, the first included (1 to 100; default 3). 1 means no retries.
+    ///
+    /// A 429 to an attempt the layer sent at a pacing slot (a throttled partition's rate,
+    /// which it finds by now and then going past it when the server announces none) is the
+    /// pacer's miss rather than the request's: up to `max_attempts - 1` of those are not
+    /// counted, so a request against a refusing server makes at most `2 * max_attempts - 1`
+    /// calls.
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.settings.max_attempts = attempts;
         self

@@ -11,7 +11,7 @@
 //!
 //! | rule | what it does |
 //! |---|---|
-//! | attempts | a retry past `max_attempts` stops: [`AttemptsExhausted`](StopReason::AttemptsExhausted) |
+//! | attempts | a retry past `max_attempts` stops: [`AttemptsExhausted`](StopReason::AttemptsExhausted); a 429 to an attempt sent at a pacing slot is the pacer's miss, not the request's: up to `max_attempts - 1` of those (as many as its retries) do not count |
 //! | hint cap | a hint above `max_retry_after` is not slept on: [`HintTooLong`](StopReason::HintTooLong) |
 //! | replay | a body that cannot be sent again stops: [`BodyNotReplayable`](StopReason::BodyNotReplayable) |
 //! | backoff | full-jitter exponential backoff before retry *n* |
@@ -172,6 +172,8 @@ pub(crate) struct Inputs {
     pub(crate) samples: [f64; 2],
     /// Attempts sent so far.
     pub(crate) attempts: u32,
+    /// How many of them were sent at a pacing slot and refused with a 429.
+    pub(crate) misses: u32,
     pub(crate) deadline: Option<Instant>,
     /// Whether the request body can be sent again.
     pub(crate) replayable: bool,
@@ -239,7 +241,12 @@ pub(crate) fn plan(settings: &Settings, inputs: &Inputs, snapshot: &Snapshot) ->
     let retry = match inputs.step {
         Step::Fresh | Step::Resume => false,
         Step::Retry { hint, .. } => {
-            if inputs.attempts >= settings.max_attempts {
+            // A pacer finds a rate no server announces by going past it now and then: the
+            // request that went at such a slot is not to end for it, up to a bound.
+            let counted = inputs
+                .attempts
+                .saturating_sub(inputs.misses.min(settings.max_attempts.saturating_sub(1)));
+            if counted >= settings.max_attempts {
                 return Stop::because(StopReason::AttemptsExhausted);
             }
             if let Some(hint) = hint.filter(|h| *h > settings.max_retry_after) {
@@ -253,7 +260,7 @@ pub(crate) fn plan(settings: &Settings, inputs: &Inputs, snapshot: &Snapshot) ->
                 return Stop::because(StopReason::BodyNotReplayable);
             }
             let backoff = backoff(
-                inputs.attempts,
+                counted,
                 settings.base_backoff,
                 settings.max_backoff,
                 inputs.samples[0],
@@ -456,6 +463,7 @@ mod tests {
             now,
             samples: [1.0, 0.0],
             attempts: 0,
+            misses: 0,
             deadline: None,
             replayable: true,
             probing: false,
@@ -747,6 +755,26 @@ mod tests {
                 Stop::because(StopReason::AttemptsExhausted),
             ),
             Row::new(
+                "a 429 at a pacing slot is the pacer's miss: it does not count",
+                Inputs {
+                    attempts: 3,
+                    misses: 1,
+                    ..retry(None)
+                },
+                Snapshot::OPEN,
+                retry_at(now + 200 * MS),
+            ),
+            Row::new(
+                "up to max_attempts - 1 misses",
+                Inputs {
+                    attempts: 6,
+                    misses: 4,
+                    ..retry(None)
+                },
+                Snapshot::OPEN,
+                Stop::because(StopReason::AttemptsExhausted),
+            ),
+            Row::new(
                 "a hint above the cap is not slept on",
                 retry(Some(61 * S)),
                 Snapshot::OPEN,
@@ -880,6 +908,7 @@ mod tests {
                 now,
                 samples,
                 attempts,
+                misses: 0,
                 deadline: None,
                 replayable: true,
                 probing: false,
@@ -911,6 +940,7 @@ mod tests {
                     now,
                     samples: [sample, sample],
                     attempts: 1,
+                    misses: 0,
                     deadline: Some(later(now, Duration::MAX)),
                     replayable: true,
                     probing: false,

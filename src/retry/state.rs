@@ -620,6 +620,7 @@ mod tests {
             now,
             samples: [0.0, 0.0],
             attempts: 0,
+            misses: 0,
             deadline: None,
             replayable: true,
             probing: false,
