@@ -6,15 +6,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use http::{HeaderMap, StatusCode, Uri};
+use http::StatusCode;
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::time::Instant;
 
-use super::backend::{Backend, Planned, Remote, RemoteGate};
 use super::layer::Settings;
-use super::plan::{Inputs, Plan, Snapshot, Step, plan};
-use super::state::{Partition, Signal, State};
+use super::plan::{Gate, Inputs, Plan, Snapshot, plan};
+use super::rules::{self, Effect};
+use super::state::{Observation, Partition, Signal, State};
+use super::store::{Planned, Remote};
 use crate::ConfigError;
 
 /// How often the "anything throttled?" key is read at most, per process.
@@ -534,32 +535,7 @@ impl Fleet {
         ];
         let keys = [&*keys.gate, &keys.probe, &keys.rates, &keys.tat];
         let reply: Vec<i64> = self.call(&self.scripts.admit, &keys, &args).await?;
-        let field = |i: usize| reply.get(i).copied().unwrap_or(0);
-        let after = |v: i64| Duration::from_millis(u64::try_from(v).unwrap_or(0));
-        let status = || {
-            StatusCode::from_u16(u16::try_from(field(3)).unwrap_or(429))
-                .unwrap_or(StatusCode::TOO_MANY_REQUESTS)
-        };
-        let gate = match field(0) {
-            1 => RemoteGate::Closed {
-                reopen_in: after(field(1)),
-                asked_in: after(field(2)),
-                status: status(),
-            },
-            2 | 3 => RemoteGate::Probing {
-                asked_in: after(field(2)),
-                status: status(),
-                free: field(0) == 2,
-            },
-            _ => RemoteGate::Open,
-        };
-        let slot = Some(field(5)).filter(|slot| *slot >= 0).map(after);
-        let budget = match field(4) {
-            1 => Some(true),
-            0 => Some(false),
-            _ => None,
-        };
-        Some(Remote { gate, slot, budget })
+        Some(decode_admit(&reply, Instant::now()))
     }
 
     /// Writes what an attempt showed, in the background.
@@ -630,6 +606,40 @@ fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// The admit script's reply `{code, reopen_in, asked_in, status, budget, slot_in}` (see
+/// `Scripts::admit`), read at `now`: whatever Redis sends, a gate, a slot and a budget answer
+/// (a field missing or out of range reads as nothing held).
+fn decode_admit(reply: &[i64], now: Instant) -> Remote {
+    let field = |i: usize| reply.get(i).copied().unwrap_or(0);
+    let after = |v: i64| super::later(now, Duration::from_millis(u64::try_from(v).unwrap_or(0)));
+    let status = || {
+        StatusCode::from_u16(u16::try_from(field(3)).unwrap_or(429))
+            .unwrap_or(StatusCode::TOO_MANY_REQUESTS)
+    };
+    let gate = match field(0) {
+        1 => Gate::Closed {
+            reopen: after(field(1)),
+            asked: after(field(2)),
+            status: status(),
+        },
+        2 | 3 => Gate::Probing {
+            asked: after(field(2)),
+            status: status(),
+            free: field(0) == 2,
+        },
+        _ => Gate::Open,
+    };
+    Remote {
+        gate,
+        slot: Some(field(5)).filter(|slot| *slot >= 0).map(after),
+        budget: match field(4) {
+            1 => Some(true),
+            0 => Some(false),
+            _ => None,
+        },
+    }
+}
+
 /// What a request asks the fleet.
 struct Ask {
     /// This process's pacing of the partition: rate, stated, how long it lasts.
@@ -691,18 +701,18 @@ impl fmt::Debug for FleetState {
     }
 }
 
-impl Backend for FleetState {
-    fn throttled(&self) -> bool {
+impl FleetState {
+    pub(crate) fn throttled(&self) -> bool {
         // Both read: the flag's refresh keeps ticking while anything is throttled locally.
         let fleet = self.fleet.throttled();
         self.local.throttled() || fleet
     }
 
-    fn partition(&self, uri: &Uri, headers: &HeaderMap) -> Partition {
-        self.local.partition(uri, headers)
+    pub(crate) fn local(&self) -> &State {
+        &self.local
     }
 
-    fn plan(
+    pub(crate) fn plan(
         &self,
         settings: &Settings,
         partition: impl FnOnce() -> Partition,
@@ -713,7 +723,7 @@ impl Backend for FleetState {
         }
         // The request's own earliest time: the plan with nothing held back.
         let open = Snapshot {
-            gate: super::plan::Gate::Open,
+            gate: Gate::Open,
             pace: None,
             budget: true,
         };
@@ -722,82 +732,57 @@ impl Backend for FleetState {
         };
         let now = inputs.now;
         let partition = partition();
-        let cap = inputs
-            .deadline
-            .map_or(settings.max_retry_after, |deadline| {
-                settings
-                    .max_retry_after
-                    .min(deadline.saturating_duration_since(now))
-            });
-        // A 429 retried while pacing takes a pacing slot, not a retry from the budget.
-        let retry = match inputs.step {
-            Step::Retry { throttle, .. } => !(throttle && settings.pacing),
-            Step::Fresh | Step::Resume => false,
-        };
         let ask = Ask {
             rate: self
                 .local
                 .pacing_of(&partition, now)
                 .map(|(rate, stated, ends)| (rate, stated, ends.saturating_duration_since(now))),
             earliest: at.saturating_duration_since(now),
-            cap,
-            slot: inputs.step != Step::Resume && settings.pacing,
+            cap: rules::cap(settings.max_retry_after, inputs.deadline, now),
+            slot: inputs.step != super::plan::Step::Resume && settings.pacing,
             lease: self.local.max_cooldown(),
-            budget: self.budget.filter(|_| retry),
+            // Asked before the slot is known: a 429 retried while pacing may take one.
+            budget: self
+                .budget
+                .filter(|_| rules::spends(inputs.step, settings.pacing)),
         };
         let keys = self.fleet.keys(&partition);
         Planned::Ask(Box::pin(Arc::clone(&self.fleet).admit(keys, ask)))
     }
 
-    fn resolve(
+    pub(crate) fn observe(
         &self,
-        settings: &Settings,
-        partition: &Partition,
-        inputs: &Inputs,
-        remote: Option<Remote>,
-    ) -> Plan {
-        self.local
-            .plan_with(settings, || partition.clone(), inputs, remote.as_ref())
-    }
-
-    fn observe(
-        &self,
-        signal: Signal,
+        seen: &Observation,
         partition: impl FnOnce() -> Partition,
         now: impl Fn() -> Instant,
-        slot: Option<u32>,
-        probe: bool,
-        follow: Option<f64>,
     ) {
-        if signal == Signal::Healthy {
+        if seen.signal == Signal::Healthy {
             self.fleet.deposits.fetch_add(1, Ordering::Relaxed);
         }
-        let reports = matches!(signal, Signal::Throttled { .. }) || probe;
+        let reports = matches!(seen.signal, Signal::Throttled { .. }) || seen.probe;
         if !reports || !self.fleet.up() {
-            self.local
-                .observe(signal, partition, now, slot, probe, follow);
+            self.local.observe(seen, partition, now);
             return;
         }
         let partition = partition();
-        self.local
-            .observe(signal, || partition.clone(), &now, slot, probe, follow);
+        self.local.observe(seen, || partition.clone(), &now);
         let report = |report| self.fleet.report(self.fleet.keys(&partition), report);
-        match signal {
+        match seen.signal {
             Signal::Throttled { status, hint, .. } => {
+                let effect = Effect::of(self.local.gates(), self.local.pacing(), status, hint);
                 let hint = hint.unwrap_or_default();
-                if self.local.gates() && !hint.is_zero() {
+                if effect.close {
                     report(Report::Close {
                         reopen_in: hint.min(self.local.max_cooldown()),
                         asked_in: hint,
                         status,
-                        probe,
+                        probe: seen.probe,
                     });
-                } else if probe {
+                } else if seen.probe {
                     report(Report::Reopen);
                 }
                 let at = now();
-                if self.local.pacing()
-                    && status == StatusCode::TOO_MANY_REQUESTS
+                if effect.pace
                     && let Some((rate, stated, ends)) = self.local.pacing_of(&partition, at)
                 {
                     report(Report::Pace {

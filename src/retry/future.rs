@@ -12,13 +12,13 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep, sleep_until};
 use tower_service::Service;
 
-use super::backend::{Backend, Planned, Question, Remote};
 use super::body::{Replay, ReplayBody};
 use super::hints::{quota, remaining_rate, wait_hint};
 use super::layer::Shared;
 use super::plan::{Inputs, Plan, Step, Stop};
 use super::policy::{Attempt, Decision, Failure, Outcome, RetryPolicy};
-use super::state::{Partition, Signal};
+use super::state::{Observation, Partition, Signal};
+use super::store::{Planned, Question, Remote};
 use super::{RetryError, RetryInfo, StopReason, later};
 use crate::ApiError;
 #[allow(unused_imports)] // `Target` without the `tracing` feature
@@ -561,8 +561,12 @@ impl<B: Body, P> Bookkeeping<B, P> {
     /// Tells the shared state what the attempt showed (and, for a paced partition, the rate
     /// the server says its remaining quota lasts at, if it says so).
     fn observe(&mut self, signal: Signal, follow: Option<f64>) {
-        let probe = std::mem::take(&mut self.probe);
-        let slot = self.sent_at_slot.take();
+        let seen = Observation {
+            signal,
+            slot: self.sent_at_slot.take(),
+            probe: std::mem::take(&mut self.probe),
+            follow,
+        };
         let Self {
             partition,
             head,
@@ -571,16 +575,13 @@ impl<B: Body, P> Bookkeeping<B, P> {
         } = self;
         let state = &shared.state;
         state.observe(
-            signal,
+            &seen,
             || {
                 partition
                     .get_or_insert_with(|| state.partition(&head.uri, &head.headers))
                     .clone()
             },
             Instant::now,
-            slot,
-            probe,
-            follow,
         );
     }
 

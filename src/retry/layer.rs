@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
-use super::backend::States;
 use super::backoff::{Jitter, RandomJitter, SystemClock, WallClock};
 use super::budget::Budget;
 use super::hints::HintFields;
 use super::state::State;
+use super::store::Store;
 use super::{DefaultPolicy, Retry};
 use crate::ConfigError;
 
@@ -36,7 +36,7 @@ pub(super) struct Settings {
 /// What every clone of a layer, and every service and future built from it, shares.
 pub(super) struct Shared {
     pub(super) settings: Settings,
-    pub(super) state: States,
+    pub(super) state: Store,
     pub(super) jitter: Arc<dyn Jitter>,
     pub(super) clock: Arc<dyn WallClock>,
 }
@@ -469,16 +469,16 @@ impl RetryBuilder {
         let state = match &self.fleet {
             Some(fleet) => {
                 let salt = [fleet.prefix().as_bytes(), b"\0", &self.fleet_salt].concat();
-                States::Fleet(super::fleet::FleetState::new(
+                Store::Fleet(super::fleet::FleetState::new(
                     local.with_stable_partitions(&salt),
                     fleet,
                     self.budget,
                 ))
             }
-            None => States::Local(local),
+            None => Store::Local(local),
         };
         #[cfg(not(feature = "redis"))]
-        let state = States::Local(local);
+        let state = Store::Local(local);
         Ok(RetryLayer {
             shared: Arc::new(Shared {
                 state,

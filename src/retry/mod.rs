@@ -122,7 +122,6 @@
 //! Anything else: implement [`RetryPolicy`] (two methods) or wrap a closure with
 //! [`policy_fn`], and hand it to [`RetryLayer::with_policy`].
 
-mod backend;
 mod backoff;
 mod body;
 mod budget;
@@ -139,9 +138,11 @@ mod metrics;
 mod pacer;
 mod plan;
 mod policy;
+mod rules;
 mod service;
 mod state;
 mod status;
+mod store;
 
 pub use backoff::{Jitter, RandomJitter, SystemClock, WallClock};
 pub use body::{BoxError, ReplayBody};

@@ -38,6 +38,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::later;
+use super::rules;
 
 /// How long a measured rate is kept as it is.
 pub(crate) const HOLD: Duration = Duration::from_secs(10);
@@ -228,8 +229,7 @@ impl Pacer {
 
     /// Takes the slot at `at` (no earlier than [`next`](Self::next)).
     pub(crate) fn take(&mut self, at: Instant) {
-        let interval = Duration::from_secs_f64(1.0 / self.rate_at(at));
-        self.next = later(at.max(self.next), interval);
+        self.next = rules::after_slot(rules::slot(self.next, at), self.rate_at(at));
     }
 
     /// The rate at `now`: held, then recovering; or searched.

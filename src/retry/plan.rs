@@ -30,6 +30,7 @@ use super::StopReason;
 use super::backoff::{backoff, unit};
 use super::later;
 use super::layer::Settings;
+use super::rules;
 
 /// The least upward spread a pacing layer allows a hinted wait (and the most it needs: the
 /// pacer spreads crowds, the spread only keeps one caller off the exact second).
@@ -238,8 +239,8 @@ pub(crate) fn plan(settings: &Settings, inputs: &Inputs, snapshot: &Snapshot) ->
     let now = inputs.now;
     let waits_over = |at: Instant| inputs.deadline.is_some_and(|d| at >= d);
     let mut at = now;
-    let retry = match inputs.step {
-        Step::Fresh | Step::Resume => false,
+    match inputs.step {
+        Step::Fresh | Step::Resume => {}
         Step::Retry { hint, .. } => {
             // A pacer finds a rate no server announces by going past it now and then: the
             // request that went at such a slot is not to end for it, up to a bound.
@@ -277,10 +278,10 @@ pub(crate) fn plan(settings: &Settings, inputs: &Inputs, snapshot: &Snapshot) ->
             if waits_over(at) {
                 return Stop::because(StopReason::DeadlineTooClose);
             }
-            true
         }
-    };
+    }
 
+    let cap = rules::cap(settings.max_retry_after, inputs.deadline, now);
     let mut probe = false;
     let held = match snapshot.gate {
         Gate::Open => None,
@@ -293,7 +294,7 @@ pub(crate) fn plan(settings: &Settings, inputs: &Inputs, snapshot: &Snapshot) ->
     };
     if let Some((asked, status)) = held.filter(|(asked, _)| *asked > at) {
         let asked_for = asked.saturating_duration_since(now);
-        if asked_for > settings.max_retry_after || waits_over(asked) {
+        if asked_for > cap {
             return Stop::cooling(asked_for, status);
         }
         at = later(asked, spread(settings, asked_for, inputs.samples[1]));
@@ -312,18 +313,15 @@ pub(crate) fn plan(settings: &Settings, inputs: &Inputs, snapshot: &Snapshot) ->
     if let Some(pace) = snapshot.pace.filter(takes_slot) {
         if pace.next > at {
             let asked_for = pace.next.saturating_duration_since(now);
-            if asked_for > settings.max_retry_after || waits_over(pace.next) {
+            if asked_for > cap {
                 return Stop::cooling(asked_for, StatusCode::TOO_MANY_REQUESTS);
             }
-            at = pace.next;
+            at = rules::slot(pace.next, at);
         }
         slot = Some(pace.generation);
     }
 
-    // A 429 retried at a pacing slot is the quota's pace, not an outage's amplification: it
-    // takes nothing from the budget.
-    let quota_retry = matches!(inputs.step, Step::Retry { throttle: true, .. }) && slot.is_some();
-    let spend = retry && !quota_retry;
+    let spend = rules::spends(inputs.step, slot.is_some());
     if spend && !snapshot.budget {
         return Stop::because(StopReason::BudgetExhausted);
     }

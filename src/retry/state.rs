@@ -23,12 +23,14 @@ use std::time::Duration;
 use http::{HeaderMap, StatusCode, Uri};
 use tokio::time::Instant;
 
-use super::backend::Remote;
+use super::StopReason;
 use super::budget::Budget;
 use super::later;
 use super::layer::Settings;
 use super::pacer::{Pacer, Throttle};
 use super::plan::{Gate, Inputs, Pace, Plan, Snapshot, Step, plan};
+use super::rules::{Effect, Shut};
+use super::store::Remote;
 use crate::origin::Site;
 
 /// Which gate and pacer a request is held by.
@@ -60,6 +62,19 @@ impl Partition {
             None => format!("-#{short:08x}"),
         }
     }
+}
+
+/// What an attempt showed, for the stores.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Observation {
+    pub(crate) signal: Signal,
+    /// The schedule of the pacing slot the attempt went at, if it went at one.
+    pub(crate) slot: Option<u32>,
+    /// Whether it went as the gate's probe.
+    pub(crate) probe: bool,
+    /// For a healthy answer in a paced partition: the rate at which the server says its
+    /// remaining quota lasts, when it says so.
+    pub(crate) follow: Option<f64>,
 }
 
 /// What an attempt's outcome tells the shared state.
@@ -137,9 +152,7 @@ struct Held {
 
 #[derive(Debug, Clone, Copy)]
 struct Closed {
-    reopen: Instant,
-    asked: Instant,
-    status: StatusCode,
+    shut: Shut,
     /// Until when the probe that is out holds its turn.
     probe: Option<Instant>,
 }
@@ -273,10 +286,11 @@ impl State {
         remote: Option<&Remote>,
     ) -> Plan {
         let now = inputs.now;
+        let mut told = Told::default();
         let mut table = self.lock();
         let partition = (remote.is_some() || !table.held.is_empty()).then(partition);
         if let Some(partition) = &partition {
-            self.tidy(&mut table, partition, now);
+            self.tidy(&mut table, partition, now, &mut told);
         }
         let held = partition.as_ref().and_then(|p| table.held.get_mut(p));
         let local_gate = held
@@ -285,7 +299,7 @@ impl State {
             .map_or(Gate::Open, |gate| gate.at(now));
         let retry = matches!(inputs.step, Step::Retry { .. });
         let snapshot = Snapshot {
-            gate: remote.map_or(local_gate, |r| local_gate.stricter(r.gate.at(now))),
+            gate: remote.map_or(local_gate, |r| local_gate.stricter(r.gate)),
             pace: {
                 // A search waiting for its second refusal paces only the retries of refused
                 // requests: they are the crowd it may have to pace.
@@ -296,8 +310,8 @@ impl State {
                     .filter(|p| p.pacing() || refused);
                 match remote {
                     // The fleet's slot, already taken there, of this process's schedule.
-                    Some(remote) => remote.slot.map(|slot| Pace {
-                        next: later(now, slot),
+                    Some(remote) => remote.slot.map(|next| Pace {
+                        next,
                         generation: local.map_or(0, Pacer::generation),
                     }),
                     None => local.map(|pacer| Pace {
@@ -323,56 +337,49 @@ impl State {
             Some(remote) => (false, remote.budget.is_none()),
             None => (true, true),
         };
-        if let Plan::Go {
-            at,
-            slot,
-            probe,
-            spend,
-        } = plan
-        {
-            if let Some(held) = held {
-                if slot_here
-                    && slot.is_some()
-                    && let Some(pacer) = &mut held.pacer
-                {
-                    pacer.take(at);
-                    if let Some(partition) = &partition {
-                        super::metrics::paced_rate(partition, pacer.rate_at(at));
+        match plan {
+            Plan::Go {
+                at,
+                slot,
+                probe,
+                spend,
+            } => {
+                if let Some(held) = held {
+                    if slot_here
+                        && slot.is_some()
+                        && let Some(pacer) = &mut held.pacer
+                    {
+                        pacer.take(at);
+                        told.paced = Some(pacer.rate_at(at));
+                    }
+                    if probe && let Some(gate) = &mut held.gate {
+                        gate.probe = Some(later(now, self.max_cooldown));
+                        told.probe = true;
                     }
                 }
-                if probe && let Some(gate) = &mut held.gate {
-                    gate.probe = Some(later(now, self.max_cooldown));
-                    super::metrics::probe();
+                if spend_here
+                    && spend
+                    && let Some(budget) = &self.budget
+                {
+                    budget.spend();
                 }
             }
-            if spend_here
-                && spend
-                && let Some(budget) = &self.budget
-            {
-                budget.spend();
-            }
-        } else if let Plan::Stop(stop) = &plan
-            && stop.reason == super::StopReason::BudgetExhausted
-        {
-            super::metrics::budget_refused();
+            Plan::Stop(stop) => told.budget_refused = stop.reason == StopReason::BudgetExhausted,
         }
+        drop(table);
+        told.emit(partition.as_ref());
         plan
     }
 
-    /// Records an attempt's outcome. `partition` and `now` are only asked for when the
-    /// outcome changes shared state; `slot` is the schedule of the pacing slot the attempt
-    /// went at, if it went at one; `probe` whether it went as the gate's probe; `follow` the rate at which
-    /// the server says its remaining quota lasts, for a paced partition to follow.
+    /// Records what an attempt showed. `partition` and `now` are only asked for when the
+    /// outcome changes shared state.
     pub(crate) fn observe(
         &self,
-        signal: Signal,
+        seen: &Observation,
         partition: impl FnOnce() -> Partition,
         now: impl Fn() -> Instant,
-        slot: Option<u32>,
-        probe: bool,
-        follow: Option<f64>,
     ) {
-        let shared = match signal {
+        let shared = match seen.signal {
             Signal::Healthy => {
                 let before = self.healthy.fetch_add(1, Ordering::Relaxed);
                 if before == self.quiet_base.load(Ordering::Relaxed) {
@@ -383,8 +390,7 @@ impl State {
                 self.throttled()
             }
             Signal::Throttled { status, hint, .. } => {
-                (self.gates && hint.is_some_and(|h| !h.is_zero()))
-                    || (self.pacing && status == StatusCode::TOO_MANY_REQUESTS)
+                Effect::of(self.gates, self.pacing, status, hint).any()
             }
             Signal::Answered => {
                 self.unhealthy.fetch_add(1, Ordering::Relaxed);
@@ -392,50 +398,44 @@ impl State {
             }
             Signal::Refused | Signal::Failed => false,
         };
-        if !shared && !probe {
+        if !shared && !seen.probe {
             return;
         }
         let partition = partition();
         let now = now();
+        let mut told = Told::default();
         let mut table = self.lock();
-        match signal {
+        match seen.signal {
             Signal::Throttled {
                 status,
                 hint,
                 quota,
             } => {
+                let effect = Effect::of(self.gates, self.pacing, status, hint);
                 let hint = hint.unwrap_or_default();
-                let asked = later(now, hint);
-                let close = self.gates && !hint.is_zero();
-                let pace = self.pacing && status == StatusCode::TOO_MANY_REQUESTS;
-                if close || pace {
+                if effect.any() {
                     self.throttled.store(true, Ordering::Release);
                 }
                 let quiet = self.quiet();
                 let held = table.held.entry(partition.clone()).or_default();
-                if close {
-                    let reopen = later(now, hint.min(self.max_cooldown));
-                    let fresh = Closed {
-                        reopen,
-                        asked,
-                        status,
-                        probe: None,
-                    };
+                if effect.close {
+                    let fresh = Shut::after(now, hint, status, self.max_cooldown);
                     held.gate = Some(match held.gate {
                         // The probe's answer is the server's latest word.
-                        Some(gate) if !probe => Closed {
-                            reopen: gate.reopen.max(reopen),
-                            asked: gate.asked.max(asked),
-                            status,
+                        Some(gate) if !seen.probe => Closed {
+                            shut: gate.shut.merge(fresh),
                             probe: gate.probe,
                         },
-                        _ => fresh,
+                        _ => Closed {
+                            shut: fresh,
+                            probe: None,
+                        },
                     });
-                    super::metrics::gate_closed(status);
-                } else if probe {
+                    told.closed = Some(status);
+                } else if seen.probe {
                     held.gate = None;
                 }
-                if pace {
+                if effect.pace {
                     // Capped as the gate is: no pacing holds a partition past max_cooldown.
                     let throttle = Throttle {
                         now,
@@ -443,22 +443,20 @@ impl State {
                         quota,
                     };
                     match &mut held.pacer {
-                        Some(pacer) => pacer.throttled(throttle, slot),
+                        Some(pacer) => pacer.throttled(throttle, seen.slot),
                         None => {
                             let (admitted, since) = quiet;
                             held.pacer =
                                 Some(Pacer::start(throttle, admitted, since, self.max_cooldown));
                         }
                     }
-                    if let Some(pacer) = &held.pacer {
-                        super::metrics::paced_rate(&partition, pacer.rate_at(now));
-                    }
+                    told.paced = held.pacer.as_ref().map(|pacer| pacer.rate_at(now));
                 }
             }
             Signal::Healthy | Signal::Answered | Signal::Refused | Signal::Failed => {
                 if let Some(held) = table.held.get_mut(&partition) {
-                    if probe {
-                        match signal {
+                    if seen.probe {
+                        match seen.signal {
                             // No answer: another request may probe.
                             Signal::Failed => {
                                 if let Some(gate) = &mut held.gate {
@@ -469,19 +467,21 @@ impl State {
                             _ => held.gate = None,
                         }
                     }
-                    if matches!(signal, Signal::Healthy | Signal::Answered)
+                    if matches!(seen.signal, Signal::Healthy | Signal::Answered)
                         && let Some(pacer) = &mut held.pacer
                     {
                         pacer.admitted();
-                        if let Some(rate) = follow {
+                        if let Some(rate) = seen.follow {
                             pacer.follow(rate);
-                            super::metrics::paced_rate(&partition, pacer.rate_at(now));
+                            told.paced = Some(pacer.rate_at(now));
                         }
                     }
                 }
             }
         }
-        self.tidy(&mut table, &partition, now);
+        self.tidy(&mut table, &partition, now, &mut told);
+        drop(table);
+        told.emit(Some(&partition));
     }
 
     /// Answers the server admitted since the quiet spell began, and when the first healthy one
@@ -504,14 +504,14 @@ impl State {
     /// Drops what no longer holds anything back: in `partition` always, in every partition
     /// once per [`SWEEP`] (so that many tenants do not make every request walk them all).
     /// Once nothing is held, the common case is lock free again and a new quiet spell begins.
-    fn tidy(&self, table: &mut Table, partition: &Partition, now: Instant) {
+    fn tidy(&self, table: &mut Table, partition: &Partition, now: Instant, told: &mut Told) {
         if table.swept.is_none_or(|at| now >= later(at, SWEEP)) {
             table.swept = Some(now);
             table
                 .held
-                .retain(|partition, held| held.expire(partition, now));
+                .retain(|partition, held| held.expire(partition, now, told));
         } else if let Some(held) = table.held.get_mut(partition)
-            && !held.expire(partition, now)
+            && !held.expire(partition, now, told)
         {
             table.held.remove(partition);
         }
@@ -539,13 +539,13 @@ impl State {
 
 impl Held {
     /// Drops what has expired at `now`; whether anything is still held.
-    fn expire(&mut self, partition: &Partition, now: Instant) -> bool {
-        if self.gate.is_some_and(|gate| now >= gate.asked) {
+    fn expire(&mut self, partition: &Partition, now: Instant, told: &mut Told) -> bool {
+        if self.gate.is_some_and(|gate| now >= gate.shut.asked) {
             self.gate = None;
         }
         if self.pacer.as_ref().is_some_and(|p| p.ended(now)) {
             self.pacer = None;
-            super::metrics::paced_rate(partition, 0.0);
+            told.unpaced.push(partition.clone());
         }
         self.gate.is_some() || self.pacer.is_some()
     }
@@ -553,20 +553,40 @@ impl Held {
 
 impl Closed {
     fn at(self, now: Instant) -> Gate {
-        if now >= self.asked {
-            return Gate::Open;
+        self.shut
+            .at(now, self.probe.is_none_or(|until| now >= until))
+    }
+}
+
+/// What changed under the lock, for telemetry to report once it is released: no recorder
+/// (the user's code) runs under the crate's lock.
+#[derive(Debug, Default)]
+struct Told {
+    /// The partition's paced rate, when it was set or a slot taken.
+    paced: Option<f64>,
+    probe: bool,
+    closed: Option<StatusCode>,
+    budget_refused: bool,
+    /// Partitions whose pacing ended.
+    unpaced: Vec<Partition>,
+}
+
+impl Told {
+    fn emit(self, partition: Option<&Partition>) {
+        if let (Some(rate), Some(partition)) = (self.paced, partition) {
+            super::metrics::paced_rate(partition, rate);
         }
-        if now < self.reopen {
-            return Gate::Closed {
-                reopen: self.reopen,
-                asked: self.asked,
-                status: self.status,
-            };
+        if self.probe {
+            super::metrics::probe();
         }
-        Gate::Probing {
-            asked: self.asked,
-            status: self.status,
-            free: self.probe.is_none_or(|until| now >= until),
+        if let Some(status) = self.closed {
+            super::metrics::gate_closed(status);
+        }
+        if self.budget_refused {
+            super::metrics::budget_refused();
+        }
+        for partition in &self.unpaced {
+            super::metrics::paced_rate(partition, 0.0);
         }
     }
 }
@@ -577,6 +597,15 @@ mod tests {
     use crate::retry::RetryLayer;
 
     const S: Duration = Duration::from_secs(1);
+
+    fn seen(signal: Signal, probe: bool) -> Observation {
+        Observation {
+            signal,
+            slot: None,
+            probe,
+            follow: None,
+        }
+    }
 
     fn state() -> State {
         State::new(&RetryLayer::new().shared.settings, true, None)
@@ -640,7 +669,7 @@ mod tests {
             hint: Some(3600 * S),
             quota: None,
         };
-        state.observe(throttle, || api.clone(), || t0, None, false, None);
+        state.observe(&seen(throttle, false), || api.clone(), || t0);
         assert!(state.throttled());
         let cooling = |plan| matches!(plan, Plan::Stop(stop) if stop.retry_after.is_some());
         assert!(cooling(state.plan(&settings, || api.clone(), &fresh(t0))));
@@ -654,11 +683,113 @@ mod tests {
             &fresh(after)
         )));
         // The probe's answer has no hint: the gate is open, and nothing is held any more.
-        state.observe(Signal::Healthy, || api.clone(), || after, None, true, None);
+        state.observe(&seen(Signal::Healthy, true), || api.clone(), || after);
         assert!(matches!(
             state.plan(&settings, || api.clone(), &fresh(after)),
             Plan::Go { probe: false, .. }
         ));
         assert!(!state.throttled());
+    }
+
+    /// Every metric the state reports is reported once its lock is released: a recorder (the
+    /// user's code) that takes the same lock from its callback does not deadlock. Before,
+    /// the gate's closure, the paced rate, the probe and the end of a pacing were recorded
+    /// under it.
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn no_recorder_runs_under_the_lock() {
+        use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, SharedString, Unit};
+        use std::sync::atomic::AtomicUsize;
+
+        #[derive(Default)]
+        struct Probe {
+            state: std::sync::OnceLock<std::sync::Arc<State>>,
+            names: Mutex<Vec<String>>,
+            under_lock: AtomicUsize,
+        }
+        impl Probe {
+            fn saw(&self, key: &Key) {
+                if let Some(state) = self.state.get()
+                    && state.partitions.try_lock().is_err()
+                {
+                    self.under_lock.fetch_add(1, Ordering::Relaxed);
+                }
+                self.names
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(key.name().to_owned());
+            }
+        }
+        impl metrics::Recorder for Probe {
+            fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+            fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+            fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+            fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+                self.saw(key);
+                Counter::noop()
+            }
+            fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+                self.saw(key);
+                Gauge::noop()
+            }
+            fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+                self.saw(key);
+                Histogram::noop()
+            }
+        }
+
+        let settings = RetryLayer::builder()
+            .max_cooldown(S)
+            .build()
+            .unwrap()
+            .shared
+            .settings;
+        let state = std::sync::Arc::new(State::new(&settings, true, Some(Budget::new(0.0, 0))));
+        let probe = Probe::default();
+        let _ = probe.state.set(std::sync::Arc::clone(&state));
+        let api = state.partition(&"https://api.test/".parse().unwrap(), &HeaderMap::new());
+        let t0 = Instant::now();
+        metrics::with_local_recorder(&probe, || {
+            // A 429 with a stated quota and a long hint: the gate shuts and the pace is set.
+            let throttle = Signal::Throttled {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                hint: Some(5 * S),
+                quota: Some(10.0),
+            };
+            state.observe(&seen(throttle, false), || api.clone(), || t0);
+            // Past the reopening, a request probes and takes a slot.
+            let probing = state.plan(&settings, || api.clone(), &fresh(t0 + 2 * S));
+            assert!(
+                matches!(probing, Plan::Go { probe: true, .. }),
+                "{probing:?}"
+            );
+            // A retry the empty budget refuses.
+            let retry = Inputs {
+                attempts: 1,
+                step: Step::Retry {
+                    hint: None,
+                    throttle: false,
+                },
+                ..fresh(t0 + 2 * S)
+            };
+            let refused = state.plan(&settings, || api.clone(), &retry);
+            assert!(matches!(refused, Plan::Stop(_)), "{refused:?}");
+            // Much later, the pacing ends.
+            let _ = state.plan(&settings, || api.clone(), &fresh(t0 + 3600 * S));
+        });
+        let names = probe.names.lock().unwrap().clone();
+        for name in [
+            "infoplug_gate_closures_total",
+            "infoplug_paced_rate",
+            "infoplug_probes_total",
+            "infoplug_budget_refusals_total",
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name} not in {names:?}");
+        }
+        assert!(
+            names.iter().filter(|n| *n == "infoplug_paced_rate").count() >= 3,
+            "{names:?}"
+        );
+        assert_eq!(probe.under_lock.load(Ordering::Relaxed), 0, "{names:?}");
     }
 }

@@ -1,0 +1,127 @@
+//! The stores behind the planner: this process's [`State`] (the default) and, with the
+//! `redis` feature, a fleet's ([`FleetState`](super::fleet::FleetState)) that adds a shared
+//! store to it. Two known kinds, so an enum: static dispatch, and the default costs nothing it
+//! did not cost before (a request reads one atomic flag while nothing is throttled).
+//!
+//! The rules both apply are [`rules`](super::rules)'s; what they keep is read by
+//! [`plan`](super::plan).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use http::{HeaderMap, Uri};
+use tokio::time::Instant;
+
+use super::layer::Settings;
+use super::plan::{Gate, Inputs, Plan};
+use super::state::{Observation, Partition, State};
+
+/// A plan, or a question to ask first.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) enum Planned {
+    Now(Plan),
+    /// Ask the store; bounded by its timeout, so it always ends.
+    Ask(Question),
+}
+
+/// A question to a fleet's shared store, in flight.
+pub(crate) type Question = Pin<Box<dyn Future<Output = Option<Remote>> + Send>>;
+
+/// What a fleet's shared store says about a partition, on this process's clock (taken when
+/// the answer came: the store's clock and ours need not agree; durations do).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) struct Remote {
+    /// The fleet's gate; `free` when probing: the store gave this request the probe.
+    pub(crate) gate: Gate,
+    /// The pacing slot the store gave this request; `None`: the partition is not paced in
+    /// the fleet.
+    pub(crate) slot: Option<Instant>,
+    /// For a retry, whether the fleet's budget gave one (and took it); `None`: not asked.
+    pub(crate) budget: Option<bool>,
+}
+
+/// The store a layer was built with.
+pub(crate) enum Store {
+    Local(State),
+    #[cfg(feature = "redis")]
+    Fleet(super::fleet::FleetState),
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Local(state) => state.fmt(f),
+            #[cfg(feature = "redis")]
+            Self::Fleet(fleet) => fleet.fmt(f),
+        }
+    }
+}
+
+impl Store {
+    /// Whether anything may be throttled: while not, requests skip planning altogether.
+    #[inline]
+    pub(crate) fn throttled(&self) -> bool {
+        match self {
+            Self::Local(state) => state.throttled(),
+            #[cfg(feature = "redis")]
+            Self::Fleet(fleet) => fleet.throttled(),
+        }
+    }
+
+    /// The partition of a request.
+    pub(crate) fn partition(&self, uri: &Uri, headers: &HeaderMap) -> Partition {
+        self.local().partition(uri, headers)
+    }
+
+    /// This process's state (a fleet's store adds to it).
+    pub(crate) fn local(&self) -> &State {
+        match self {
+            Self::Local(state) => state,
+            #[cfg(feature = "redis")]
+            Self::Fleet(fleet) => fleet.local(),
+        }
+    }
+
+    /// A plan now, or a question to a shared store first (then [`resolve`](Self::resolve)).
+    pub(crate) fn plan(
+        &self,
+        settings: &Settings,
+        partition: impl FnOnce() -> Partition,
+        inputs: &Inputs,
+    ) -> Planned {
+        match self {
+            Self::Local(state) => Planned::Now(state.plan(settings, partition, inputs)),
+            #[cfg(feature = "redis")]
+            Self::Fleet(fleet) => fleet.plan(settings, partition, inputs),
+        }
+    }
+
+    /// The plan once the store answered (`None`: it did not, in time).
+    pub(crate) fn resolve(
+        &self,
+        settings: &Settings,
+        partition: &Partition,
+        inputs: &Inputs,
+        remote: Option<Remote>,
+    ) -> Plan {
+        self.local()
+            .plan_with(settings, || partition.clone(), inputs, remote.as_ref())
+    }
+
+    /// What an attempt showed; see [`State::observe`]. `partition` and `now` are only asked
+    /// for when it changes shared state.
+    pub(crate) fn observe(
+        &self,
+        seen: &Observation,
+        partition: impl FnOnce() -> Partition,
+        now: impl Fn() -> Instant,
+    ) {
+        match self {
+            Self::Local(state) => state.observe(seen, partition, now),
+            #[cfg(feature = "redis")]
+            Self::Fleet(fleet) => fleet.observe(seen, partition, now),
+        }
+    }
+}
