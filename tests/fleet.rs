@@ -15,9 +15,9 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/redis.rs"]
+mod redis_server;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -26,6 +26,7 @@ use bytes::Bytes;
 use common::{Fixed, get};
 use http::{Request, StatusCode};
 use http_body_util::Full;
+use redis_server::RedisServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tower::{Layer, ServiceExt};
@@ -35,60 +36,6 @@ use tower_infoplug::{ApiKey, InfoPlugLayer, InfoPlugService, RetryError, StopRea
 
 const MS: Duration = Duration::from_millis(1);
 const URL: &str = "http://api.test/v1/x";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A `redis-server` on a loopback port, killed when dropped.
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    fn start() -> Self {
-        Self::on(free_port())
-    }
-
-    fn on(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is on the PATH (these tests are ignored unless asked for)");
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Self { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 type Stack = InfoPlugService<Emulator>;
 
@@ -272,7 +219,7 @@ async fn redis_killed_and_restarted_loses_nothing_and_rejoins() {
     let capture = common::Capture::default();
     tracing::subscriber::set_global_default(capture.clone()).unwrap();
     let mut redis = RedisServer::start();
-    let port = redis.port;
+    let port = redis.port();
     let api = Emulator::builder().no_rate_limit().build();
     let (fa, a) = process(&redis.url(), "restart", &api, |r| r);
     let (fb, b) = process(&redis.url(), "restart", &api, |r| r);
@@ -384,7 +331,7 @@ async fn slow_proxy(upstream: u16, delay: Arc<AtomicU64>) -> u16 {
 async fn a_slow_redis_delays_no_request_beyond_the_timeout() {
     let redis = RedisServer::start();
     let delay = Arc::new(AtomicU64::new(0));
-    let proxy = slow_proxy(redis.port, Arc::clone(&delay)).await;
+    let proxy = slow_proxy(redis.port(), Arc::clone(&delay)).await;
     let url = format!("redis://127.0.0.1:{proxy}");
     let api = Emulator::builder().no_rate_limit().build();
     let (fa, a) = process(&url, "slow", &api, |r| r);

@@ -125,6 +125,8 @@
 mod backoff;
 mod body;
 mod budget;
+#[cfg(test)]
+mod conformance;
 mod deadline;
 mod error;
 #[cfg(feature = "redis")]

@@ -1,0 +1,300 @@
+//! One contract, two stores: the same table of scenarios (gate, merge, probe, cap, pacing
+//! slots, budget) run against this process's store in every `cargo test`, and against a
+//! fleet's store in Redis (the Lua scripts) where a `redis-server` can be started, so a
+//! script that drifts from [`rules`](super::rules) fails a test.
+//!
+//! Each scenario is a list of steps at times after its start: a throttle one process saw,
+//! and requests asking to go. On the local store one state sees both; on the fleet one
+//! process sees the throttles and *another* asks, so its plans come from Redis alone.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode};
+use tokio::time::Instant;
+
+use super::StopReason;
+use super::layer::RetryLayer;
+use super::plan::{Inputs, Plan, Step};
+use super::state::{Observation, Signal};
+use super::store::{Planned, Store};
+
+const MS: Duration = Duration::from_millis(1);
+
+/// What a step does, `at` ms after the scenario starts.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    /// A throttle seen: status, hint (ms), stated quota (requests a second).
+    Throttle(u16, Option<u64>, Option<f64>),
+    /// A request asks to go (a retry after a failure when `retry`), and is expected to.
+    Ask { retry: bool, want: Want },
+}
+
+/// What the plan should be.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Want {
+    /// Go this many ms after the scenario's start, as the probe or not.
+    Go {
+        at: u64,
+        probe: bool,
+    },
+    Stop(StopReason),
+}
+
+struct Scenario {
+    name: &'static str,
+    steps: &'static [(u64, Op)],
+}
+
+const fn go(at: u64) -> Op {
+    Op::Ask {
+        retry: false,
+        want: Want::Go { at, probe: false },
+    }
+}
+
+/// The table. Layer: `max_cooldown` 1 s, `max_retry_after` 60 s, a budget of ratio 0 with
+/// one retry a second (a reserve of 10); jitter samples 0.
+const TABLE: &[Scenario] = &[
+    Scenario {
+        name: "a hinted 503 shuts the gate until the server's ask",
+        steps: &[(0, Op::Throttle(503, Some(2000), None)), (100, go(2000))],
+    },
+    Scenario {
+        name: "a shorter hint never opens what a longer one shut",
+        steps: &[
+            (0, Op::Throttle(503, Some(2000), None)),
+            (50, Op::Throttle(503, Some(300), None)),
+            (150, go(2000)),
+        ],
+    },
+    Scenario {
+        name: "past the capped reopening one request probes, the next waits for the ask",
+        steps: &[
+            (0, Op::Throttle(503, Some(3000), None)),
+            (
+                1200,
+                Op::Ask {
+                    retry: false,
+                    want: Want::Go {
+                        at: 1200,
+                        probe: true,
+                    },
+                },
+            ),
+            (1250, go(3000)),
+        ],
+    },
+    Scenario {
+        name: "an ask past max_retry_after is not waited for",
+        steps: &[
+            (0, Op::Throttle(429, Some(90_000), None)),
+            (
+                100,
+                Op::Ask {
+                    retry: false,
+                    want: Want::Stop(StopReason::CoolingDown),
+                },
+            ),
+        ],
+    },
+    Scenario {
+        name: "a stated quota gives slots one interval apart",
+        steps: &[
+            (0, Op::Throttle(429, None, Some(10.0))),
+            (100, go(100)),
+            (100, go(200)),
+            (100, go(300)),
+            (100, go(400)),
+        ],
+    },
+    Scenario {
+        name: "the budget gives its reserve, then refuses",
+        steps: &[
+            (0, retry_goes()),
+            (0, retry_goes()),
+            (0, retry_goes()),
+            (0, retry_goes()),
+            (0, retry_goes()),
+            (0, retry_goes()),
+            (0, retry_goes()),
+            (0, retry_goes()),
+            (0, retry_goes()),
+            (0, retry_goes()),
+            (
+                0,
+                Op::Ask {
+                    retry: true,
+                    want: Want::Stop(StopReason::BudgetExhausted),
+                },
+            ),
+        ],
+    },
+];
+
+const fn retry_goes() -> Op {
+    Op::Ask {
+        retry: true,
+        want: Want::Go {
+            at: 0,
+            probe: false,
+        },
+    }
+}
+
+fn layer() -> super::layer::RetryBuilder {
+    RetryLayer::builder()
+        .max_cooldown(Duration::from_secs(1))
+        .budget(0.0, 1)
+}
+
+/// The request a step plans, at `now`.
+fn inputs(now: Instant, retry: bool) -> Inputs {
+    Inputs {
+        now,
+        samples: [0.0, 0.0],
+        attempts: u32::from(retry),
+        misses: 0,
+        deadline: None,
+        replayable: true,
+        probing: false,
+        slot: None,
+        step: if retry {
+            Step::Retry {
+                hint: None,
+                throttle: false,
+            }
+        } else {
+            Step::Fresh
+        },
+    }
+}
+
+fn throttle(status: u16, hint: Option<u64>, quota: Option<f64>) -> Observation {
+    Observation {
+        signal: Signal::Throttled {
+            status: StatusCode::from_u16(status).unwrap(),
+            hint: hint.map(Duration::from_millis),
+            quota,
+        },
+        slot: None,
+        probe: false,
+        follow: None,
+    }
+}
+
+/// Whether `plan` is what `want` says, `at` within `slack` (Redis runs in real time).
+fn check(name: &str, start: Instant, plan: Plan, want: Want, slack: Duration) {
+    match (plan, want) {
+        (Plan::Go { at, probe, .. }, Want::Go { at: ms, probe: p }) => {
+            let expected = start + Duration::from_millis(ms);
+            let off = if at > expected {
+                at - expected
+            } else {
+                expected - at
+            };
+            assert!(
+                off <= slack && probe == p,
+                "{name}: went at {:?} (probe {probe}), wanted {ms} ms (probe {p})",
+                at.saturating_duration_since(start)
+            );
+        }
+        (Plan::Stop(stop), Want::Stop(reason)) => {
+            assert_eq!(stop.reason, reason, "{name}");
+        }
+        (plan, want) => panic!("{name}: {plan:?}, wanted {want:?}"),
+    }
+}
+
+#[test]
+fn the_local_store_keeps_the_contract() {
+    for scenario in TABLE {
+        let layer = layer().build().unwrap();
+        let (store, settings) = (&layer.shared.state, &layer.shared.settings);
+        let partition = store.partition(&"https://api.test/".parse().unwrap(), &HeaderMap::new());
+        let start = Instant::now();
+        for &(at, op) in scenario.steps {
+            let now = start + Duration::from_millis(at);
+            match op {
+                Op::Throttle(status, hint, quota) => {
+                    store.observe(&throttle(status, hint, quota), || partition.clone(), || now);
+                }
+                Op::Ask { retry, want } => {
+                    let Planned::Now(plan) =
+                        store.plan(settings, || partition.clone(), &inputs(now, retry))
+                    else {
+                        panic!("the local store asks no one");
+                    };
+                    check(scenario.name, start, plan, want, Duration::ZERO);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+#[path = "../../tests/common/redis.rs"]
+mod redis_server;
+
+/// The same table against Redis: process A sees the throttles, process B asks.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server"]
+async fn the_fleet_store_keeps_the_contract() {
+    let redis = redis_server::RedisServer::start();
+    for (i, scenario) in TABLE.iter().enumerate() {
+        let fleet = super::RedisFleet::builder(&redis.url())
+            .prefix(&format!("conformance-{i}"))
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let a = layer().fleet(fleet.clone()).build().unwrap();
+        let b = layer().fleet(fleet.clone()).build().unwrap();
+        // A process joins on its first reading of the fleet's flag.
+        for _ in 0..200 {
+            if fleet.is_connected() {
+                break;
+            }
+            let _ = b.shared.state.throttled();
+            tokio::time::sleep(10 * MS).await;
+        }
+        assert!(fleet.is_connected(), "Redis did not answer");
+        let settings = &b.shared.settings;
+        let uri = "https://api.test/".parse().unwrap();
+        let (store_a, store_b) = (&a.shared.state, &b.shared.state);
+        assert!(matches!(store_b, Store::Fleet(_)));
+        let partition = store_b.partition(&uri, &HeaderMap::new());
+        let start = Instant::now();
+        for &(at, op) in scenario.steps {
+            tokio::time::sleep_until(start + Duration::from_millis(at)).await;
+            match op {
+                Op::Throttle(status, hint, quota) => {
+                    store_a.observe(
+                        &throttle(status, hint, quota),
+                        || partition.clone(),
+                        Instant::now,
+                    );
+                    // The report goes in the background: let it land.
+                    tokio::time::sleep(20 * MS).await;
+                }
+                Op::Ask { retry, want } => {
+                    let asked = inputs(Instant::now(), retry);
+                    let Planned::Ask(question) =
+                        store_b.plan(settings, || partition.clone(), &asked)
+                    else {
+                        panic!("{}: the fleet's store was not asked", scenario.name);
+                    };
+                    let remote = question.await;
+                    assert!(remote.is_some(), "{}: Redis did not answer", scenario.name);
+                    let now = Instant::now();
+                    let plan =
+                        store_b.resolve(settings, &partition, &Inputs { now, ..asked }, remote);
+                    // The plan is made when Redis answers: slots and gates are relative to it.
+                    let lateness = now.saturating_duration_since(start + Duration::from_millis(at));
+                    check(scenario.name, start, plan, want, lateness + 30 * MS);
+                }
+            }
+        }
+    }
+}
