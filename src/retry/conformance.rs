@@ -151,23 +151,16 @@ fn layer() -> super::layer::RetryBuilder {
 
 /// The request a step plans, at `now`.
 fn inputs(now: Instant, retry: bool) -> Inputs {
+    if !retry {
+        return Inputs::fresh(now);
+    }
     Inputs {
-        now,
-        samples: [0.0, 0.0],
-        attempts: u32::from(retry),
-        misses: 0,
-        deadline: None,
-        replayable: true,
-        probing: false,
-        slot: None,
-        step: if retry {
-            Step::Retry {
-                hint: None,
-                throttle: false,
-            }
-        } else {
-            Step::Fresh
+        attempts: 1,
+        step: Step::Retry {
+            hint: None,
+            throttle: false,
         },
+        ..Inputs::fresh(now)
     }
 }
 

@@ -15,7 +15,7 @@ use super::layer::Settings;
 use super::plan::{Gate, Inputs, Plan, Snapshot, plan};
 use super::rules::{self, Effect};
 use super::state::{Observation, Partition, Signal, State};
-use super::store::{Planned, Remote};
+use super::store::{Question, Remote};
 use crate::ConfigError;
 
 /// How often the "anything throttled?" key is read at most, per process.
@@ -712,14 +712,17 @@ impl FleetState {
         &self.local
     }
 
-    pub(crate) fn plan(
+    /// The question to ask the fleet's store about a request; `partition` back when there is
+    /// none to ask (Redis is down, or the request would not go whatever the fleet said), for
+    /// this process to plan alone.
+    pub(crate) fn ask<F: FnOnce() -> Partition>(
         &self,
-        settings: &Settings,
-        partition: impl FnOnce() -> Partition,
         inputs: &Inputs,
-    ) -> Planned {
+        settings: &Settings,
+        partition: F,
+    ) -> Result<Question, F> {
         if !self.fleet.up() {
-            return Planned::Now(self.local.plan(settings, partition, inputs));
+            return Err(partition);
         }
         // The request's own earliest time: the plan with nothing held back.
         let open = Snapshot {
@@ -728,7 +731,7 @@ impl FleetState {
             budget: true,
         };
         let Plan::Go { at, .. } = plan(settings, inputs, &open) else {
-            return Planned::Now(self.local.plan(settings, partition, inputs));
+            return Err(partition);
         };
         let now = inputs.now;
         let partition = partition();
@@ -747,7 +750,7 @@ impl FleetState {
                 .filter(|_| rules::spends(inputs.step, settings.pacing)),
         };
         let keys = self.fleet.keys(&partition);
-        Planned::Ask(Box::pin(Arc::clone(&self.fleet).admit(keys, ask)))
+        Ok(Box::pin(Arc::clone(&self.fleet).admit(keys, ask)))
     }
 
     pub(crate) fn observe(

@@ -44,14 +44,20 @@
 //!   hint, why retrying stopped) when anything happened beyond one plain attempt;
 //!   [`ResponseExt::retry_info`](crate::ResponseExt::retry_info) reads it, or the one-attempt
 //!   record when it is absent.
-//! - **Cancellation**: dropping the response future stops everything; nothing is spawned.
+//! - **Cancellation**: dropping the response future stops everything; it spawns nothing
+//!   (with a `RedisFleet`, the fleet's store writes what requests saw from background tasks
+//!   of its own, each bounded by the fleet's timeout).
 //!   Readiness is polled again before every attempt, so the layer composes with `Buffer`,
 //!   `ConcurrencyLimit` and balancers, and a request held by a gate or the pacing holds no
 //!   permit.
 //!
-//! Every rule about when to send lives in one pure planner (a function of the time, a jitter
-//! sample, the outcome and a snapshot of the shared state); the response future only
-//! sequences planning, readiness, the call, the sleep and the drain.
+//! The rules about when to send live in pure modules, each in one place: the planner (what a
+//! request does, from the time, jitter samples, its outcome and a snapshot of the shared
+//! state) and the store rules (what an outcome does to the shared state: the gate, its merge,
+//! the pacing slot, the cap on any wait, which retries spend the budget), which this
+//! process's store and a fleet's both apply. A request's engine takes each decision; the
+//! response future only sequences its steps (send, wait while draining, ask a fleet's store,
+//! return). No subscriber or metrics recorder runs under the crate's locks.
 //!
 //! Place it above a [`ClassifyLayer`](crate::ClassifyLayer): the parsed error body of each
 //! attempt can then veto a retry (a 429 whose body says `insufficient_credits` is final). The
@@ -128,6 +134,7 @@ mod budget;
 #[cfg(test)]
 mod conformance;
 mod deadline;
+mod engine;
 mod error;
 #[cfg(feature = "redis")]
 mod fleet;
@@ -145,6 +152,8 @@ mod service;
 mod state;
 mod status;
 mod store;
+mod telemetry;
+mod wait;
 
 pub use backoff::{Jitter, RandomJitter, SystemClock, WallClock};
 pub use body::{BoxError, ReplayBody};

@@ -139,6 +139,24 @@ pub(crate) struct Snapshot {
     pub(crate) budget: bool,
 }
 
+impl Inputs {
+    /// A first attempt at `now`, with jitter samples of 0 and nothing else known.
+    #[cfg(test)]
+    pub(crate) fn fresh(now: Instant) -> Self {
+        Self {
+            now,
+            samples: [0.0, 0.0],
+            attempts: 0,
+            misses: 0,
+            deadline: None,
+            replayable: true,
+            probing: false,
+            slot: None,
+            step: Step::Fresh,
+        }
+    }
+}
+
 impl Snapshot {
     /// Nothing held back, budget available.
     #[cfg(test)]
@@ -281,7 +299,8 @@ pub(crate) fn plan(settings: &Settings, inputs: &Inputs, snapshot: &Snapshot) ->
         }
     }
 
-    let cap = rules::cap(settings.max_retry_after, inputs.deadline, now);
+    // The longest wait allowed, worked out only when something holds the request.
+    let cap = || rules::cap(settings.max_retry_after, inputs.deadline, now);
     let mut probe = false;
     let held = match snapshot.gate {
         Gate::Open => None,
@@ -294,7 +313,7 @@ pub(crate) fn plan(settings: &Settings, inputs: &Inputs, snapshot: &Snapshot) ->
     };
     if let Some((asked, status)) = held.filter(|(asked, _)| *asked > at) {
         let asked_for = asked.saturating_duration_since(now);
-        if asked_for > cap {
+        if asked_for > cap() {
             return Stop::cooling(asked_for, status);
         }
         at = later(asked, spread(settings, asked_for, inputs.samples[1]));
@@ -313,7 +332,7 @@ pub(crate) fn plan(settings: &Settings, inputs: &Inputs, snapshot: &Snapshot) ->
     if let Some(pace) = snapshot.pace.filter(takes_slot) {
         if pace.next > at {
             let asked_for = pace.next.saturating_duration_since(now);
-            if asked_for > cap {
+            if asked_for > cap() {
                 return Stop::cooling(asked_for, StatusCode::TOO_MANY_REQUESTS);
             }
             at = rules::slot(pace.next, at);
@@ -458,15 +477,8 @@ mod tests {
     fn every_wait_rule_and_their_interactions() {
         let now = Instant::now();
         let fresh = Inputs {
-            now,
             samples: [1.0, 0.0],
-            attempts: 0,
-            misses: 0,
-            deadline: None,
-            replayable: true,
-            probing: false,
-            slot: None,
-            step: Step::Fresh,
+            ..Inputs::fresh(now)
         };
         let retry = |hint: Option<Duration>| Inputs {
             attempts: 1,

@@ -11,8 +11,10 @@
 //! adds one to an atomic counter when its answer shows a healthy server. No lock, no clock,
 //! no map. Only once a partition holds a gate or a pacer do requests take the lock.
 //!
-//! The rules about waiting are [`plan`](super::plan)'s; this module keeps the state they read
-//! and applies what a plan took, under one lock.
+//! The rules are [`plan`](super::plan)'s and [`rules`](super::rules)'s; this module keeps
+//! the state they read and applies what a plan took, under the table's lock (the budget's
+//! window has a lock of its own, taken inside it and never the other way round). What
+//! changed is reported to metrics once the lock is released.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -572,22 +574,24 @@ struct Told {
 }
 
 impl Told {
+    #[inline]
     fn emit(self, partition: Option<&Partition>) {
-        if let (Some(rate), Some(partition)) = (self.paced, partition) {
-            super::metrics::paced_rate(partition, rate);
+        let nothing = self.paced.is_none()
+            && !self.probe
+            && self.closed.is_none()
+            && !self.budget_refused
+            && self.unpaced.is_empty();
+        if nothing {
+            return;
         }
-        if self.probe {
-            super::metrics::probe();
-        }
-        if let Some(status) = self.closed {
-            super::metrics::gate_closed(status);
-        }
-        if self.budget_refused {
-            super::metrics::budget_refused();
-        }
-        for partition in &self.unpaced {
-            super::metrics::paced_rate(partition, 0.0);
-        }
+        super::telemetry::store_changed(
+            partition,
+            self.paced,
+            self.probe,
+            self.closed,
+            self.budget_refused,
+            &self.unpaced,
+        );
     }
 }
 
@@ -645,17 +649,7 @@ mod tests {
     }
 
     fn fresh(now: Instant) -> Inputs {
-        Inputs {
-            now,
-            samples: [0.0, 0.0],
-            attempts: 0,
-            misses: 0,
-            deadline: None,
-            replayable: true,
-            probing: false,
-            slot: None,
-            step: Step::Fresh,
-        }
+        Inputs::fresh(now)
     }
 
     #[tokio::test(start_paused = true)]

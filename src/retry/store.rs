@@ -94,7 +94,10 @@ impl Store {
         match self {
             Self::Local(state) => Planned::Now(state.plan(settings, partition, inputs)),
             #[cfg(feature = "redis")]
-            Self::Fleet(fleet) => fleet.plan(settings, partition, inputs),
+            Self::Fleet(fleet) => match fleet.ask(inputs, settings, partition) {
+                Ok(question) => Planned::Ask(question),
+                Err(partition) => Planned::Now(fleet.local().plan(settings, partition, inputs)),
+            },
         }
     }
 

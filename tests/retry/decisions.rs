@@ -192,3 +192,30 @@ async fn opted_in_idempotency_keys_make_a_post_retryable_with_one_key() {
     assert_eq!(seen[1].header("idempotency-key"), Some("order-42"));
     assert_eq!(seen[2].header("idempotency-key"), None);
 }
+
+/// Polling the response future again after it returned breaks the `Future` contract; it
+/// panics with a message saying so. (Before, it returned `Pending` for ever: a silent hang.)
+#[tokio::test]
+async fn a_future_polled_after_it_returned_panics_instead_of_hanging() {
+    use tower::Layer;
+    let api = Emulator::new();
+    let mut client = exact().build().unwrap().layer(api.clone());
+    ServiceExt::<Request<Full<Bytes>>>::ready(&mut client)
+        .await
+        .unwrap();
+    let mut future = Box::pin(Service::call(&mut client, get("https://api.test/v1/x")));
+    // A final answer (no key here: a 401).
+    let res = (&mut future).await.unwrap();
+    assert_eq!(res.status(), 401);
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = future.as_mut().poll(&mut cx);
+    }));
+    let message = again.expect_err("a second poll panics");
+    let message = message
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| message.downcast_ref::<String>().cloned())
+        .unwrap();
+    assert!(message.contains("polled after it returned"), "{message}");
+}
