@@ -8,13 +8,12 @@
 //! before anything is reported), and the time it plans at is the clock's when it is asked:
 //! Tokio's, so paused in tests.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode, request::Parts};
 use http_body::Body;
-use tokio::time::{Instant, Sleep, sleep};
+use tokio::time::Instant;
 use tower_service::Service;
 
 use super::body::{Replay, ReplayBody};
@@ -199,24 +198,20 @@ impl<B: Body, P> Engine<B, P> {
         }
     }
 
-    /// Sends the next attempt with `body` through `service` (polled ready for it): its
-    /// future, and its timer if attempts are timed.
-    #[allow(clippy::type_complexity)]
+    /// Sends the next attempt with `body` through `service` (polled ready for it).
     pub(super) fn send<S>(
         &mut self,
         service: &mut S,
         body: ReplayBody<B>,
         span: &RequestSpan,
-    ) -> (S::Future, Option<Pin<Box<Sleep>>>)
+    ) -> S::Future
     where
         S: Service<Request<ReplayBody<B>>>,
     {
         self.attempts += 1;
         self.sent_at_slot = self.slot.take();
         span.sending(self.attempts);
-        let future = service.call(Request::from_parts(self.head.clone(), body));
-        let timeout = self.settings().attempt_timeout.map(|t| Box::pin(sleep(t)));
-        (future, timeout)
+        service.call(Request::from_parts(self.head.clone(), body))
     }
 
     /// The inner service failed its readiness: the error, returned as it is.
@@ -593,7 +588,7 @@ mod tests {
             next = match next {
                 Next::Send(body) => {
                     seen.push("send".to_owned());
-                    let _ = engine.send(&mut service, body, &span).0.await;
+                    let _ = engine.send(&mut service, body, &span).await;
                     match outcomes.next().expect("an outcome for every attempt") {
                         Status(status, retry_after) => {
                             let mut res = Response::new(Full::default());

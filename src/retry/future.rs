@@ -186,7 +186,8 @@ where
                     }
                     let body = std::mem::take(body);
                     *this.ready = false;
-                    let (future, timeout) = this.engine.send(this.service, body, this.span);
+                    let future = this.engine.send(this.service, body, this.span);
+                    let timeout = attempt_timer(this.engine.settings());
                     this.state.set(State::Calling { future, timeout });
                     continue;
                 }
@@ -238,8 +239,7 @@ where
                 StateProj::Done => panic!("ResponseFuture polled after it returned Ready"),
             };
             if *this.ready && matches!(next, Next::Wait { .. }) {
-                // Give back what readiness reserved (a concurrency permit, a buffer slot)
-                // while waiting; it is asked for again afterwards.
+                // Waiting holds no permit, buffer slot or such that readiness reserved.
                 *this.service = this.service.clone();
                 *this.ready = false;
             }
@@ -248,6 +248,14 @@ where
             }
         }
     }
+}
+
+/// The timer of an attempt, if attempts are timed.
+#[inline(always)]
+fn attempt_timer(settings: &Settings) -> Option<Pin<Box<Sleep>>> {
+    settings
+        .attempt_timeout
+        .map(|timeout| Box::pin(tokio::time::sleep(timeout)))
 }
 
 impl<S, B, R, P> fmt::Debug for ResponseFuture<S, B, R, P>
