@@ -154,6 +154,57 @@ async fn two_processes_share_a_pace() {
     assert!(throttled <= 12, "{throttled} 429s for {calls} calls");
 }
 
+/// A quota both processes were configured with is the fleet's, from the first request: one
+/// schedule in Redis, so together they send no more than it allows and nothing is refused.
+/// (Each pacing alone at the quota would send twice it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server"]
+async fn a_configured_quota_is_the_fleets_from_the_first_request() {
+    let redis = RedisServer::start();
+    let api = Emulator::builder()
+        .credits(10_000)
+        .quota(Quota::fixed_window(20, Duration::from_secs(1)))
+        .build();
+    // 18 a second against a window of 20: room for the processes' clocks and sends.
+    let quota = |r: RetryBuilder| r.quota(18, Duration::from_secs(1));
+    let (fa, a) = process(&redis.url(), "quota", &api, quota);
+    let (fb, b) = process(&redis.url(), "quota", &api, quota);
+    joined(&fa, &a).await;
+    joined(&fb, &b).await;
+    // The joining requests' window passes.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    api.take_requests();
+    let credits = api.credits();
+    let run = |stack: Stack| async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let stack = stack.clone();
+            tasks.spawn(async move {
+                let mut ok = 0;
+                for _ in 0..6 {
+                    let res = stack.clone().oneshot(get(URL)).await.unwrap();
+                    ok += usize::from(res.status() == StatusCode::OK);
+                }
+                ok
+            });
+        }
+        let mut ok = 0;
+        while let Some(done) = tasks.join_next().await {
+            ok += done.unwrap();
+        }
+        ok
+    };
+    let started = Instant::now();
+    let (ok_a, ok_b) = tokio::join!(run(a.clone()), run(b.clone()));
+    let took = started.elapsed();
+    assert_eq!(ok_a + ok_b, 48, "every request ends in a 200");
+    let calls = api.request_count();
+    let refused = calls - (credits - api.credits()) as usize;
+    assert_eq!(refused, 0, "{refused} 429s for {calls} calls in {took:?}");
+    // 48 slots at 18 a second: about 2.6 s, not the 1.3 s of two processes at 18 each.
+    assert!(took >= Duration::from_millis(2300), "{took:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs redis-server"]
 async fn the_cap_and_the_probe_hold_across_processes() {

@@ -567,3 +567,43 @@ async fn the_pacers_misses_do_not_end_a_request_but_a_quota_that_never_returns_d
         assert_eq!(info(&res).attempts(), 1);
     }
 }
+
+/// A quota the caller knows (`quota(20, 1 s)`) is followed from the first request: against a
+/// fixed window, a token bucket (with the burst it allows) and a leaky bucket of that quota,
+/// no call is refused and the batch takes what the quota allows. Without it, the same batch
+/// against the fixed window costs a crowd of 429s before the pace is found.
+#[tokio::test(start_paused = true)]
+async fn a_configured_quota_is_followed_from_the_first_request() {
+    const N: usize = 200;
+    for (quota, burst) in [
+        (Quota::fixed_window(20, S), 1),
+        (Quota::token_bucket(20, 20), 20),
+        (Quota::leaky_bucket(20, 0), 1),
+    ] {
+        for in_flight in [16, 64] {
+            let api = Emulator::builder().quota(quota).build();
+            let layer = RetryLayer::builder()
+                .jitter(Fixed(0.5))
+                .quota(20, S)
+                .quota_burst(burst)
+                .build()
+                .unwrap();
+            let (makespan, ok) = batch(stack_of(&layer, &api), N, in_flight).await;
+            let run = format!("{quota:?}, {in_flight} in flight: {makespan:?}");
+            assert_eq!(ok, N, "{run}");
+            assert_eq!(rejected(&api), 0, "{run}");
+            assert_eq!(api.request_count(), N, "{run}");
+            // One slot every 50 ms, the burst's ahead of it: the quota's time, to the slot.
+            let ideal = (N - burst as usize) as u32 * 50 * MS;
+            assert!(makespan >= ideal && makespan <= ideal + 100 * MS, "{run}");
+        }
+    }
+    // Without the quota: the fixed window refuses a crowd first.
+    let api = Emulator::builder()
+        .quota(Quota::fixed_window(20, S))
+        .build();
+    let layer = RetryLayer::builder().jitter(Fixed(0.5)).build().unwrap();
+    let (_, ok) = batch(stack_of(&layer, &api), N, 16).await;
+    assert_eq!(ok, N);
+    assert!(rejected(&api) > 0);
+}

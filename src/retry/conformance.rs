@@ -1,5 +1,5 @@
 //! One contract, two stores: the same table of scenarios (gate, merge, probe, cap, pacing
-//! slots, budget) run against this process's store in every `cargo test`, and against a
+//! slots, a configured quota, budget) run against this process's store in every `cargo test`, and against a
 //! fleet's store in Redis (the Lua scripts) where a `redis-server` can be started, so a
 //! script that drifts from [`rules`](super::rules) fails a test.
 //!
@@ -44,6 +44,8 @@ enum Want {
 
 struct Scenario {
     name: &'static str,
+    /// A quota the layers were configured with: requests a second.
+    quota: Option<u32>,
     steps: &'static [(u64, Op)],
 }
 
@@ -58,10 +60,17 @@ const fn go(at: u64) -> Op {
 /// one retry a second (a reserve of 10); jitter samples 0.
 const TABLE: &[Scenario] = &[
     Scenario {
+        quota: Some(20),
+        name: "a configured quota gives slots from the first request",
+        steps: &[(0, go(0)), (0, go(50)), (0, go(100)), (120, go(150))],
+    },
+    Scenario {
+        quota: None,
         name: "a hinted 503 shuts the gate until the server's ask",
         steps: &[(0, Op::Throttle(503, Some(2000), None)), (100, go(2000))],
     },
     Scenario {
+        quota: None,
         name: "a shorter hint never opens what a longer one shut",
         steps: &[
             (0, Op::Throttle(503, Some(2000), None)),
@@ -70,6 +79,7 @@ const TABLE: &[Scenario] = &[
         ],
     },
     Scenario {
+        quota: None,
         name: "past the capped reopening one request probes, the next waits for the ask",
         steps: &[
             (0, Op::Throttle(503, Some(3000), None)),
@@ -87,6 +97,7 @@ const TABLE: &[Scenario] = &[
         ],
     },
     Scenario {
+        quota: None,
         name: "an ask past max_retry_after is not waited for",
         steps: &[
             (0, Op::Throttle(429, Some(90_000), None)),
@@ -100,6 +111,7 @@ const TABLE: &[Scenario] = &[
         ],
     },
     Scenario {
+        quota: None,
         name: "a stated quota gives slots one interval apart",
         steps: &[
             (0, Op::Throttle(429, None, Some(10.0))),
@@ -110,6 +122,7 @@ const TABLE: &[Scenario] = &[
         ],
     },
     Scenario {
+        quota: None,
         name: "the budget gives its reserve, then refuses",
         steps: &[
             (0, retry_goes()),
@@ -143,10 +156,14 @@ const fn retry_goes() -> Op {
     }
 }
 
-fn layer() -> super::layer::RetryBuilder {
-    RetryLayer::builder()
+fn layer(scenario: &Scenario) -> super::layer::RetryBuilder {
+    let layer = RetryLayer::builder()
         .max_cooldown(Duration::from_secs(1))
-        .budget(0.0, 1)
+        .budget(0.0, 1);
+    match scenario.quota {
+        Some(requests) => layer.quota(requests, Duration::from_secs(1)),
+        None => layer,
+    }
 }
 
 /// The request a step plans, at `now`.
@@ -203,7 +220,7 @@ fn check(name: &str, start: Instant, plan: Plan, want: Want, slack: Duration) {
 #[test]
 fn the_local_store_keeps_the_contract() {
     for scenario in TABLE {
-        let layer = layer().build().unwrap();
+        let layer = layer(scenario).build().unwrap();
         let (store, settings) = (&layer.shared.state, &layer.shared.settings);
         let partition = store.partition(&"https://api.test/".parse().unwrap(), &HeaderMap::new());
         let start = Instant::now();
@@ -242,8 +259,8 @@ async fn the_fleet_store_keeps_the_contract() {
             .timeout(Duration::from_secs(2))
             .build()
             .unwrap();
-        let a = layer().fleet(fleet.clone()).build().unwrap();
-        let b = layer().fleet(fleet.clone()).build().unwrap();
+        let a = layer(scenario).fleet(fleet.clone()).build().unwrap();
+        let b = layer(scenario).fleet(fleet.clone()).build().unwrap();
         // A process joins on its first reading of the fleet's flag.
         for _ in 0..200 {
             if fleet.is_connected() {

@@ -31,6 +31,17 @@ pub(super) struct Settings {
     pub(super) drain_timeout: Duration,
     pub(super) levels: crate::trace::Levels,
     pub(super) idempotency_keys: bool,
+    /// A quota the user configured: requests a second, and how many may go at once.
+    pub(super) quota: Option<Quota>,
+}
+
+/// A configured quota, validated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Quota {
+    /// Requests a second.
+    pub(super) rate: f64,
+    /// How many may go at once after an idle spell (1: none ahead of the pace).
+    pub(super) burst: u32,
 }
 
 /// What every clone of a layer, and every service and future built from it, shares.
@@ -169,6 +180,9 @@ impl<P: fmt::Debug> fmt::Debug for RetryLayer<P> {
 pub struct RetryBuilder {
     settings: Settings,
     max_cooldown: Option<Duration>,
+    /// `quota(requests, per)` as given, checked at `build`.
+    quota: Option<(u32, Duration)>,
+    quota_burst: u32,
     budget: Option<(f64, u32)>,
     shared_cooldown: bool,
     policy: DefaultPolicy,
@@ -201,7 +215,10 @@ impl Default for RetryBuilder {
                 drain_timeout: Duration::from_millis(100),
                 levels: crate::trace::Levels::default(),
                 idempotency_keys: false,
+                quota: None,
             },
+            quota: None,
+            quota_burst: 1,
             max_cooldown: None,
             budget: Some((0.2, 10)),
             shared_cooldown: true,
@@ -284,6 +301,47 @@ impl RetryBuilder {
     /// throttled.
     pub fn pacing(mut self, yes: bool) -> Self {
         self.settings.pacing = yes;
+        self
+    }
+
+    /// Paces every partition (origin and credential) at a quota you know, `requests` per
+    /// `per`, from the first request: no 429 is needed to find it (default: none).
+    ///
+    /// Requests are released one interval apart (`per / requests`), which every kind of
+    /// limiter of that quota admits (fixed or sliding window, token or leaky bucket); with
+    /// [`quota_burst`](Self::quota_burst), up to that many go at once after an idle spell.
+    /// A 429 still paces as without a quota (the server's word wins), never above it. With a
+    /// fleet, the quota is the fleet's: one schedule in Redis for every process (the burst
+    /// does not apply there). Requests wait for their slot under `max_retry_after` and their
+    /// deadline like any other wait, and fail at once with [`RetryError::CoolingDown`]
+    /// (status 429) when it is further off.
+    ///
+    /// `requests` from 1, `per` from 1 ms to 24 hours. With a quota every request takes the
+    /// shared state's lock (to take its slot), which an unconfigured layer does only while
+    /// throttled.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_infoplug::retry::RetryLayer;
+    ///
+    /// // The plan allows 120 requests a minute: two a second, none ahead of the pace.
+    /// let layer = RetryLayer::builder().quota(120, Duration::from_secs(60)).build()?;
+    /// assert!(RetryLayer::builder().quota(0, Duration::from_secs(1)).build().is_err());
+    /// # Ok::<(), tower_infoplug::ConfigError>(())
+    /// ```
+    ///
+    /// [`RetryError::CoolingDown`]: super::RetryError::CoolingDown
+    pub fn quota(mut self, requests: u32, per: Duration) -> Self {
+        self.quota = Some((requests, per));
+        self
+    }
+
+    /// With [`quota`](Self::quota): how many requests may go at once after an idle spell
+    /// (default 1: none ahead of the pace; at most the quota's `requests`). A fixed window
+    /// or a token bucket admits a burst; a leaky bucket (nginx's `limit_req` without
+    /// `burst`) does not.
+    pub fn quota_burst(mut self, requests: u32) -> Self {
+        self.quota_burst = requests;
         self
     }
 
@@ -456,8 +514,30 @@ impl RetryBuilder {
         {
             return out_of_range("budget", "a ratio from 0 to 100");
         }
+        let quota = match self.quota {
+            None if self.quota_burst != 1 => {
+                return out_of_range("quota_burst", "a quota to go with it");
+            }
+            None => None,
+            Some((requests, per)) => {
+                if requests == 0 {
+                    return out_of_range("quota", "at least 1 request");
+                }
+                if per < Duration::from_millis(1) || per > Duration::from_secs(24 * 3600) {
+                    return out_of_range("quota", "a period from 1 ms to 24 hours");
+                }
+                if !(1..=requests).contains(&self.quota_burst) {
+                    return out_of_range("quota_burst", "1 to the quota's requests");
+                }
+                Some(Quota {
+                    rate: f64::from(requests) / per.as_secs_f64(),
+                    burst: self.quota_burst,
+                })
+            }
+        };
         let settings = Settings {
             max_cooldown: self.max_cooldown.unwrap_or(s.max_retry_after),
+            quota,
             ..self.settings
         };
         let local = State::new(
@@ -496,6 +576,8 @@ impl fmt::Debug for RetryBuilder {
         f.debug_struct("RetryBuilder")
             .field("settings", &self.settings)
             .field("max_cooldown", &self.max_cooldown)
+            .field("quota", &self.quota)
+            .field("quota_burst", &self.quota_burst)
             .field("budget", &self.budget)
             .field("shared_cooldown", &self.shared_cooldown)
             .field("policy", &self.policy)
@@ -537,6 +619,21 @@ mod tests {
             ("budget", RetryLayer::builder().budget(-1.0, 0)),
             ("budget", RetryLayer::builder().budget(f64::NAN, 0)),
             ("budget", RetryLayer::builder().budget(101.0, 0)),
+            ("quota", RetryLayer::builder().quota(0, ms(1000))),
+            ("quota", RetryLayer::builder().quota(10, ms(0))),
+            (
+                "quota",
+                RetryLayer::builder().quota(10, Duration::from_secs(86_401)),
+            ),
+            (
+                "quota_burst",
+                RetryLayer::builder().quota(10, ms(1000)).quota_burst(0),
+            ),
+            (
+                "quota_burst",
+                RetryLayer::builder().quota(10, ms(1000)).quota_burst(11),
+            ),
+            ("quota_burst", RetryLayer::builder().quota_burst(5)),
         ];
         for (setting, builder) in cases {
             match builder.build() {

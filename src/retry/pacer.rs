@@ -86,7 +86,16 @@ pub(crate) struct Pacer {
     /// A search that waits for a second refusal before it paces anything: one request
     /// refused alone is no crowd to pace (its gate and its own wait are all there is).
     pending: bool,
+    /// A quota the user configured: the rate never goes above it, and the pacing does not
+    /// end while requests come (see [`Pacer::configured`]).
+    ceiling: Option<f64>,
+    /// How far ahead of the pace a request may go: a configured burst, less one interval.
+    tolerance: Duration,
 }
+
+/// How long a configured pacer is kept without a request taking a slot: then it is dropped,
+/// and the next request starts a fresh one (with its burst).
+const IDLE: Duration = Duration::from_secs(10);
 
 /// How a pacer's rate changes with time.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -146,6 +155,27 @@ impl Pacer {
             },
             generation: 0,
             pending: known.is_none(),
+            ceiling: None,
+            tolerance: Duration::ZERO,
+        }
+    }
+
+    /// A pacer for a quota the user configured, `rate` requests a second of which `burst` may
+    /// go at once, from `now`.
+    pub(crate) fn configured(rate: f64, burst: u32, now: Instant, max_cooldown: Duration) -> Self {
+        let interval = Duration::try_from_secs_f64(1.0 / rate).unwrap_or(Duration::MAX);
+        Self {
+            rate,
+            floor: 1.0 / max_cooldown.as_secs_f64().max(f64::MIN_POSITIVE),
+            since: now,
+            admitted: 0,
+            next: now,
+            stated: true,
+            growth: Growth::Held,
+            generation: 0,
+            pending: false,
+            ceiling: Some(rate),
+            tolerance: interval.saturating_mul(burst.saturating_sub(1)),
         }
     }
 
@@ -216,9 +246,9 @@ impl Pacer {
         self.admitted += 1;
     }
 
-    /// The next free slot.
+    /// The earliest free slot: the next one, less what a configured burst allows.
     pub(crate) fn next(&self) -> Instant {
-        self.next
+        self.next.checked_sub(self.tolerance).unwrap_or(self.next)
     }
 
     /// Which schedule the slots given out now belong to: a throttle voids the slots of the
@@ -253,7 +283,8 @@ impl Pacer {
             }
         };
         let rate = if rate.is_finite() { rate } else { f64::MAX };
-        rate.max(self.floor)
+        let rate = rate.max(self.floor);
+        self.ceiling.map_or(rate, |ceiling| rate.min(ceiling))
     }
 
     /// Whether the rate has recovered, so the partition need not be paced any more.
@@ -261,9 +292,18 @@ impl Pacer {
         now >= self.ends()
     }
 
+    /// Whether the pacer is for a quota the user configured.
+    pub(crate) fn is_configured(&self) -> bool {
+        self.ceiling.is_some()
+    }
+
     /// When the pacing ends unless another throttle comes: a held rate once it has doubled, a
     /// search once it stops doubling, a searched rate once it is twice its ceiling.
     pub(crate) fn ends(&self) -> Instant {
+        if self.ceiling.is_some() {
+            // A configured quota holds while requests come; an idle one is dropped.
+            return later(self.next, IDLE);
+        }
         let after = match self.growth {
             Growth::Held => HOLD + GROW,
             Growth::Doubling => DOUBLE_EVERY * DOUBLINGS,

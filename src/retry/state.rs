@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use super::StopReason;
 use super::budget::Budget;
 use super::later;
-use super::layer::Settings;
+use super::layer::{Quota, Settings};
 use super::pacer::{Pacer, Throttle};
 use super::plan::{Gate, Inputs, Pace, Plan, Snapshot, Step, plan};
 use super::rules::{Effect, Shut};
@@ -105,6 +105,8 @@ pub(crate) struct State {
     gates: bool,
     pacing: bool,
     max_cooldown: Duration,
+    /// A quota the user configured: every partition is paced from its first request.
+    quota: Option<Quota>,
     /// Whether any partition holds a gate or a pacer: the one thing the common case reads.
     throttled: AtomicBool,
     /// Healthy answers, ever: the budget's deposits and the first pacing measurement.
@@ -165,7 +167,9 @@ impl State {
             gates,
             pacing: settings.pacing,
             max_cooldown: settings.max_cooldown,
-            throttled: AtomicBool::new(false),
+            quota: settings.quota,
+            // With a configured quota every request is planned: it takes a slot.
+            throttled: AtomicBool::new(settings.quota.is_some()),
             healthy: AtomicU64::new(0),
             unhealthy: AtomicU64::new(0),
             quiet_base: AtomicU64::new(0),
@@ -212,8 +216,11 @@ impl State {
         now: Instant,
     ) -> Option<(f64, bool, Instant)> {
         let table = self.lock();
-        let pacer = table.held.get(partition)?.pacer.as_ref()?;
-        (pacer.pacing() && !pacer.searched())
+        let Some(pacer) = table.held.get(partition).and_then(|h| h.pacer.as_ref()) else {
+            // A configured quota is the fleet's from the first request.
+            return self.quota.map(|q| (q.rate, true, later(now, SWEEP)));
+        };
+        (pacer.pacing() && (!pacer.searched() || pacer.is_configured()))
             .then(|| (pacer.rate_at(now), pacer.stated(), pacer.ends()))
     }
 
@@ -290,9 +297,17 @@ impl State {
         let now = inputs.now;
         let mut told = Told::default();
         let mut table = self.lock();
-        let partition = (remote.is_some() || !table.held.is_empty()).then(partition);
+        let configured = self.quota;
+        let partition =
+            (remote.is_some() || configured.is_some() || !table.held.is_empty()).then(partition);
         if let Some(partition) = &partition {
             self.tidy(&mut table, partition, now, &mut told);
+            if let Some(quota) = configured
+                && table.held.get(partition).is_none_or(|h| h.pacer.is_none())
+            {
+                let pacer = Pacer::configured(quota.rate, quota.burst, now, self.max_cooldown);
+                table.held.entry(partition.clone()).or_default().pacer = Some(pacer);
+            }
         }
         let held = partition.as_ref().and_then(|p| table.held.get_mut(p));
         let local_gate = held
@@ -517,7 +532,7 @@ impl State {
         {
             table.held.remove(partition);
         }
-        if table.held.is_empty() && self.throttled() {
+        if table.held.is_empty() && self.throttled() && self.quota.is_none() {
             self.throttled.store(false, Ordering::Release);
             self.quiet_base
                 .store(self.healthy.load(Ordering::Relaxed), Ordering::Relaxed);
