@@ -16,12 +16,14 @@
 //! - reqwest + reqwest-middleware + reqwest-retry with the policy reqwest-retry documents
 //!   (`ExponentialBackoff`, 3 retries);
 //! - `RetryLayer` without pacing (the `InfoPlugLayer` with `pacing(false)`);
-//! - `InfoPlugLayer` as it comes.
+//! - `InfoPlugLayer` as it comes;
+//! - `InfoPlugLayer` told the quota (`quota(q, 1 s)`): paced from the first request.
 //!
 //! Then the same with a fleet: 4 stacks, each with the given number in flight, on one quota:
 //! each with its own state, and (row "+ Redis fleet") sharing it through a `redis-server`
 //! the bench starts on a free loopback port (or `GOODPUT_REDIS`). `GOODPUT_ONLY=fleet` runs
-//! the fleet's tables alone.
+//! the fleet's tables alone; `GOODPUT_ONLY=quota` only the `InfoPlugLayer` rows, told the
+//! quota and not, in every table.
 //!
 //! Last, the same clients against Debian's nginx `limit_req` (20 a second, no burst; bare
 //! refusals and `Retry-After: 1`), when `/usr/sbin/nginx` exists: 400 requests
@@ -77,17 +79,31 @@ enum Row {
     InfoPlug,
     /// `InfoPlugLayer` with its state shared through Redis (the fleet only).
     Fleet,
+    /// `InfoPlugLayer` told the quota (`quota(q, 1 s)`).
+    Configured,
+    /// The same, its state shared through Redis (the fleet only).
+    ConfiguredFleet,
 }
 
+/// The quota of the run, in requests a second, for the rows told it.
+static QUOTA: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(200);
+
 impl Row {
-    const ALL: [Row; 6] = [
+    const ALL: [Row; 8] = [
         Row::NoRetry,
         Row::TowerRetry,
         Row::ReqwestRetry,
         Row::Unpaced,
         Row::InfoPlug,
         Row::Fleet,
+        Row::Configured,
+        Row::ConfiguredFleet,
     ];
+
+    /// Whether the row needs a shared store.
+    fn shares(self) -> bool {
+        matches!(self, Row::Fleet | Row::ConfiguredFleet)
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -97,6 +113,8 @@ impl Row {
             Row::Unpaced => "`RetryLayer`, pacing off",
             Row::InfoPlug => "`InfoPlugLayer`",
             Row::Fleet => "`InfoPlugLayer` + Redis fleet",
+            Row::Configured => "`InfoPlugLayer`, `quota(q, 1 s)`",
+            Row::ConfiguredFleet => "`InfoPlugLayer`, `quota(q, 1 s)` + Redis fleet",
         }
     }
 
@@ -137,13 +155,20 @@ impl Row {
                     })
                 })
             }
-            Row::Unpaced | Row::InfoPlug | Row::Fleet => {
+            Row::Unpaced | Row::InfoPlug | Row::Fleet | Row::Configured | Row::ConfiguredFleet => {
                 let fleet = redis
-                    .filter(|_| self == Row::Fleet)
+                    .filter(|_| self.shares())
                     .map(|(url, prefix)| RedisFleet::builder(url).prefix(prefix).build().unwrap());
+                let quota = QUOTA.load(Ordering::Relaxed);
                 let layer = InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), base)
                     .retry(|r| {
                         let r = r.pacing(self != Row::Unpaced);
+                        let r = match self {
+                            Row::Configured | Row::ConfiguredFleet => {
+                                r.quota(quota, Duration::from_secs(1))
+                            }
+                            _ => r,
+                        };
                         match fleet {
                             Some(fleet) => r.fleet(fleet),
                             None => r,
@@ -346,6 +371,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
+    QUOTA.store(per_second, Ordering::Relaxed);
     let ideal = Duration::from_secs_f64(n as f64 / f64::from(per_second));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -392,6 +418,8 @@ fn main() {
     }
     let only_fleet = only == "fleet";
     let only_stack = only == "stack";
+    // `GOODPUT_ONLY=quota`: the rows told the quota, beside the stack as it comes.
+    let only_quota = only == "quota";
     let quotas = [
         (
             "fixed window",
@@ -412,7 +440,14 @@ fn main() {
                 println!("| row | 200s | makespan ÷ ideal | calls ÷ N | 429s sent | p50 | p99 |");
                 println!("|---|---:|---:|---:|---:|---:|---:|");
                 for row in Row::ALL {
-                    if row == Row::Fleet && (workers == 1 || redis.is_none()) {
+                    if row.shares() && (workers == 1 || redis.is_none()) {
+                        continue;
+                    }
+                    let stack = matches!(
+                        row,
+                        Row::InfoPlug | Row::Fleet | Row::Configured | Row::ConfiguredFleet
+                    );
+                    if only_quota && !stack {
                         continue;
                     }
                     let out =
@@ -426,7 +461,7 @@ fn main() {
         let _ = child.kill();
         let _ = child.wait();
     }
-    if !only_fleet && !only_stack {
+    if !only_fleet && !only_stack && !only_quota {
         runtime.block_on(against_nginx());
     }
 }

@@ -593,8 +593,9 @@ async fn a_configured_quota_is_followed_from_the_first_request() {
             assert_eq!(ok, N, "{run}");
             assert_eq!(rejected(&api), 0, "{run}");
             assert_eq!(api.request_count(), N, "{run}");
-            // One slot every 50 ms, the burst's ahead of it: the quota's time, to the slot.
-            let ideal = (N - burst as usize) as u32 * 50 * MS;
+            // One slot every 1/19.8 s (the quota less its 1% headroom), the burst's ahead of
+            // it: the quota's time, to the slot.
+            let ideal = S.div_f64(20.0 * 0.99) * (N - burst as usize) as u32;
             assert!(makespan >= ideal && makespan <= ideal + 100 * MS, "{run}");
         }
     }

@@ -181,6 +181,7 @@ impl RedisFleetBuilder {
                 me: me.into(),
                 epoch: Instant::now(),
                 up: AtomicBool::new(false),
+                contacted: AtomicBool::new(false),
                 retry_at: AtomicU64::new(0),
                 warned_at: AtomicU64::new(0),
                 flag: AtomicBool::new(false),
@@ -212,6 +213,10 @@ pub(crate) struct Fleet {
     epoch: Instant,
     /// Whether the last operation succeeded.
     up: AtomicBool,
+    /// Whether any operation has ended yet: until then requests ask Redis (bounded by the
+    /// timeout) rather than plan alone, so a fleet starting together shares from its first
+    /// request.
+    contacted: AtomicBool,
     /// While down, when (ms after `epoch`) to ask again.
     retry_at: AtomicU64,
     warned_at: AtomicU64,
@@ -406,6 +411,11 @@ impl Fleet {
         self.up.load(Ordering::Acquire)
     }
 
+    /// Whether requests ask Redis: it answered last time, or it has not been tried yet.
+    fn may_ask(&self) -> bool {
+        self.up() || !self.contacted.load(Ordering::Acquire)
+    }
+
     /// Whether anything is throttled in the fleet, as last read (a reading older than
     /// [`FLAG_TRUSTED`] counts as "maybe"); reads it again in the background when the reading
     /// is older than [`FLAG_EVERY`] (or, while Redis is down, once every [`RETRY_EVERY`]).
@@ -478,7 +488,9 @@ impl Fleet {
             Err(last
                 .unwrap_or_else(|| redis::RedisError::from((redis::ErrorKind::Io, "no attempt"))))
         };
-        match tokio::time::timeout(self.timeout, attempt).await {
+        let outcome = tokio::time::timeout(self.timeout, attempt).await;
+        self.contacted.store(true, Ordering::Release);
+        match outcome {
             Ok(Ok(value)) => {
                 if !self.up.swap(true, Ordering::AcqRel) {
                     crate::trace::warn_event!(prefix = %self.prefix, "Redis answers: sharing the fleet's rate-limit state again");
@@ -540,7 +552,7 @@ impl Fleet {
 
     /// Writes what an attempt showed, in the background.
     fn report(self: &Arc<Self>, keys: Keys, report: Report) {
-        if !self.up() {
+        if !self.may_ask() {
             return;
         }
         let fleet = Arc::clone(self);
@@ -721,7 +733,7 @@ impl FleetState {
         settings: &Settings,
         partition: F,
     ) -> Result<Question, F> {
-        if !self.fleet.up() {
+        if !self.fleet.may_ask() {
             return Err(partition);
         }
         // The request's own earliest time: the plan with nothing held back.
@@ -763,7 +775,7 @@ impl FleetState {
             self.fleet.deposits.fetch_add(1, Ordering::Relaxed);
         }
         let reports = matches!(seen.signal, Signal::Throttled { .. }) || seen.probe;
-        if !reports || !self.fleet.up() {
+        if !reports || !self.fleet.may_ask() {
             self.local.observe(seen, partition, now);
             return;
         }

@@ -233,6 +233,11 @@ impl Default for RetryBuilder {
     }
 }
 
+/// The share of a configured quota the layer paces at: a send that timer lateness pushes
+/// past a fixed window's edge then finds room in the next window (a window's quota overrun
+/// costs a 429 whose `Retry-After` rounds up to a whole second).
+const QUOTA_HEADROOM: f64 = 0.99;
+
 /// The largest `max_attempts` accepted.
 pub const MAX_ATTEMPTS: u32 = 100;
 
@@ -307,8 +312,10 @@ impl RetryBuilder {
     /// Paces every partition (origin and credential) at a quota you know, `requests` per
     /// `per`, from the first request: no 429 is needed to find it (default: none).
     ///
-    /// Requests are released one interval apart (`per / requests`), which every kind of
-    /// limiter of that quota admits (fixed or sliding window, token or leaky bucket); with
+    /// Requests are released one interval apart (`per / requests`, less 1%: a send that timer
+    /// lateness pushes past a fixed window's edge then still finds room in the next window),
+    /// which every kind of limiter of that quota admits (fixed or sliding window, token or
+    /// leaky bucket); with
     /// [`quota_burst`](Self::quota_burst), up to that many go at once after an idle spell.
     /// A 429 still paces as without a quota (the server's word wins), never above it. With a
     /// fleet, the quota is the fleet's: one schedule in Redis for every process (the burst
@@ -530,7 +537,7 @@ impl RetryBuilder {
                     return out_of_range("quota_burst", "1 to the quota's requests");
                 }
                 Some(Quota {
-                    rate: f64::from(requests) / per.as_secs_f64(),
+                    rate: f64::from(requests) / per.as_secs_f64() * QUOTA_HEADROOM,
                     burst: self.quota_burst,
                 })
             }
