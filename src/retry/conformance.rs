@@ -84,16 +84,7 @@ const TABLE: &[Scenario] = &[
         name: "past the capped reopening one request probes, the next waits for the ask",
         steps: &[
             (0, Op::Throttle(503, Some(3000), None)),
-            (
-                1200,
-                Op::Ask {
-                    retry: false,
-                    want: Want::Go {
-                        at: 1200,
-                        probe: true,
-                    },
-                },
-            ),
+            (1200, probes(1200)),
             (1250, go(3000)),
         ],
     },
@@ -102,13 +93,7 @@ const TABLE: &[Scenario] = &[
         name: "an ask past max_retry_after is not waited for",
         steps: &[
             (0, Op::Throttle(429, Some(90_000), None)),
-            (
-                100,
-                Op::Ask {
-                    retry: false,
-                    want: Want::Stop(StopReason::CoolingDown),
-                },
-            ),
+            (100, stops(false, StopReason::CoolingDown)),
         ],
     },
     Scenario {
@@ -136,16 +121,26 @@ const TABLE: &[Scenario] = &[
             (0, retry_goes()),
             (0, retry_goes()),
             (0, retry_goes()),
-            (
-                0,
-                Op::Ask {
-                    retry: true,
-                    want: Want::Stop(StopReason::BudgetExhausted),
-                },
-            ),
+            (0, stops(true, StopReason::BudgetExhausted)),
         ],
     },
 ];
+
+/// A request that goes at `at` ms as the gate's probe.
+const fn probes(at: u64) -> Op {
+    Op::Ask {
+        retry: false,
+        want: Want::Go { at, probe: true },
+    }
+}
+
+/// A request (a retry when `retry`) that is not sent, for `reason`.
+const fn stops(retry: bool, reason: StopReason) -> Op {
+    Op::Ask {
+        retry,
+        want: Want::Stop(reason),
+    }
+}
 
 const fn retry_goes() -> Op {
     Op::Ask {
