@@ -788,7 +788,7 @@ impl FleetState {
                 let hint = hint.unwrap_or_default();
                 if effect.close {
                     report(Report::Close {
-                        reopen_in: hint.min(self.local.max_cooldown()),
+                        reopen_in: rules::held_for(hint, self.local.max_cooldown()),
                         asked_in: hint,
                         status,
                         probe: seen.probe,

@@ -95,7 +95,13 @@ pub(crate) struct Pacer {
 
 /// How long a configured pacer is kept without a request taking a slot: then it is dropped,
 /// and the next request starts a fresh one (with its burst).
-const IDLE: Duration = Duration::from_secs(10);
+pub(crate) const IDLE: Duration = Duration::from_secs(10);
+
+/// The slowest rate a pacer holds: one request per `max_cooldown`, so no pacing can hold a
+/// partition longer than a gate may.
+fn floor(max_cooldown: Duration) -> f64 {
+    1.0 / max_cooldown.as_secs_f64().max(f64::MIN_POSITIVE)
+}
 
 /// How a pacer's rate changes with time.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -143,7 +149,7 @@ impl Pacer {
             .or_else(|| measure(admitted, cycle, throttle.wait()));
         Self {
             rate: known.unwrap_or(START),
-            floor: 1.0 / max_cooldown.as_secs_f64().max(f64::MIN_POSITIVE),
+            floor: floor(max_cooldown),
             since: throttle.reopen,
             admitted: 0,
             next: throttle.reopen,
@@ -166,7 +172,7 @@ impl Pacer {
         let interval = Duration::try_from_secs_f64(1.0 / rate).unwrap_or(Duration::MAX);
         Self {
             rate,
-            floor: 1.0 / max_cooldown.as_secs_f64().max(f64::MIN_POSITIVE),
+            floor: floor(max_cooldown),
             since: now,
             admitted: 0,
             next: now,

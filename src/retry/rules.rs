@@ -45,6 +45,12 @@ impl Effect {
     }
 }
 
+/// How long a throttle holds its partition: the server's wait, capped at `max_cooldown`
+/// (no gate, and no pacing, holds a partition longer without a probe).
+pub(crate) fn held_for(hint: Duration, max_cooldown: Duration) -> Duration {
+    hint.min(max_cooldown)
+}
+
 /// A shut gate as a store keeps it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Shut {
@@ -60,7 +66,7 @@ impl Shut {
     /// past `max_cooldown` without a probe, however long the server asked for.
     pub(crate) fn after(now: Instant, hint: Duration, status: StatusCode, cap: Duration) -> Self {
         Self {
-            reopen: later(now, hint.min(cap)),
+            reopen: later(now, held_for(hint, cap)),
             asked: later(now, hint),
             status,
         }

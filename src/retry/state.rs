@@ -31,8 +31,9 @@ use super::later;
 use super::layer::{Quota, Settings};
 use super::pacer::{Pacer, Throttle};
 use super::plan::{Gate, Inputs, Pace, Plan, Snapshot, Step, plan};
-use super::rules::{Effect, Shut};
+use super::rules::{self, Effect, Shut};
 use super::store::Remote;
+use super::telemetry::Changed;
 use crate::origin::Site;
 
 /// Which gate and pacer a request is held by.
@@ -217,8 +218,11 @@ impl State {
     ) -> Option<(f64, bool, Instant)> {
         let table = self.lock();
         let Some(pacer) = table.held.get(partition).and_then(|h| h.pacer.as_ref()) else {
-            // A configured quota is the fleet's from the first request.
-            return self.quota.map(|q| (q.rate, true, later(now, SWEEP)));
+            // A configured quota is the fleet's from the first request, for as long as the
+            // pacer about to be made for it would last.
+            return self
+                .quota
+                .map(|q| (q.rate, true, later(now, super::pacer::IDLE)));
         };
         (pacer.pacing() && (!pacer.searched() || pacer.is_configured()))
             .then(|| (pacer.rate_at(now), pacer.stated(), pacer.ends()))
@@ -295,13 +299,13 @@ impl State {
         remote: Option<&Remote>,
     ) -> Plan {
         let now = inputs.now;
-        let mut told = Told::default();
+        let mut changed = Changed::default();
         let mut table = self.lock();
         let configured = self.quota;
         let partition =
             (remote.is_some() || configured.is_some() || !table.held.is_empty()).then(partition);
         if let Some(partition) = &partition {
-            self.tidy(&mut table, partition, now, &mut told);
+            self.tidy(&mut table, partition, now, &mut changed);
             if let Some(quota) = configured
                 && table.held.get(partition).is_none_or(|h| h.pacer.is_none())
             {
@@ -367,11 +371,11 @@ impl State {
                         && let Some(pacer) = &mut held.pacer
                     {
                         pacer.take(at);
-                        told.paced = Some(pacer.rate_at(at));
+                        changed.paced = Some(pacer.rate_at(at));
                     }
                     if probe && let Some(gate) = &mut held.gate {
                         gate.probe = Some(later(now, self.max_cooldown));
-                        told.probe = true;
+                        changed.probe = true;
                     }
                 }
                 if spend_here
@@ -381,10 +385,10 @@ impl State {
                     budget.spend();
                 }
             }
-            Plan::Stop(stop) => told.budget_refused = stop.reason == StopReason::BudgetExhausted,
+            Plan::Stop(stop) => changed.budget_refused = stop.reason == StopReason::BudgetExhausted,
         }
         drop(table);
-        told.emit(partition.as_ref());
+        changed.report(partition.as_ref());
         plan
     }
 
@@ -420,7 +424,7 @@ impl State {
         }
         let partition = partition();
         let now = now();
-        let mut told = Told::default();
+        let mut changed = Changed::default();
         let mut table = self.lock();
         match seen.signal {
             Signal::Throttled {
@@ -448,7 +452,7 @@ impl State {
                             probe: None,
                         },
                     });
-                    told.closed = Some(status);
+                    changed.closed = Some(status);
                 } else if seen.probe {
                     held.gate = None;
                 }
@@ -456,7 +460,7 @@ impl State {
                     // Capped as the gate is: no pacing holds a partition past max_cooldown.
                     let throttle = Throttle {
                         now,
-                        reopen: later(now, hint.min(self.max_cooldown)),
+                        reopen: later(now, rules::held_for(hint, self.max_cooldown)),
                         quota,
                     };
                     match &mut held.pacer {
@@ -467,7 +471,7 @@ impl State {
                                 Some(Pacer::start(throttle, admitted, since, self.max_cooldown));
                         }
                     }
-                    told.paced = held.pacer.as_ref().map(|pacer| pacer.rate_at(now));
+                    changed.paced = held.pacer.as_ref().map(|pacer| pacer.rate_at(now));
                 }
             }
             Signal::Healthy | Signal::Answered | Signal::Refused | Signal::Failed => {
@@ -490,15 +494,15 @@ impl State {
                         pacer.admitted();
                         if let Some(rate) = seen.follow {
                             pacer.follow(rate);
-                            told.paced = Some(pacer.rate_at(now));
+                            changed.paced = Some(pacer.rate_at(now));
                         }
                     }
                 }
             }
         }
-        self.tidy(&mut table, &partition, now, &mut told);
+        self.tidy(&mut table, &partition, now, &mut changed);
         drop(table);
-        told.emit(Some(&partition));
+        changed.report(Some(&partition));
     }
 
     /// Answers the server admitted since the quiet spell began, and when the first healthy one
@@ -521,14 +525,14 @@ impl State {
     /// Drops what no longer holds anything back: in `partition` always, in every partition
     /// once per [`SWEEP`] (so that many tenants do not make every request walk them all).
     /// Once nothing is held, the common case is lock free again and a new quiet spell begins.
-    fn tidy(&self, table: &mut Table, partition: &Partition, now: Instant, told: &mut Told) {
+    fn tidy(&self, table: &mut Table, partition: &Partition, now: Instant, changed: &mut Changed) {
         if table.swept.is_none_or(|at| now >= later(at, SWEEP)) {
             table.swept = Some(now);
             table
                 .held
-                .retain(|partition, held| held.expire(partition, now, told));
+                .retain(|partition, held| held.expire(partition, now, changed));
         } else if let Some(held) = table.held.get_mut(partition)
-            && !held.expire(partition, now, told)
+            && !held.expire(partition, now, changed)
         {
             table.held.remove(partition);
         }
@@ -556,13 +560,13 @@ impl State {
 
 impl Held {
     /// Drops what has expired at `now`; whether anything is still held.
-    fn expire(&mut self, partition: &Partition, now: Instant, told: &mut Told) -> bool {
+    fn expire(&mut self, partition: &Partition, now: Instant, changed: &mut Changed) -> bool {
         if self.gate.is_some_and(|gate| now >= gate.shut.asked) {
             self.gate = None;
         }
         if self.pacer.as_ref().is_some_and(|p| p.ended(now)) {
             self.pacer = None;
-            told.unpaced.push(partition.clone());
+            changed.unpaced.push(partition.clone());
         }
         self.gate.is_some() || self.pacer.is_some()
     }
@@ -572,41 +576,6 @@ impl Closed {
     fn at(self, now: Instant) -> Gate {
         self.shut
             .at(now, self.probe.is_none_or(|until| now >= until))
-    }
-}
-
-/// What changed under the lock, for telemetry to report once it is released: no recorder
-/// (the user's code) runs under the crate's lock.
-#[derive(Debug, Default)]
-struct Told {
-    /// The partition's paced rate, when it was set or a slot taken.
-    paced: Option<f64>,
-    probe: bool,
-    closed: Option<StatusCode>,
-    budget_refused: bool,
-    /// Partitions whose pacing ended.
-    unpaced: Vec<Partition>,
-}
-
-impl Told {
-    #[inline]
-    fn emit(self, partition: Option<&Partition>) {
-        let nothing = self.paced.is_none()
-            && !self.probe
-            && self.closed.is_none()
-            && !self.budget_refused
-            && self.unpaced.is_empty();
-        if nothing {
-            return;
-        }
-        super::telemetry::store_changed(
-            partition,
-            self.paced,
-            self.probe,
-            self.closed,
-            self.budget_refused,
-            &self.unpaced,
-        );
     }
 }
 

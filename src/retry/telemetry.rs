@@ -182,29 +182,45 @@ pub(crate) fn not_ready() {
     metrics::request("transport_error");
 }
 
-/// What a store changed for a partition, reported once its lock is released.
-#[inline]
-pub(crate) fn store_changed(
-    partition: Option<&Partition>,
-    paced: Option<f64>,
-    probe: bool,
-    closed: Option<StatusCode>,
-    budget_refused: bool,
-    unpaced: &[Partition],
-) {
-    if let (Some(rate), Some(partition)) = (paced, partition) {
-        metrics::paced_rate(partition, rate);
-    }
-    if probe {
-        metrics::probe();
-    }
-    if let Some(status) = closed {
-        metrics::gate_closed(status);
-    }
-    if budget_refused {
-        metrics::budget_refused();
-    }
-    for partition in unpaced {
-        metrics::paced_rate(partition, 0.0);
+/// What a store changed under its lock, reported once the lock is released: no recorder
+/// (the user's code) runs under the crate's locks.
+#[derive(Debug, Default)]
+pub(crate) struct Changed {
+    /// The partition's paced rate, when it was set or a slot taken.
+    pub(crate) paced: Option<f64>,
+    pub(crate) probe: bool,
+    pub(crate) closed: Option<StatusCode>,
+    pub(crate) budget_refused: bool,
+    /// Partitions whose pacing ended.
+    pub(crate) unpaced: Vec<Partition>,
+}
+
+impl Changed {
+    /// Reports it, for `partition` (the one the store was asked about).
+    #[inline]
+    pub(crate) fn report(self, partition: Option<&Partition>) {
+        let nothing = self.paced.is_none()
+            && !self.probe
+            && self.closed.is_none()
+            && !self.budget_refused
+            && self.unpaced.is_empty();
+        if nothing {
+            return;
+        }
+        if let (Some(rate), Some(partition)) = (self.paced, partition) {
+            metrics::paced_rate(partition, rate);
+        }
+        if self.probe {
+            metrics::probe();
+        }
+        if let Some(status) = self.closed {
+            metrics::gate_closed(status);
+        }
+        if self.budget_refused {
+            metrics::budget_refused();
+        }
+        for partition in &self.unpaced {
+            metrics::paced_rate(partition, 0.0);
+        }
     }
 }
