@@ -34,10 +34,11 @@ pub(super) type Output<R, E> = Result<Response<R>, RetryError<E>>;
 pub(super) enum Next<B: Body, R, E> {
     /// Send `body` now (once the service is ready).
     Send(ReplayBody<B>),
-    /// Wait until `at`, reading what there is of the last response's body meanwhile, then
-    /// [`resume`](Engine::resume) with `body`.
+    /// Wait until `at` (planned at `from`), reading what there is of the last response's body
+    /// meanwhile, then [`resume`](Engine::resume) with `body`.
     Wait {
         at: Instant,
+        from: Instant,
         body: ReplayBody<B>,
         drain: Option<R>,
     },
@@ -169,8 +170,9 @@ impl<B: Body, P> Engine<B, P> {
         if !self.throttled() {
             return Next::Send(body);
         }
-        match self.plan(Instant::now(), step) {
-            (Planned::Now(plan), _) => self.go(plan, body),
+        let now = Instant::now();
+        match self.plan(now, step) {
+            (Planned::Now(plan), _) => self.go(plan, body, now),
             (Planned::Ask(question), inputs) => Next::Ask(Box::new(Asking {
                 question,
                 inputs,
@@ -191,10 +193,11 @@ impl<B: Body, P> Engine<B, P> {
         asking: Asking<B, R, E>,
         remote: Option<Remote>,
     ) -> Next<B, R, E> {
-        let plan = self.resolve(asking.inputs, remote);
+        let now = Instant::now();
+        let plan = self.resolve(asking.inputs, remote, now);
         match asking.then {
-            Then::Admit(body) => self.go(plan, body),
-            Then::Retry(kept) => self.retry_or_return(plan, kept),
+            Then::Admit(body) => self.go(plan, body, now),
+            Then::Retry(kept) => self.retry_or_return(plan, kept, now),
         }
     }
 
@@ -223,8 +226,8 @@ impl<B: Body, P> Engine<B, P> {
         }
     }
 
-    /// A plan's step for `body`: send now, wait, or return why not.
-    fn go<R, E>(&mut self, plan: Plan, body: ReplayBody<B>) -> Next<B, R, E> {
+    /// A plan's step for `body`, planned at `now`: send now, wait, or return why not.
+    fn go<R, E>(&mut self, plan: Plan, body: ReplayBody<B>, now: Instant) -> Next<B, R, E> {
         match plan {
             Plan::Go {
                 at, probe, slot, ..
@@ -233,7 +236,7 @@ impl<B: Body, P> Engine<B, P> {
                 if slot.is_some() {
                     self.slot = slot;
                 }
-                let wait = at.saturating_duration_since(Instant::now());
+                let wait = at.saturating_duration_since(now);
                 if wait.is_zero() {
                     return Next::Send(body);
                 }
@@ -241,6 +244,7 @@ impl<B: Body, P> Engine<B, P> {
                 telemetry::holding(level, &self.head, self.attempts + 1, wait);
                 Next::Wait {
                     at,
+                    from: now,
                     body,
                     drain: None,
                 }
@@ -303,12 +307,9 @@ impl<B: Body, P> Engine<B, P> {
     }
 
     /// The plan once a fleet's store answered (or did not, in time): the same inputs, at the
-    /// time of the answer.
-    fn resolve(&mut self, inputs: Inputs, remote: Option<Remote>) -> Plan {
-        let inputs = Inputs {
-            now: Instant::now(),
-            ..inputs
-        };
+    /// time of the answer, `now`.
+    fn resolve(&mut self, inputs: Inputs, remote: Option<Remote>, now: Instant) -> Plan {
+        let inputs = Inputs { now, ..inputs };
         let (partition, shared) = self.known_partition();
         shared
             .state
@@ -348,8 +349,9 @@ impl<B: Body, P> Engine<B, P> {
             Kept::Response { res, hint } => (*hint, res.status() == StatusCode::TOO_MANY_REQUESTS),
             Kept::Failure { .. } => (None, false),
         };
-        match self.plan(Instant::now(), Step::Retry { hint, throttle }) {
-            (Planned::Now(plan), _) => self.retry_or_return(plan, kept),
+        let now = Instant::now();
+        match self.plan(now, Step::Retry { hint, throttle }) {
+            (Planned::Now(plan), _) => self.retry_or_return(plan, kept, now),
             (Planned::Ask(question), inputs) => Next::Ask(Box::new(Asking {
                 question,
                 inputs,
@@ -366,10 +368,15 @@ impl<B: Body, P> Engine<B, P> {
         }
     }
 
-    /// What a retry's plan (made at once, or once a fleet's store answered) comes to: a wait
-    /// with the next body, or the kept outcome returned.
+    /// What a retry's plan (made at `now`, at once or once a fleet's store answered) comes to:
+    /// a wait with the next body, or the kept outcome returned.
     #[inline]
-    fn retry_or_return<R, E>(&mut self, plan: Plan, kept: Kept<R, E>) -> Next<B, R, E> {
+    fn retry_or_return<R, E>(
+        &mut self,
+        plan: Plan,
+        kept: Kept<R, E>,
+        now: Instant,
+    ) -> Next<B, R, E> {
         let (at, probe, slot) = match plan {
             Plan::Go {
                 at, probe, slot, ..
@@ -381,7 +388,7 @@ impl<B: Body, P> Engine<B, P> {
         };
         self.probe = probe;
         self.slot = slot;
-        let wait = at.saturating_duration_since(Instant::now());
+        let wait = at.saturating_duration_since(now);
         let level = self.settings().levels.retry;
         let drain = match kept {
             Kept::Response { res, hint } => {
@@ -400,7 +407,12 @@ impl<B: Body, P> Engine<B, P> {
                 None
             }
         };
-        Next::Wait { at, body, drain }
+        Next::Wait {
+            at,
+            from: now,
+            body,
+            drain,
+        }
     }
 
     /// What follows a response.
@@ -603,7 +615,9 @@ mod tests {
                         TimesOut => engine.on_failure(None),
                     }
                 }
-                Next::Wait { at, body, drain } => {
+                Next::Wait {
+                    at, body, drain, ..
+                } => {
                     let wait = at.saturating_duration_since(Instant::now());
                     let drained = if drain.is_some() { " (draining)" } else { "" };
                     seen.push(format!("wait {}ms{drained}", wait.as_millis()));

@@ -93,8 +93,8 @@ where
         deadline: Option<Instant>,
     ) -> Self {
         let (mut head, body) = req.into_parts();
-        let span = RequestSpan::new(&head.method, &head.uri);
         Engine::<B, P>::prepare(&mut head, &shared.settings);
+        let span = RequestSpan::new(&head.method, &head.uri);
         let (replay, body) = Replay::start(body, shared.settings.replay_limit);
         // The common case, nothing throttled anywhere: straight to sending, no planning.
         // Otherwise the request is planned when first polled (a wait that has not started).
@@ -138,12 +138,16 @@ impl<F, B: Body, R, E> State<F, B, R, E> {
                 return Some(output);
             }
             Next::Send(body) => self.set(State::Sending { body }),
-            Next::Wait { at, body, drain } => {
-                let now = Instant::now();
+            Next::Wait {
+                at,
+                from,
+                body,
+                drain,
+            } => {
                 let wait = Wait {
-                    started: Some(now),
+                    started: Some(from),
                     until: at,
-                    drain_until: later(now, settings.drain_timeout),
+                    drain_until: later(from, settings.drain_timeout),
                     drain_left: settings.drain_limit,
                 };
                 self.set(State::Waiting {
