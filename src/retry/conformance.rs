@@ -1,5 +1,5 @@
 //! One contract, two stores: the same table of scenarios (gate, merge, probe, cap, pacing
-//! slots, a configured quota, budget) run against this process's store in every `cargo test`, and against a
+//! slots and a gate over them, a configured quota, budget) run against this process's store in every `cargo test`, and against a
 //! fleet's store in Redis (the Lua scripts) where a `redis-server` can be started, so a
 //! script that drifts from [`rules`](super::rules) fails a test.
 //!
@@ -29,6 +29,8 @@ enum Op {
     Throttle(u16, Option<u64>, Option<f64>),
     /// A request asks to go (a retry after a failure when `retry`), and is expected to.
     Ask { retry: bool, want: Want },
+    /// A request that waited for its pacing slot (of the first schedule) asks again.
+    Resume(Want),
 }
 
 /// What the plan should be.
@@ -64,6 +66,30 @@ const TABLE: &[Scenario] = &[
         name: "a configured quota gives slots from the first request",
         // 20 a second less the 1% headroom: 50.5 ms apart.
         steps: &[(0, go(0)), (0, go(51)), (0, go(101)), (120, go(152))],
+    },
+    Scenario {
+        quota: Some(20),
+        name: "requests whose slots a gate shut over take new ones after it",
+        // Without new slots, both would leave at the reopening: a crowd, in a fixed window.
+        steps: &[
+            (0, go(0)),
+            (0, go(51)),
+            (10, Op::Throttle(503, Some(1000), None)),
+            (
+                60,
+                Op::Resume(Want::Go {
+                    at: 1010,
+                    probe: false,
+                }),
+            ),
+            (
+                60,
+                Op::Resume(Want::Go {
+                    at: 1061,
+                    probe: false,
+                }),
+            ),
+        ],
     },
     Scenario {
         quota: None,
@@ -162,6 +188,15 @@ fn layer(scenario: &Scenario) -> super::layer::RetryBuilder {
     }
 }
 
+/// A request resumed at `now` that waited for a slot of the first schedule.
+fn resumed(now: Instant) -> Inputs {
+    Inputs {
+        step: Step::Resume,
+        slot: Some(0),
+        ..Inputs::fresh(now)
+    }
+}
+
 /// The request a step plans, at `now`.
 fn inputs(now: Instant, retry: bool) -> Inputs {
     if !retry {
@@ -226,9 +261,13 @@ fn the_local_store_keeps_the_contract() {
                 Op::Throttle(status, hint, quota) => {
                     store.observe(&throttle(status, hint, quota), || partition.clone(), || now);
                 }
-                Op::Ask { retry, want } => {
-                    let Planned::Now(plan) =
-                        store.plan(settings, || partition.clone(), &inputs(now, retry))
+                Op::Ask { .. } | Op::Resume(_) => {
+                    let (asked, want) = match op {
+                        Op::Ask { retry, want } => (inputs(now, retry), want),
+                        Op::Resume(want) => (resumed(now), want),
+                        Op::Throttle(..) => unreachable!(),
+                    };
+                    let Planned::Now(plan) = store.plan(settings, || partition.clone(), &asked)
                     else {
                         panic!("the local store asks no one");
                     };
@@ -285,8 +324,12 @@ async fn the_fleet_store_keeps_the_contract() {
                     // The report goes in the background: let it land.
                     tokio::time::sleep(20 * MS).await;
                 }
-                Op::Ask { retry, want } => {
-                    let asked = inputs(Instant::now(), retry);
+                Op::Ask { .. } | Op::Resume(_) => {
+                    let (asked, want) = match op {
+                        Op::Ask { retry, want } => (inputs(Instant::now(), retry), want),
+                        Op::Resume(want) => (resumed(Instant::now()), want),
+                        Op::Throttle(..) => unreachable!(),
+                    };
                     let Planned::Ask(question) =
                         store_b.plan(settings, || partition.clone(), &asked)
                     else {

@@ -49,8 +49,10 @@ pub const DEFAULT_FLEET_TIMEOUT: Duration = Duration::from_millis(50);
 ///   process, gets the probe (`SET NX` with a lease).
 /// - **Pacing**: while a partition is paced, each request asks a Lua script for its slot: a
 ///   GCRA step on one "theoretical arrival time" per partition, at the fleet's rate (a rate the
-///   server stated, or the sum of the rates each process measured from its own answers). One
-///   round trip per request while throttled; none while nothing is.
+///   server stated, or the sum of the rates each process measured from its own answers, and
+///   cut when a throttle cuts it). A request that waited for its slot and finds the gate shut
+///   takes a new slot after the gate, as from the local pacer. One round trip per request
+///   while throttled; none while nothing is.
 /// - **"Anything throttled?"**: one key, read at most every 5 ms in the background and
 ///   cached; while it and the local state say no, requests do exactly what they do without a
 ///   fleet. A reading older than 100 ms (a process that was idle) is not trusted: the next
@@ -256,7 +258,8 @@ impl Scripts {
         let script = |body: &str| Script::new(&format!("{NOW}{EXTEND_FLAG}{body}"));
         Self {
             // KEYS: gate, probe, rates, tat. ARGV: me, my rate, stated (1/0), my rate's
-            // lifetime (ms), earliest slot (ms from now), cap (ms), take a slot (1/0), probe
+            // lifetime (ms), earliest slot (ms from now), cap (ms), take a slot (1 yes, 0 no,
+            // 2 only while the gate is shut: a resumed request's slot was in its shadow), probe
             // lease (ms), ask the budget (1/0), ratio, reserve, budget key prefix.
             // Returns {code, reopen_in, asked_in, status, budget, slot_in}: code 1 closed,
             // 2 probe granted, 3 probe out elsewhere, 0 open; budget 1 taken, 0 refused, -1
@@ -305,7 +308,9 @@ if ARGV[9] == '1' then
   redis.call('EXPIRE', ARGV[12] .. sec, 20)
   budget = 1
 end
-if code == 2 or ARGV[7] ~= '1' then return {code, reopen_in, asked_in, status, budget, -1} end
+if code == 2 or ARGV[7] == '0' or (ARGV[7] == '2' and code ~= 1) then
+  return {code, reopen_in, asked_in, status, budget, -1}
+end
 local entries = redis.call('HGETALL', KEYS[3])
 local stated, measured = 0, 0
 for i = 1, #entries, 2 do
@@ -538,7 +543,7 @@ impl Fleet {
             ask.rate.map_or(0, |(_, _, life)| ms(life).max(1)),
             ms(ask.earliest),
             ms(ask.cap),
-            u8::from(ask.slot),
+            ask.slot as u8,
             ms(ask.lease).max(1),
             u8::from(ask.budget.is_some()),
             ask.budget.map_or(0.0, |(ratio, _)| ratio),
@@ -652,6 +657,17 @@ fn decode_admit(reply: &[i64], now: Instant) -> Remote {
     }
 }
 
+/// Whether a request takes a pacing slot from the fleet (the admit script's argument).
+#[derive(Debug, Clone, Copy)]
+enum Take {
+    No = 0,
+    Yes = 1,
+    /// Only if the gate is shut: a resumed request keeps the slot it waited for, unless a
+    /// gate shut over it (then it takes one after the gate, or the whole crowd held by the
+    /// gate would leave at its reopening).
+    IfShut = 2,
+}
+
 /// What a request asks the fleet.
 struct Ask {
     /// This process's pacing of the partition: rate, stated, how long it lasts.
@@ -660,8 +676,8 @@ struct Ask {
     earliest: Duration,
     /// The longest the request may wait.
     cap: Duration,
-    /// Whether to take a pacing slot (not on resuming: the wait holds one).
-    slot: bool,
+    /// Whether to take a pacing slot.
+    slot: Take,
     /// The probe's lease.
     lease: Duration,
     /// For a retry, the budget's ratio and reserve.
@@ -754,7 +770,12 @@ impl FleetState {
                 .map(|(rate, stated, ends)| (rate, stated, ends.saturating_duration_since(now))),
             earliest: at.saturating_duration_since(now),
             cap: rules::cap(settings.max_retry_after, inputs.deadline, now),
-            slot: inputs.step != super::plan::Step::Resume && settings.pacing,
+            slot: match inputs.step {
+                _ if !settings.pacing => Take::No,
+                // One that waited for a gate alone takes one, as from the local pacer.
+                super::plan::Step::Resume if inputs.slot.is_some() => Take::IfShut,
+                _ => Take::Yes,
+            },
             lease: self.local.max_cooldown(),
             // Asked before the slot is known: a 429 retried while pacing may take one.
             budget: self

@@ -111,7 +111,9 @@ enum Growth {
     /// Searching upwards from `rate`: doubles every [`DOUBLE_EVERY`].
     Doubling,
     /// Searched: from [`BACK_OFF`] of `ceiling` back to it over [`FLAT`], cubically, then up.
-    Cubic { ceiling: f64 },
+    /// `guess`: the ceiling is a rate a search met (a guess at the whole limiter), not a
+    /// measured or stated rate that was cut (still this process's share, or the server's word).
+    Cubic { ceiling: f64, guess: bool },
 }
 
 /// What a throttle tells the pacer.
@@ -211,10 +213,19 @@ impl Pacer {
         let known = throttle.quota.or_else(|| {
             measure(self.admitted, cycle, throttle.wait()).filter(|rate| *rate >= met * BACK_OFF)
         });
-        self.stated = throttle.quota.is_some();
+        // A cut keeps what the rate it cut was: the server's word, a share this process
+        // measured, or a search's guess.
+        self.stated = throttle.quota.is_some() || (known.is_none() && self.stated);
+        let guess = self.searched();
         (self.rate, self.growth) = match known {
             Some(rate) => (rate, Growth::Held),
-            None => (met * BACK_OFF, Growth::Cubic { ceiling: met }),
+            None => (
+                met * BACK_OFF,
+                Growth::Cubic {
+                    ceiling: met,
+                    guess,
+                },
+            ),
         };
         self.since = throttle.reopen;
         self.admitted = 0;
@@ -235,11 +246,15 @@ impl Pacer {
         }
     }
 
-    /// Whether the rate was searched rather than measured or stated: a search's rate is this
-    /// process's guess at the whole limiter, not a share of what it admitted, so a fleet
-    /// does not add it to the others'.
+    /// Whether the rate was searched rather than measured or stated (or cut from either): a
+    /// search's rate is this process's guess at the whole limiter, not a share of what it
+    /// admitted, so a fleet does not add it to the others'. A measured share that a throttle
+    /// cut is still a share: the fleet must hear of the cut, or it keeps pacing at the old sum.
     pub(crate) fn searched(&self) -> bool {
-        self.growth != Growth::Held
+        matches!(
+            self.growth,
+            Growth::Doubling | Growth::Cubic { guess: true, .. }
+        )
     }
 
     /// Whether the pacer paces: not while a search waits for a second refusal.
@@ -280,7 +295,7 @@ impl Pacer {
                 let steps = (t / DOUBLE_EVERY.as_secs_f64()).min(f64::from(DOUBLINGS));
                 self.rate * steps.exp2()
             }
-            Growth::Cubic { ceiling } => {
+            Growth::Cubic { ceiling, .. } => {
                 // ceiling * (1 + c (t - FLAT)^3), with c such that it starts at BACK_OFF.
                 let flat = FLAT.as_secs_f64();
                 let c = (1.0 - BACK_OFF) / (flat * flat * flat);
@@ -434,6 +449,40 @@ mod tests {
             Some(t0 - 500 * S),
             60 * S
         )));
+    }
+
+    #[test]
+    fn a_cut_share_is_still_a_share_and_a_cut_word_still_the_servers() {
+        let t0 = Instant::now();
+        // This process's share of a fixed window, measured (about 50 a second)...
+        let mut share = Pacer::start(throttle(t0 + 25 * MS, S), 50, Some(t0), 60 * S);
+        assert!(!share.searched() && !share.stated());
+        // ...then refused at one of its slots 4 s on, the cycle measuring too little to go
+        // by: the rate is cut, and it is still this process's share, which a fleet adds to
+        // the others' (as a search's guess it was left out, and the fleet kept pacing at the
+        // old sum: a 429 and a shut second every couple of seconds).
+        let at = t0 + 4 * S;
+        share.throttled(throttle(at, S), Some(share.generation()));
+        assert!((share.rate_at(at) - BACK_OFF * 50.0 / 1.025).abs() < 0.01);
+        assert!(!share.searched() && !share.stated());
+        // A rate the server stated, cut, is still the server's word (never added up).
+        let mut word = Pacer::start(
+            Throttle {
+                quota: Some(100.0),
+                ..throttle(t0, S)
+            },
+            0,
+            None,
+            60 * S,
+        );
+        word.throttled(throttle(at, S), Some(word.generation()));
+        assert!(!word.searched() && word.stated());
+        assert!((word.rate_at(at) - BACK_OFF * 100.0).abs() < 1e-9);
+        // A search's guess, cut, is still a guess.
+        let mut guess = search(t0);
+        let at = t0 + 3 * DOUBLE_EVERY;
+        guess.throttled(throttle(at, Duration::ZERO), Some(guess.generation()));
+        assert!(guess.searched());
     }
 
     /// A search that met its second refusal.

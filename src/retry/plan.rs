@@ -18,7 +18,7 @@
 //! | hint floor | a hint is a floor: `max(hint, backoff)` plus a bounded upward spread; `0` names no floor |
 //! | deadline | an own wait that would cross the deadline stops: [`DeadlineTooClose`](StopReason::DeadlineTooClose) |
 //! | gate | a closed gate is waited for only if what the server asked fits `max_retry_after` and the deadline, else [`CoolingDown`](StopReason::CoolingDown); past its capped reopening, one request probes |
-//! | pacing | a throttled partition releases requests at its pacer's slots, under the same cap; a slot voided by a throttle is taken again |
+//! | pacing | a throttled partition releases requests at its pacer's slots, under the same cap; a slot voided by a throttle, or that a gate shut over, is taken again after it |
 //! | budget | a retry takes one from the shared budget, or stops: [`BudgetExhausted`](StopReason::BudgetExhausted); a 429 retried at a pacing slot takes none |
 
 use std::time::Duration;
@@ -302,6 +302,7 @@ pub(crate) fn plan(settings: &Settings, inputs: &Inputs, snapshot: &Snapshot) ->
     // The longest wait allowed, worked out only when something holds the request.
     let cap = || rules::cap(settings.max_retry_after, inputs.deadline, now);
     let mut probe = false;
+    let mut gated = false;
     let held = match snapshot.gate {
         Gate::Open => None,
         Gate::Closed { asked, status, .. } => Some((asked, status)),
@@ -320,13 +321,15 @@ pub(crate) fn plan(settings: &Settings, inputs: &Inputs, snapshot: &Snapshot) ->
         if waits_over(at) {
             return Stop::cooling(asked_for, status);
         }
+        gated = true;
     }
 
     let mut slot = None;
-    // A resumed request keeps its slot, unless a throttle voided the schedule it was of; one
-    // that waited for a gate alone takes one now, or a crowd would leave at its reopening.
+    // A resumed request keeps its slot, unless a throttle voided the schedule it was of or a
+    // gate shut over it; one that waited for a gate alone takes one now. Else the crowd a
+    // gate held would leave at its reopening, and spend a fixed window's quota at once.
     let takes_slot = |pace: &Pace| match inputs.step {
-        Step::Resume => inputs.slot != Some(pace.generation),
+        Step::Resume => gated || inputs.slot != Some(pace.generation),
         Step::Fresh | Step::Retry { .. } => true,
     };
     if let Some(pace) = snapshot.pace.filter(takes_slot) {
@@ -669,6 +672,22 @@ mod tests {
                 },
                 paced_in(2 * S, 1),
                 slot_at(now + 2 * S, 1),
+            ),
+            Row::new(
+                "a resumed request whose slot a gate shut over takes one after the gate",
+                Inputs {
+                    step: Step::Resume,
+                    slot: Some(0),
+                    ..fresh
+                },
+                Snapshot {
+                    pace: Some(Pace {
+                        next: now + 100 * MS,
+                        generation: 0,
+                    }),
+                    ..closed(S, S, UNAVAILABLE)
+                },
+                slot_at(now + S, 0),
             ),
             Row::new(
                 "a request that waited for a gate alone takes a slot when it resumes",
