@@ -167,12 +167,13 @@ async fn rate_limit_fields_are_read_when_enabled() {
     // t=4, then 6 from X-RateLimit-Reset, then Retry-After: 2 winning over t=4.
     assert_eq!(arrivals(&api), [Duration::ZERO, 4 * S, 10 * S, 12 * S]);
 
-    // Off by default: the same fields give no floor.
+    // Off by default: the same fields give no floor; the retry waits only the pacer's first
+    // interval (a refusal without a hint came less than one after an admitted request).
     let api = Emulator::new();
     api.push(Reply::status(429).header("ratelimit", "\"default\";r=0;t=4"));
     let res = stack(&api, exact()).oneshot(get("/v1/x")).await.unwrap();
     assert_eq!(info(&res).last_hint(), None);
-    assert_eq!(arrivals(&api), [Duration::ZERO, Duration::ZERO]);
+    assert_eq!(arrivals(&api), [Duration::ZERO, Duration::from_millis(250)]);
 }
 
 /// A jitter source that returns what no jitter should.
