@@ -136,8 +136,10 @@ pub(crate) struct Entered<'a> {
 /// An event's level: `tracing`'s, or nothing without the feature.
 #[cfg(feature = "tracing")]
 pub(crate) type Level = tracing::Level;
+/// (A unit struct rather than `()`: passed and bound like a level, it reads as one.)
 #[cfg(not(feature = "tracing"))]
-pub(crate) type Level = ();
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Level;
 
 /// The levels of the retry layer's decision events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +159,7 @@ impl Levels {
     #[cfg(feature = "tracing")]
     pub(crate) const DEBUG: Level = tracing::Level::DEBUG;
     #[cfg(not(feature = "tracing"))]
-    pub(crate) const DEBUG: Level = ();
+    pub(crate) const DEBUG: Level = Level;
 }
 
 impl Default for Levels {
@@ -169,8 +171,8 @@ impl Default for Levels {
         };
         #[cfg(not(feature = "tracing"))]
         Self {
-            retry: (),
-            give_up: (),
+            retry: Level,
+            give_up: Level,
         }
     }
 }

@@ -18,7 +18,9 @@ use super::StopReason;
 use super::layer::RetryLayer;
 use super::plan::{Inputs, Plan, Step};
 use super::state::{Observation, Signal};
-use super::store::{Planned, Store};
+use super::store::Planned;
+#[cfg(feature = "redis")]
+use super::store::Store;
 
 const MS: Duration = Duration::from_millis(1);
 
