@@ -23,7 +23,7 @@ use super::plan::{Inputs, Plan, Step, Stop};
 use super::policy::{Attempt, Decision, Failure, Outcome, RetryPolicy};
 use super::state::{Observation, Partition, Signal};
 use super::store::{Planned, Question, Remote};
-use super::telemetry;
+use super::telemetry::{self, Waiting};
 use super::{RetryError, RetryInfo, StopReason};
 use crate::trace::RequestSpan;
 
@@ -388,7 +388,10 @@ impl<B: Body, P> Engine<B, P> {
         };
         self.probe = probe;
         self.slot = slot;
-        let wait = at.saturating_duration_since(now);
+        let wait = Waiting {
+            from: now,
+            until: at,
+        };
         let level = self.settings().levels.retry;
         let drain = match kept {
             Kept::Response { res, hint } => {

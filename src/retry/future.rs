@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::{Request, Response};
 use http_body::Body;
@@ -13,13 +14,13 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
+use super::RetryError;
 use super::body::{Replay, ReplayBody};
 use super::engine::{Asking, Engine, Next, Output};
 use super::layer::{Settings, Shared};
 use super::plan::Step;
 use super::policy::RetryPolicy;
 use super::wait::Wait;
-use super::{RetryError, later};
 use crate::trace::RequestSpan;
 
 pin_project! {
@@ -103,7 +104,7 @@ where
             let wait = Wait {
                 started: None,
                 until: now,
-                drain_until: now,
+                drain_for: Duration::ZERO,
                 drain_left: 0,
             };
             State::Waiting {
@@ -147,7 +148,7 @@ impl<F, B: Body, R, E> State<F, B, R, E> {
                 let wait = Wait {
                     started: Some(from),
                     until: at,
-                    drain_until: later(from, settings.drain_timeout),
+                    drain_for: settings.drain_timeout,
                     drain_left: settings.drain_limit,
                 };
                 self.set(State::Waiting {

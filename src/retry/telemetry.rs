@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use http::request::Parts;
 use http::{Response, StatusCode};
+use tokio::time::Instant;
 
 use super::StopReason;
 use super::metrics;
@@ -29,6 +30,21 @@ macro_rules! request_event {
             $($rest)+
         )
     };
+}
+
+/// A wait from `from` until `until`, its length worked out only when an event or a metric
+/// records it (with neither on, a retry reads no more of the clock than it must).
+#[derive(Clone, Copy)]
+pub(crate) struct Waiting {
+    pub(crate) from: Instant,
+    pub(crate) until: Instant,
+}
+
+impl Waiting {
+    #[cfg_attr(not(any(feature = "tracing", feature = "metrics")), allow(dead_code))]
+    fn length(self) -> Duration {
+        self.until.saturating_duration_since(self.from)
+    }
 }
 
 /// DEBUG for an ordinary outcome, else the layer's give-up level.
@@ -81,7 +97,7 @@ pub(crate) fn not_sending(
     metrics::request(metrics::failure_outcome(false, reason));
 }
 
-/// A retry after a response, in `wait`.
+/// A retry after a response, after `wait`.
 #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
 #[inline]
 pub(crate) fn retrying_after_response<R>(
@@ -90,7 +106,7 @@ pub(crate) fn retrying_after_response<R>(
     attempts: u32,
     res: &Response<R>,
     hint: Option<Duration>,
-    wait: Duration,
+    wait: Waiting,
 ) {
     request_event!(
         level,
@@ -100,13 +116,13 @@ pub(crate) fn retrying_after_response<R>(
         status = res.status().as_u16(),
         code = code(res),
         hint_ms = hint.map(|h| h.as_millis() as u64),
-        wait_ms = wait.as_millis() as u64,
+        wait_ms = wait.length().as_millis() as u64,
         "retrying after a response"
     );
-    metrics::retry_after_response(res.status(), wait);
+    metrics::retry_after_response(res.status(), wait.length());
 }
 
-/// A retry after a failed attempt, in `wait`.
+/// A retry after a failed attempt, after `wait`.
 #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
 #[inline]
 pub(crate) fn retrying_after_failure(
@@ -114,7 +130,7 @@ pub(crate) fn retrying_after_failure(
     head: &Parts,
     attempts: u32,
     failure: Failure,
-    wait: Duration,
+    wait: Waiting,
 ) {
     request_event!(
         level,
@@ -122,10 +138,10 @@ pub(crate) fn retrying_after_failure(
         attempt = attempts,
         http.request.resend_count = attempts,
         failure = ?failure,
-        wait_ms = wait.as_millis() as u64,
+        wait_ms = wait.length().as_millis() as u64,
         "retrying after a failed attempt"
     );
-    metrics::retry_after_failure(failure, wait);
+    metrics::retry_after_failure(failure, wait.length());
 }
 
 /// The response is returned: final (DEBUG), or the layer stopped retrying (`give_up`).

@@ -9,13 +9,16 @@ use bytes::Buf;
 use http_body::Body;
 use tokio::time::{Instant, Sleep, sleep_until};
 
+use super::later;
+
 /// A wait's times.
 pub(super) struct Wait {
     /// When it began; `None`: a first attempt, planned once polled.
     pub(super) started: Option<Instant>,
     pub(super) until: Instant,
-    /// How long the last body is drained for at most, and how many bytes of it.
-    pub(super) drain_until: Instant,
+    /// How long the last body is drained for at most (from `started`), and how many bytes
+    /// of it.
+    pub(super) drain_for: Duration,
     pub(super) drain_left: usize,
 }
 
@@ -38,14 +41,18 @@ impl Wait {
                 drain.set(None);
             }
             let now = Instant::now();
-            let draining = drain.is_some() && now < self.drain_until;
-            if now >= self.until && !draining {
+            // Worked out only while a body is still being drained (most are done at once).
+            let drain_until = self
+                .started
+                .filter(|_| drain.is_some())
+                .map(|started| later(started, self.drain_for));
+            let draining = drain_until.filter(|until| now < *until);
+            if now >= self.until && draining.is_none() {
                 return Poll::Ready(self.started.map(|s| now.saturating_duration_since(s)));
             }
-            let wake_at = if draining && now >= self.until {
-                self.drain_until
-            } else {
-                self.until
+            let wake_at = match draining {
+                Some(drain_until) if now >= self.until => drain_until,
+                _ => self.until,
             };
             let timer = sleep.get_or_insert_with(|| Box::pin(sleep_until(wake_at)));
             if timer.deadline() != wake_at {
