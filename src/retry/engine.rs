@@ -427,7 +427,7 @@ impl<B: Body, P> Engine<B, P> {
         let settings = &self.shared.settings;
         let throttling = matches!(status.as_u16(), 429 | 503);
         let hint = if throttling {
-            wait_hint(res.headers(), settings.hint_fields, self.shared.clock.now())
+            wait_hint(res.headers(), settings.hint_fields, &*self.shared.clock)
         } else {
             None
         };
