@@ -21,6 +21,11 @@ pub fn wait_hint(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
         retry_after_ms: true,
         rate_limit: true,
         x_rate_limit_reset: true,
+        resets: &[
+            ("x-reset", crate::retry::ResetFormat::Seconds),
+            ("x-reset-ms", crate::retry::ResetFormat::Milliseconds),
+            ("x-reset-at", crate::retry::ResetFormat::EpochSeconds),
+        ],
     };
     crate::retry::hints::wait_hint(headers, fields, now)
 }

@@ -113,8 +113,14 @@ fn rows() -> Vec<Row> {
         row(Method::POST, Reply::unavailable, 1),
         row(
             Method::POST,
-            || Reply::unavailable().header("retry-after", "0.5"),
+            || Reply::unavailable().header("retry-after", "soon"),
             1,
+        ),
+        // A fractional hint is a hint: the server asked to come back, a POST included.
+        row(
+            Method::POST,
+            || Reply::unavailable().header("retry-after", "0.5"),
+            2,
         ),
         row(Method::GET, || Reply::status(500), 2),
         row(Method::POST, || Reply::status(500), 1),

@@ -8,7 +8,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, HeaderValue, header::HeaderName, header::RETRY_AFTER};
+use http::header::{HeaderName, RETRY_AFTER};
+use http::{HeaderMap, HeaderValue};
 
 use super::backoff::WallClock;
 
@@ -54,6 +55,8 @@ pub(crate) struct HintFields {
     pub(crate) retry_after_ms: bool,
     pub(crate) rate_limit: bool,
     pub(crate) x_rate_limit_reset: bool,
+    /// Further reset headers, in the order they are read, with how each names its time.
+    pub(crate) resets: &'static [(&'static str, ResetFormat)],
 }
 
 impl Default for HintFields {
@@ -63,13 +66,28 @@ impl Default for HintFields {
             retry_after_ms: true,
             rate_limit: false,
             x_rate_limit_reset: false,
+            resets: &[],
         }
     }
 }
 
+/// How a server's own reset header names the time to come back, for
+/// [`RetryBuilder::reset_headers`](super::RetryBuilder::reset_headers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResetFormat {
+    /// Seconds from now, optionally with a fraction (`30`, `1.5`).
+    Seconds,
+    /// Milliseconds from now, optionally with a fraction (`1500`).
+    Milliseconds,
+    /// A point in time, in whole seconds since the Unix epoch (`1767225600`); one in the past
+    /// names no wait.
+    EpochSeconds,
+}
+
 /// The server's wait hint: `retry-after-ms` (if enabled) first, as the more precise form of
 /// `Retry-After`, then `Retry-After`, then (if enabled) `RateLimit` / `RateLimit-Reset`, then
-/// `X-RateLimit-Reset`. Of several lines of one field, the largest valid value wins: an
+/// `X-RateLimit-Reset`, then the configured reset headers in their order. Of several lines of one field, the largest valid value wins: an
 /// invalid line hides nothing, and the safer reading is the longer wait.
 pub(crate) fn wait_hint(
     headers: &HeaderMap,
@@ -98,21 +116,50 @@ pub(crate) fn wait_hint(
             return hint;
         }
     }
-    if fields.x_rate_limit_reset {
-        return largest(X_RATELIMIT_RESET, &|v| {
+    if fields.x_rate_limit_reset
+        && let Some(hint) = largest(X_RATELIMIT_RESET, &|v| {
             x_rate_limit_reset(v, now.wall_time())
-        });
+        })
+    {
+        return Some(hint);
     }
-    None
+    fields.resets.iter().find_map(|(name, format)| {
+        headers
+            .get_all(*name)
+            .iter()
+            .filter_map(|v| reset(v, *format, &now))
+            .max()
+    })
+}
+
+/// A configured reset header's value, read as `format` says.
+fn reset(value: &HeaderValue, format: ResetFormat, now: impl WallTime) -> Option<Duration> {
+    let text = value.to_str().ok()?.trim();
+    match format {
+        ResetFormat::Seconds => decimal(text, 1000),
+        ResetFormat::Milliseconds => decimal(text, 1),
+        ResetFormat::EpochSeconds => {
+            let at = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(seconds(text)?))?;
+            Some(at.duration_since(now.wall_time()).unwrap_or(Duration::ZERO))
+        }
+    }
 }
 
 /// `Retry-After: <delta-seconds>` or `Retry-After: <HTTP-date>` (IMF-fixdate, RFC 850 or
-/// asctime).
+/// asctime). Two forms servers send that the RFC does not name are read as well: seconds with
+/// a fraction (`1.5`, rounded up to the next whole millisecond), and an IMF-fixdate whose zone
+/// is written `UTC` or `+0000` instead of `GMT`.
 pub(crate) fn retry_after(value: &HeaderValue, now: impl WallTime) -> Option<Duration> {
-    if let Some(delta) = delta_seconds(value) {
+    let text = value.to_str().ok()?.trim();
+    if let Some(delta) = decimal(text, 1000) {
         return Some(delta);
     }
-    let date = httpdate::parse_http_date(value.to_str().ok()?.trim()).ok()?;
+    let date = httpdate::parse_http_date(text).ok().or_else(|| {
+        let local = text
+            .strip_suffix(" UTC")
+            .or_else(|| text.strip_suffix(" +0000"))?;
+        httpdate::parse_http_date(&format!("{local} GMT")).ok()
+    })?;
     Some(
         date.duration_since(now.wall_time())
             .unwrap_or(Duration::ZERO),
@@ -123,33 +170,80 @@ pub(crate) fn retry_after(value: &HeaderValue, now: impl WallTime) -> Option<Dur
 /// rounded up to the next whole millisecond so the wait is never shorter than asked. Signs,
 /// exponents, more than [`MAX_DIGITS`] integer digits and anything else are ignored.
 pub(crate) fn retry_after_ms(value: &HeaderValue) -> Option<Duration> {
-    let text = value.to_str().ok()?.trim();
-    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
-    let whole = seconds(whole)?;
-    if !fraction.bytes().all(|b| b.is_ascii_digit()) || text.ends_with('.') {
-        return None;
-    }
-    let up = u64::from(fraction.bytes().any(|b| b != b'0'));
-    Some(Duration::from_millis(whole.saturating_add(up)))
+    decimal(value.to_str().ok()?.trim(), 1)
 }
 
-/// The server's own verdict on retrying, from `x-should-retry`: `Some(true)` for `true`,
-/// `Some(false)` for `false` (any case, surrounding spaces ignored), `None` for anything else
-/// or several disagreeing lines (no verdict is better than a guessed one).
-pub(crate) fn should_retry(headers: &HeaderMap) -> Option<bool> {
+/// A non-negative decimal number of units of `unit_ms` milliseconds (1000: seconds, 1:
+/// milliseconds), digits with an optional fraction, rounded up to the next whole millisecond
+/// so a wait is never shorter than asked. Signs, exponents, a bare or trailing point, more
+/// than [`MAX_DIGITS`] integer digits and anything else are `None`.
+fn decimal(text: &str, unit_ms: u64) -> Option<Duration> {
+    let (whole, fraction) = match text.split_once('.') {
+        Some((_, "")) => return None,
+        Some((whole, fraction)) => (whole, fraction),
+        None => (text, ""),
+    };
+    let whole = seconds(whole)?;
+    if !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // The fraction's whole milliseconds, then one more if anything is left below them.
+    let digits = unit_ms.ilog10() as usize;
+    let (ms, rest) = fraction.split_at(digits.min(fraction.len()));
+    let ms = ms
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(digits)
+        .fold(0, |n, b| n * 10 + u64::from(b - b'0'));
+    let up = u64::from(rest.bytes().any(|b| b != b'0'));
+    Some(Duration::from_millis(
+        whole
+            .saturating_mul(unit_ms)
+            .saturating_add(ms)
+            .saturating_add(up),
+    ))
+}
+
+/// The server's own verdict on retrying, from `x-should-retry` and the headers named in
+/// `also`: `Some(true)` for `true`, `Some(false)` for `false` (any case, surrounding spaces
+/// ignored), `None` for anything else or several disagreeing lines (no verdict is better than
+/// a guessed one).
+pub(crate) fn should_retry(headers: &HeaderMap, also: &[&str]) -> Option<bool> {
     let mut verdict = None;
     for value in headers.get_all(X_SHOULD_RETRY) {
-        let this = match value.to_str().ok()?.trim() {
-            v if v.eq_ignore_ascii_case("true") => true,
-            v if v.eq_ignore_ascii_case("false") => false,
-            _ => return None,
-        };
+        let this = verdict_of(value)?;
+        if verdict.is_some_and(|v| v != this) {
+            return None;
+        }
+        verdict = Some(this);
+    }
+    if also.is_empty() {
+        return verdict;
+    }
+    named_verdicts(headers, also, verdict)
+}
+
+/// [`should_retry`] with the verdict so far, for the headers named in `also`.
+#[cold]
+fn named_verdicts(headers: &HeaderMap, also: &[&str], mut verdict: Option<bool>) -> Option<bool> {
+    for value in also.iter().flat_map(|name| headers.get_all(*name)) {
+        let this = verdict_of(value)?;
         if verdict.is_some_and(|v| v != this) {
             return None;
         }
         verdict = Some(this);
     }
     verdict
+}
+
+/// `true` or `false`, in any case, surrounding spaces ignored.
+#[inline]
+fn verdict_of(value: &HeaderValue) -> Option<bool> {
+    match value.to_str().ok()?.trim() {
+        v if v.eq_ignore_ascii_case("true") => Some(true),
+        v if v.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
 }
 
 /// A non-negative integer number of seconds, digits only.
@@ -376,6 +470,7 @@ mod tests {
         let all = HintFields {
             retry_after_ms: true,
             rate_limit: true,
+            resets: &[],
             x_rate_limit_reset: true,
         };
         let mut headers = HeaderMap::new();
@@ -393,6 +488,31 @@ mod tests {
         assert_eq!(clock.0.get(), 1);
     }
 
+    /// Forms servers send that the RFC does not name: seconds with a fraction, rounded up to
+    /// the millisecond (a wait is never shorter than asked), and a date in `UTC` or `+0000`.
+    /// Before, each was ignored, and the retry went at the backoff alone.
+    #[test]
+    fn fractional_seconds_and_utc_dates_are_read() {
+        let ms = Duration::from_millis;
+        for (text, wait) in [
+            ("1.5", ms(1500)),
+            (" 0.25 ", ms(250)),
+            ("2.0", ms(2000)),
+            ("0.0001", ms(1)),
+            ("1.0000", ms(1000)),
+            ("0.999999", ms(1000)),
+        ] {
+            assert_eq!(retry_after(&hv(text), at(NOW)), Some(wait), "{text:?}");
+        }
+        let now = at(NOW - 30);
+        for date in [
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 06 Nov 1994 08:49:37 +0000",
+        ] {
+            assert_eq!(retry_after(&hv(date), now), Some(30 * ms(1000)), "{date}");
+        }
+    }
+
     #[test]
     fn zero_and_past_dates_name_no_floor() {
         let now = at(NOW + 5);
@@ -407,7 +527,10 @@ mod tests {
     fn invalid_and_overflowing_hints_are_ignored() {
         for bad in [
             "-5",
-            "1.5",
+            "1.",
+            ".5",
+            "1.5.5",
+            "1e3",
             "+3",
             "5s",
             "",
@@ -417,6 +540,8 @@ mod tests {
             "99999999999999999999",
             "1234567890123",
             "Sun, 06 Nov 1994 08:49:37",
+            "Sun, 06 Nov 1994 08:49:37 CET",
+            "Sun, 06 Nov 1994 08:49:37 +0100",
             "Sun, 32 Nov 1994 08:49:37 GMT",
         ] {
             assert_eq!(retry_after(&hv(bad), at(NOW)), None, "{bad:?}");
@@ -433,6 +558,7 @@ mod tests {
         let all = HintFields {
             retry_after_ms: true,
             rate_limit: true,
+            resets: &[],
             x_rate_limit_reset: true,
         };
         assert_eq!(
@@ -485,11 +611,67 @@ mod tests {
         let fields = HintFields {
             retry_after_ms: true,
             rate_limit: true,
+            resets: &[],
             x_rate_limit_reset: false,
         };
         assert_eq!(
             wait_hint(&headers, fields, at(NOW)),
             Some(Duration::from_secs(9))
+        );
+    }
+
+    /// A server's own reset headers, once named with their format, are read after the
+    /// standard ones, in the order given; before, such a 429 named no wait at all.
+    #[test]
+    fn configured_reset_headers_are_read_in_their_format_and_order() {
+        let fields = HintFields {
+            resets: &[
+                ("X-App-Reset", ResetFormat::Seconds),
+                ("x-app-reset-ms", ResetFormat::Milliseconds),
+                ("x-app-reset-at", ResetFormat::EpochSeconds),
+            ],
+            ..HintFields::default()
+        };
+        let hint = |lines: &[(&'static str, &str)]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in lines {
+                headers.append(*name, hv(value));
+            }
+            wait_hint(&headers, fields, at(NOW))
+        };
+        let ms = Duration::from_millis;
+        assert_eq!(hint(&[("x-app-reset", "1.5")]), Some(ms(1500)));
+        assert_eq!(hint(&[("x-app-reset-ms", "250.1")]), Some(ms(251)));
+        let later = (NOW + 42).to_string();
+        assert_eq!(hint(&[("x-app-reset-at", &later)]), Some(42 * ms(1000)));
+        assert_eq!(hint(&[("x-app-reset-at", "1")]), Some(Duration::ZERO));
+        // The first configured header that holds a valid value wins; of its lines, the
+        // largest.
+        assert_eq!(
+            hint(&[("x-app-reset-ms", "9000"), ("x-app-reset", "2")]),
+            Some(ms(2000))
+        );
+        assert_eq!(
+            hint(&[("x-app-reset", "soon"), ("x-app-reset-ms", "700")]),
+            Some(ms(700))
+        );
+        assert_eq!(
+            hint(&[
+                ("x-app-reset", "1"),
+                ("x-app-reset", "3"),
+                ("x-app-reset", "x")
+            ]),
+            Some(ms(3000))
+        );
+        // The standard fields come first; unnamed headers are not read.
+        assert_eq!(
+            hint(&[("x-app-reset", "9"), ("retry-after", "4")]),
+            Some(ms(4000))
+        );
+        assert_eq!(hint(&[("x-other-reset", "9")]), None);
+        assert_eq!(
+            wait_hint(&HeaderMap::new(), HintFields::default(), at(NOW)),
+            None
         );
     }
 
@@ -519,6 +701,7 @@ mod tests {
         let fields = HintFields {
             retry_after_ms: true,
             rate_limit: false,
+            resets: &[],
             x_rate_limit_reset: true,
         };
         assert_eq!(
@@ -553,6 +736,7 @@ mod tests {
         let both = HintFields {
             retry_after_ms: true,
             rate_limit: true,
+            resets: &[],
             x_rate_limit_reset: true,
         };
         let mut headers = HeaderMap::new();
@@ -612,7 +796,7 @@ mod tests {
             for line in lines {
                 headers.append("x-should-retry", hv(line));
             }
-            should_retry(&headers)
+            should_retry(&headers, &[])
         };
         assert_eq!(verdict(&[]), None);
         assert_eq!(verdict(&["true"]), Some(true));
@@ -715,7 +899,7 @@ mod tests {
                 "false" => Some(false),
                 _ => None,
             };
-            prop_assert_eq!(should_retry(&headers), expected);
+            prop_assert_eq!(should_retry(&headers, &[]), expected);
         }
 
         #[test]
@@ -731,8 +915,9 @@ mod tests {
                 ] {
                     headers.insert(name, value.clone());
                 }
-                let all = HintFields { retry_after_ms: true, rate_limit: true, x_rate_limit_reset: true };
-                let _ = should_retry(&headers);
+                let all = HintFields { retry_after_ms: true, rate_limit: true, resets: &[],
+            x_rate_limit_reset: true };
+                let _ = should_retry(&headers, &[]);
                 let _ = rate_limit_status(&headers, at(now));
                 let _ = wait_hint(&headers, all, at(now));
                 let _ = quota(&headers);

@@ -6,7 +6,7 @@ use tower_layer::Layer;
 
 use super::backoff::{Jitter, RandomJitter, SystemClock, WallClock};
 use super::budget::Budget;
-use super::hints::HintFields;
+use super::hints::{HintFields, ResetFormat};
 use super::state::State;
 use super::store::Store;
 use super::{DefaultPolicy, Retry};
@@ -388,6 +388,28 @@ impl RetryBuilder {
     /// (default: off).
     pub fn x_rate_limit_reset(mut self, yes: bool) -> Self {
         self.settings.hint_fields.x_rate_limit_reset = yes;
+        self
+    }
+
+    /// Also reads a server's own reset headers, in this order, when no other hint is there
+    /// (default: none): each with how it names its time, such as
+    /// `&[("x-app-rate-limit-reset", ResetFormat::Seconds)]`. Read under the same rules as
+    /// `Retry-After` (a floor for the wait, capped by `max_retry_after`; of several lines the
+    /// largest valid one). A name that is not a valid header name matches nothing.
+    ///
+    /// ```
+    /// use tower_infoplug::retry::{ResetFormat, RetryLayer};
+    /// let layer = RetryLayer::builder()
+    ///     .reset_headers(&[
+    ///         ("x-app-rate-limit-reset", ResetFormat::Seconds),
+    ///         ("x-quota-reset-at", ResetFormat::EpochSeconds),
+    ///     ])
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_infoplug::ConfigError>(())
+    /// ```
+    pub fn reset_headers(mut self, headers: &'static [(&'static str, ResetFormat)]) -> Self {
+        self.settings.hint_fields.resets = headers;
         self
     }
 

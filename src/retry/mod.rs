@@ -163,11 +163,12 @@ pub use error::RetryError;
 #[cfg(feature = "redis")]
 pub use fleet::{DEFAULT_FLEET_TIMEOUT, RedisFleet, RedisFleetBuilder};
 pub use future::ResponseFuture;
+pub use hints::ResetFormat;
 pub use info::{RetryInfo, StopReason};
 pub use layer::{MAX_ATTEMPTS, MAX_REPLAY_LIMIT, RetryBuilder, RetryLayer};
 pub use policy::{
     Attempt, BoxedPolicy, Decision, DefaultPolicy, Failure, Outcome, PolicyFn, RetryPolicy,
-    policy_fn,
+    VerdictHeaders, policy_fn,
 };
 pub use service::Retry;
 pub use status::RateLimitStatus;

@@ -129,7 +129,8 @@ pub trait RetryPolicy<E> {
 /// A 4xx or 5xx carrying `x-should-retry` overrides the status column, as the SDKs of the
 /// servers that send it do: `false` stops (a 429 included), `true` retries any 4xx or 5xx (the
 /// server vouches that repeating the request is safe). Turn that off with
-/// [`should_retry_header`](Self::should_retry_header).
+/// [`should_retry_header`](Self::should_retry_header); read a vendor's verdict header as well
+/// (`Stripe-Should-Retry`) with [`verdict_headers`](Self::verdict_headers).
 ///
 /// The classified error body can only make it stricter, whatever the header says: an answer
 /// whose body names a cause that sending again cannot cure (`insufficient_credits`,
@@ -139,6 +140,21 @@ pub trait RetryPolicy<E> {
 pub struct DefaultPolicy {
     retry_non_idempotent: bool,
     ignore_should_retry: bool,
+    /// A pointer, not the list: the policy is copied into every request's future.
+    verdicts: Option<&'static VerdictHeaders>,
+}
+
+/// Verdict headers a [`DefaultPolicy`] reads besides `x-should-retry`; see
+/// [`DefaultPolicy::verdict_headers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerdictHeaders(&'static [&'static str]);
+
+impl VerdictHeaders {
+    /// Headers named `names` (any case; a name that is not a valid header name matches
+    /// nothing).
+    pub const fn new(names: &'static [&'static str]) -> Self {
+        Self(names)
+    }
 }
 
 impl DefaultPolicy {
@@ -155,10 +171,27 @@ impl DefaultPolicy {
         self
     }
 
-    /// Whether an error response's `x-should-retry: true|false` overrides the status table
-    /// (default: yes). Other values, or lines that disagree, are ignored.
+    /// Whether an error response's `x-should-retry: true|false` (and the
+    /// [`verdict_headers`](Self::verdict_headers)) override the status table (default: yes).
+    /// Other values, or lines that disagree, are ignored.
     pub fn should_retry_header(mut self, yes: bool) -> Self {
         self.ignore_should_retry = !yes;
+        self
+    }
+
+    /// Also reads these headers as the server's verdict, like `x-should-retry` (`true` or
+    /// `false`, any case): a vendor's own, such as `stripe-should-retry` (default: none).
+    /// Every line of every verdict header must agree, or none counts. Off with
+    /// `x-should-retry` ([`should_retry_header(false)`](Self::should_retry_header)).
+    ///
+    /// ```
+    /// use tower_infoplug::retry::{DefaultPolicy, VerdictHeaders};
+    /// const STRIPE: &VerdictHeaders = &VerdictHeaders::new(&["stripe-should-retry"]);
+    /// let policy = DefaultPolicy::new().verdict_headers(STRIPE);
+    /// # let _ = policy;
+    /// ```
+    pub fn verdict_headers(mut self, headers: &'static VerdictHeaders) -> Self {
+        self.verdicts = Some(headers);
         self
     }
 
@@ -196,7 +229,9 @@ impl DefaultPolicy {
                 let vetoed = api_error.is_some_and(|e| e.names_lasting_cause());
                 // Only an error answer is asked: a 2xx pays no header look-up.
                 let verdict = (!vetoed && status.as_u16() >= 400 && !self.ignore_should_retry)
-                    .then(|| super::hints::should_retry(headers))
+                    .then(|| {
+                        super::hints::should_retry(headers, self.verdicts.map_or(&[], |v| v.0))
+                    })
                     .flatten();
                 !vetoed
                     && verdict.unwrap_or_else(|| match status.as_u16() {
@@ -435,6 +470,46 @@ mod tests {
         }
         // The body's veto stands whatever the server's header says.
         assert_eq!(decide_as(on, 409, "true", Some(&credits)), Stop);
+    }
+
+    /// A vendor's verdict header is read like `x-should-retry` once named (its name in any
+    /// case); before, only `x-should-retry` was, and a POST answered 500 with
+    /// `Stripe-Should-Retry: true` was not retried.
+    #[test]
+    fn a_vendors_verdict_header_is_read_once_named() {
+        let decide_as = |policy: DefaultPolicy, lines: &[(&'static str, &str)]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in lines {
+                headers.append(*name, value.parse().unwrap());
+            }
+            let attempt = Attempt::<E> {
+                method: &Method::POST,
+                request_headers: &HeaderMap::new(),
+                number: 1,
+                outcome: Outcome::Response {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    headers: &headers,
+                    api_error: None,
+                    hint: None,
+                },
+            };
+            RetryPolicy::<E>::decide(&policy, &attempt)
+        };
+        let stripe = [("stripe-should-retry", "true")];
+        assert_eq!(decide_as(DefaultPolicy::new(), &stripe), Stop);
+        const STRIPE: &VerdictHeaders = &VerdictHeaders::new(&["Stripe-Should-Retry"]);
+        let named = DefaultPolicy::new().verdict_headers(STRIPE);
+        assert_eq!(decide_as(named, &stripe), Retry);
+        // Lines that disagree, across headers too, say nothing: the status column decides.
+        let split = [("stripe-should-retry", "true"), ("x-should-retry", "false")];
+        assert_eq!(decide_as(named, &split), Stop);
+        let both = [("stripe-should-retry", "true"), ("x-should-retry", "TRUE")];
+        assert_eq!(decide_as(named, &both), Retry);
+        // A name that is no header name matches nothing; the switch turns them all off.
+        const BAD: &VerdictHeaders = &VerdictHeaders::new(&["no such\nheader"]);
+        let bad = DefaultPolicy::new().verdict_headers(BAD);
+        assert_eq!(decide_as(bad, &stripe), Stop);
+        assert_eq!(decide_as(named.should_retry_header(false), &stripe), Stop);
     }
 
     #[test]

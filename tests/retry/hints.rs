@@ -49,6 +49,63 @@ async fn http_date_hints_are_read_against_the_wall_clock() {
     assert_eq!(arrivals(&api), [Duration::ZERO, 7 * S, 14 * S, 21 * S]);
 }
 
+/// Hint forms servers send beyond the RFC's, through the whole stack: fractional seconds, a
+/// date in `UTC` or `+0000`, a server's own reset header once named. Before, each was
+/// ignored and the retry went at its backoff alone (at once, with no jitter).
+#[tokio::test(start_paused = true)]
+async fn fractional_seconds_utc_dates_and_named_reset_headers_are_waited_for() {
+    let api = Emulator::new();
+    api.push_all([
+        Reply::status(429).header("retry-after", "1.5"),
+        Reply::status(429).header("retry-after", "Sun, 06 Nov 1994 08:49:37 UTC"),
+        Reply::status(429).header("retry-after", "Sun, 06 Nov 1994 08:49:37 +0000"),
+        Reply::status(429).header("x-app-reset-ms", "2500"),
+    ]);
+    // 08:49:30 on that day: each date is 7 s away.
+    let clock = || SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_770);
+    let retry = exact()
+        .max_attempts(5)
+        .wall_clock(clock)
+        .reset_headers(&[("x-app-reset-ms", ResetFormat::Milliseconds)]);
+    let res = stack(&api, retry).oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let ms = Duration::from_millis;
+    assert_eq!(
+        arrivals(&api),
+        [
+            Duration::ZERO,
+            ms(1500),
+            ms(1500) + 7 * S,
+            ms(1500) + 14 * S,
+            ms(4000) + 14 * S
+        ]
+    );
+}
+
+/// A vendor's verdict header, once named, overrides the status table through the stack: a
+/// POST answered 500 with `Stripe-Should-Retry: true` is retried.
+#[tokio::test(start_paused = true)]
+async fn a_named_verdict_header_is_heard() {
+    let api = Emulator::new();
+    api.push(Reply::status(500).header("stripe-should-retry", "true"));
+    const STRIPE: &VerdictHeaders = &VerdictHeaders::new(&["stripe-should-retry"]);
+    let policy = DefaultPolicy::new().verdict_headers(STRIPE);
+    let res = stack(&api, exact().policy(policy))
+        .oneshot(post("/v1/x", "{}"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(api.request_count(), 2);
+    // Not named, the same answer ends the POST.
+    api.push(Reply::status(500).header("stripe-should-retry", "true"));
+    let res = stack(&api, exact())
+        .oneshot(post("/v1/x", "{}"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 500);
+    assert_eq!(api.request_count(), 3);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_hint_is_a_floor_plus_bounded_jitter() {
     let api = Emulator::new();
@@ -74,7 +131,7 @@ async fn zero_past_and_invalid_hints_fall_back_to_backoff() {
         "0",
         "Thu, 01 Jan 1970 00:00:01 GMT",
         "-5",
-        "1.5",
+        "1.",
         "soon",
         "99999999999999999999",
     ] {

@@ -41,7 +41,8 @@ use tower_infoplug::classify::Classify;
 use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
 use tower_infoplug::retry::Retry;
 use tower_infoplug::retry::{
-    Deadline, DefaultPolicy, Jitter, ReplayBody, RetryBuilder, RetryError, RetryLayer, StopReason,
+    Deadline, DefaultPolicy, Jitter, ReplayBody, ResetFormat, RetryBuilder, RetryError, RetryLayer,
+    StopReason, VerdictHeaders,
 };
 use tower_infoplug::{ApiKey, AuthLayer, ClassifyLayer, ErrorCode, InfoPlugLayer, ResponseExt};
 
