@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response, StatusCode, request::Parts};
+use http::{HeaderValue, Request, Response, StatusCode, request::Parts};
 use http_body::Body;
 use tokio::time::Instant;
 use tower_service::Service;
@@ -214,7 +214,14 @@ impl<B: Body, P> Engine<B, P> {
         self.attempts += 1;
         self.sent_at_slot = self.slot.take();
         span.sending(self.attempts);
-        service.call(Request::from_parts(self.head.clone(), body))
+        let mut head = self.head.clone();
+        if let Some((name, first)) = &self.shared.settings.attempt_header
+            && (self.attempts > 1 || *first)
+        {
+            head.headers
+                .insert(name.clone(), HeaderValue::from(self.attempts));
+        }
+        service.call(Request::from_parts(head, body))
     }
 
     /// The inner service failed its readiness: the error, returned as it is.

@@ -2,6 +2,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderName;
 use tower_layer::Layer;
 
 use super::backoff::{Jitter, RandomJitter, SystemClock, WallClock};
@@ -13,7 +14,7 @@ use super::{DefaultPolicy, Retry};
 use crate::ConfigError;
 
 /// Validated settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct Settings {
     pub(super) max_attempts: u32,
     pub(super) base_backoff: Duration,
@@ -33,6 +34,8 @@ pub(super) struct Settings {
     pub(super) idempotency_keys: bool,
     /// A quota the user configured: requests a second, and how many may go at once.
     pub(super) quota: Option<Quota>,
+    /// The header that carries the attempt's number, and whether the first attempt has it.
+    pub(super) attempt_header: Option<(HeaderName, bool)>,
 }
 
 /// A configured quota, validated.
@@ -185,6 +188,10 @@ pub struct RetryBuilder {
     quota_burst: u32,
     budget: Option<(f64, u32)>,
     shared_cooldown: bool,
+    /// `attempt_header(name)` as given, checked at `build`; and whether the first attempt
+    /// carries it too.
+    attempt_header: Option<String>,
+    attempt_header_first: bool,
     policy: DefaultPolicy,
     #[cfg(feature = "redis")]
     fleet: Option<super::RedisFleet>,
@@ -216,12 +223,15 @@ impl Default for RetryBuilder {
                 levels: crate::trace::Levels::default(),
                 idempotency_keys: false,
                 quota: None,
+                attempt_header: None,
             },
             quota: None,
             quota_burst: 1,
             max_cooldown: None,
             budget: Some((0.2, 10)),
             shared_cooldown: true,
+            attempt_header: None,
+            attempt_header_first: false,
             policy: DefaultPolicy::new(),
             #[cfg(feature = "redis")]
             fleet: None,
@@ -232,6 +242,18 @@ impl Default for RetryBuilder {
         }
     }
 }
+
+/// Headers the attempt header may not be: the credential's, and the request's framing.
+const RESERVED: [&str; 8] = [
+    "authorization",
+    "proxy-authorization",
+    "x-infoplug-api-key",
+    "cookie",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "idempotency-key",
+];
 
 /// The share of a configured quota the layer paces at: a send that timer lateness pushes
 /// past a fixed window's edge then finds room in the next window (a window's quota overrun
@@ -388,6 +410,32 @@ impl RetryBuilder {
     /// (default: off).
     pub fn x_rate_limit_reset(mut self, yes: bool) -> Self {
         self.settings.hint_fields.x_rate_limit_reset = yes;
+        self
+    }
+
+    /// Sends the attempt's number (`2` on the first retry, `3` on the next) in the header
+    /// `name` on every retry, so the server can tell a retry from a new request (default:
+    /// none; the first attempt goes without it unless
+    /// [`attempt_header_on_first`](Self::attempt_header_on_first)). A name that is not a valid
+    /// header name, or one that would overwrite the credential or the request's framing
+    /// (`authorization`, `x-infoplug-api-key`, `host`, `content-length`, ...), is refused by
+    /// [`build`](Self::build).
+    ///
+    /// ```
+    /// use tower_infoplug::retry::RetryLayer;
+    /// let layer = RetryLayer::builder().attempt_header("x-infoplug-attempt").build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_infoplug::ConfigError>(())
+    /// ```
+    pub fn attempt_header(mut self, name: &str) -> Self {
+        self.attempt_header = Some(name.to_owned());
+        self
+    }
+
+    /// With [`attempt_header`](Self::attempt_header): the first attempt carries it too (`1`)
+    /// (default: no).
+    pub fn attempt_header_on_first(mut self, yes: bool) -> Self {
+        self.attempt_header_first = yes;
         self
     }
 
@@ -564,9 +612,25 @@ impl RetryBuilder {
                 })
             }
         };
+        let attempt_header = match &self.attempt_header {
+            None => None,
+            Some(name) => {
+                let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
+                    return Err(ConfigError::InvalidHeaderName { name: name.clone() });
+                };
+                if RESERVED.contains(&header.as_str()) {
+                    return out_of_range(
+                        "attempt_header",
+                        "a header that is neither the credential's nor the request's framing",
+                    );
+                }
+                Some((header, self.attempt_header_first))
+            }
+        };
         let settings = Settings {
             max_cooldown: self.max_cooldown.unwrap_or(s.max_retry_after),
             quota,
+            attempt_header,
             ..self.settings
         };
         let local = State::new(

@@ -380,7 +380,7 @@ mod tests {
     /// Settings as the layer's defaults: 3 attempts, backoff 100 ms to 10 s, hints up to 60 s,
     /// spread up to 1 s, pacing on.
     fn defaults() -> Settings {
-        RetryLayer::new().shared.settings
+        RetryLayer::new().shared.settings.clone()
     }
 
     struct Row {

@@ -638,7 +638,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_long_hint_closes_the_gate_for_max_cooldown_then_one_probe_goes() {
-        let settings = RetryLayer::new().shared.settings;
+        let settings = RetryLayer::new().shared.settings.clone();
         let state = State::new(&settings, true, None);
         let api = state.partition(&"https://api.test/".parse().unwrap(), &HeaderMap::new());
         let t0 = Instant::now();
@@ -721,7 +721,8 @@ mod tests {
             .build()
             .unwrap()
             .shared
-            .settings;
+            .settings
+            .clone();
         let state = std::sync::Arc::new(State::new(&settings, true, Some(Budget::new(0.0, 0))));
         let probe = Probe::default();
         let _ = probe.state.set(std::sync::Arc::clone(&state));

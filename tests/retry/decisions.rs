@@ -219,3 +219,60 @@ async fn a_future_polled_after_it_returned_panics_instead_of_hanging() {
         .unwrap();
     assert!(message.contains("polled after it returned"), "{message}");
 }
+
+/// An opt-in attempt header tells the server a retry from a new request: the attempt's
+/// number on every retry, on the first attempt only when asked, and never without being
+/// asked for; names that are no header, or that would overwrite the credential or the
+/// framing, are refused when the layer is built.
+#[tokio::test(start_paused = true)]
+async fn the_attempt_header_numbers_retries_when_asked() {
+    let attempts = |api: &Emulator| -> Vec<Option<String>> {
+        api.take_requests()
+            .iter()
+            .map(|r| r.header("x-infoplug-attempt").map(str::to_owned))
+            .collect()
+    };
+    let api = Emulator::new();
+    let twice = || [Reply::status(500), Reply::status(503)];
+    api.push_all(twice());
+    let retry = exact().attempt_header("X-InfoPlug-Attempt");
+    let res = stack(&api, retry).oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let (two, three) = (Some("2".to_owned()), Some("3".to_owned()));
+    assert_eq!(attempts(&api), [None, two.clone(), three.clone()]);
+
+    api.push_all(twice());
+    let retry = exact()
+        .attempt_header("x-infoplug-attempt")
+        .attempt_header_on_first(true);
+    stack(&api, retry).oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(attempts(&api), [Some("1".to_owned()), two, three]);
+
+    api.push_all(twice());
+    stack(&api, exact()).oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(attempts(&api), [None, None, None]);
+
+    assert!(matches!(
+        RetryLayer::builder()
+            .attempt_header("no such\nheader")
+            .build(),
+        Err(tower_infoplug::ConfigError::InvalidHeaderName { .. })
+    ));
+    for reserved in [
+        "Authorization",
+        "x-infoplug-api-key",
+        "content-length",
+        "host",
+    ] {
+        assert!(
+            matches!(
+                RetryLayer::builder().attempt_header(reserved).build(),
+                Err(tower_infoplug::ConfigError::OutOfRange {
+                    setting: "attempt_header",
+                    ..
+                })
+            ),
+            "{reserved}"
+        );
+    }
+}
