@@ -933,6 +933,22 @@ mod tests {
             );
         }
 
+        /// A fractional number of seconds is never read shorter than written, and never a
+        /// whole millisecond longer.
+        #[test]
+        fn a_fraction_of_a_second_rounds_up_to_the_millisecond(
+            whole in 0u64..1_000_000,
+            fraction in "[0-9]{1,9}",
+        ) {
+            let read = retry_after(&hv(&format!("{whole}.{fraction}")), at(NOW)).unwrap();
+            // The exact value in nanoseconds (nine fraction digits at most).
+            let nanos = u128::from(whole) * 1_000_000_000
+                + format!("{fraction:0<9}").parse::<u128>().unwrap();
+            prop_assert!(read.as_nanos() >= nanos);
+            prop_assert!(read.as_nanos() < nanos + 1_000_000);
+            prop_assert_eq!(read.subsec_nanos() % 1_000_000, 0);
+        }
+
         #[test]
         fn every_future_http_date_is_its_distance_from_now(ahead in 0u64..10_000_000) {
             let date = httpdate::fmt_http_date(at(NOW + ahead));
