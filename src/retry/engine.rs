@@ -18,6 +18,7 @@ use tower_service::Service;
 
 use super::body::{Replay, ReplayBody};
 use super::hints::{quota, remaining_rate, wait_hint};
+use super::hooks::{RetriedAfter, RetryEvent};
 use super::layer::{Settings, Shared};
 use super::plan::{Inputs, Plan, Step, Stop};
 use super::policy::{Attempt, Decision, Failure, Outcome, RetryPolicy};
@@ -328,9 +329,18 @@ impl<B: Body, P> Engine<B, P> {
         let level = self.settings().levels.give_up;
         let (status, after) = (stop.status, stop.retry_after);
         telemetry::not_sending(level, &self.head, self.attempts, status, after, stop.reason);
+        let info = self.info(stop.reason, stop.retry_after);
+        self.gave_up(&info);
         RetryError::CoolingDown {
             status: stop.status.unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
-            info: self.info(stop.reason, stop.retry_after),
+            info,
+        }
+    }
+
+    /// Tells the give-up hook, if any, that the layer stopped for a reason of its own.
+    fn gave_up(&self, info: &RetryInfo) {
+        if let Some(hook) = &self.shared.settings.hooks.on_give_up {
+            hook(info);
         }
     }
 
@@ -399,6 +409,18 @@ impl<B: Body, P> Engine<B, P> {
             from: now,
             until: at,
         };
+        if let Some(hook) = &self.shared.settings.hooks.on_retry {
+            let after = match &kept {
+                Kept::Response { res, .. } => RetriedAfter::Status(res.status()),
+                Kept::Failure { failure, .. } => RetriedAfter::Failure(*failure),
+            };
+            hook(&RetryEvent {
+                method: &self.head.method,
+                attempt: self.attempts,
+                after,
+                wait: wait.length(),
+            });
+        }
         let level = self.settings().levels.retry;
         let drain = match kept {
             Kept::Response { res, hint } => {
@@ -500,6 +522,9 @@ impl<B: Body, P> Engine<B, P> {
         // Only when something happened: a plain single attempt costs no extension (the map,
         // its table and a box); `ResponseExt::retry_info` gives the same record without it.
         let info = self.info(stop.reason, stop.retry_after);
+        if stop.reason != StopReason::Final {
+            self.gave_up(&info);
+        }
         if info.is_eventful() {
             res.extensions_mut().insert(info);
         }
@@ -540,6 +565,9 @@ impl<B: Body, P> Engine<B, P> {
             stop.reason,
         );
         let info = self.info(stop.reason, stop.retry_after);
+        if stop.reason != StopReason::Final {
+            self.gave_up(&info);
+        }
         Next::Return(Err(match error {
             Some(error) => RetryError::Transport { error, info },
             None => RetryError::TimedOut { info },

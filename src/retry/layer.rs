@@ -8,9 +8,11 @@ use tower_layer::Layer;
 use super::backoff::{Jitter, RandomJitter, SystemClock, WallClock};
 use super::budget::Budget;
 use super::hints::{HintFields, ResetFormat};
+use super::hooks::Hooks;
 use super::state::State;
 use super::store::Store;
 use super::{DefaultPolicy, Retry};
+use super::{RetryEvent, RetryInfo};
 use crate::ConfigError;
 
 /// Validated settings.
@@ -36,6 +38,7 @@ pub(super) struct Settings {
     pub(super) quota: Option<Quota>,
     /// The header that carries the attempt's number, and whether the first attempt has it.
     pub(super) attempt_header: Option<(HeaderName, bool)>,
+    pub(super) hooks: Hooks,
 }
 
 /// A configured quota, validated.
@@ -224,6 +227,7 @@ impl Default for RetryBuilder {
                 idempotency_keys: false,
                 quota: None,
                 attempt_header: None,
+                hooks: Hooks::default(),
             },
             quota: None,
             quota_burst: 1,
@@ -436,6 +440,40 @@ impl RetryBuilder {
     /// (default: no).
     pub fn attempt_header_on_first(mut self, yes: bool) -> Self {
         self.attempt_header_first = yes;
+        self
+    }
+
+    /// Calls `hook` for every retry the layer schedules, with the attempt retried, what it
+    /// met and how long the retry will wait (default: none). It runs on the request's task
+    /// after every lock of the crate is released; keep it short (count, log, record), and
+    /// do not panic in it: that panics the request's future.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use tower_infoplug::retry::RetryLayer;
+    /// let retries = Arc::new(AtomicU32::new(0));
+    /// let counted = Arc::clone(&retries);
+    /// let layer = RetryLayer::builder()
+    ///     .on_retry(move |event| {
+    ///         counted.fetch_add(1, Ordering::Relaxed);
+    ///         let _ = (event.attempt, event.after, event.wait);
+    ///     })
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_infoplug::ConfigError>(())
+    /// ```
+    pub fn on_retry(mut self, hook: impl Fn(&RetryEvent<'_>) + Send + Sync + 'static) -> Self {
+        self.settings.hooks.set_on_retry(hook);
+        self
+    }
+
+    /// Calls `hook` when the layer gives a request up for a reason of its own (attempts or
+    /// budget exhausted, a hint too long, a deadline too close, a shut gate, a body that
+    /// cannot be sent again), with the request's [`RetryInfo`] (default: none). Not when
+    /// the policy decided an outcome is final. Same rules as [`on_retry`](Self::on_retry).
+    pub fn on_give_up(mut self, hook: impl Fn(&RetryInfo) + Send + Sync + 'static) -> Self {
+        self.settings.hooks.set_on_give_up(hook);
         self
     }
 

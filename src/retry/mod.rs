@@ -140,6 +140,7 @@ mod error;
 mod fleet;
 mod future;
 pub(crate) mod hints;
+mod hooks;
 mod idempotency;
 mod info;
 mod layer;
@@ -164,6 +165,7 @@ pub use error::RetryError;
 pub use fleet::{DEFAULT_FLEET_TIMEOUT, RedisFleet, RedisFleetBuilder};
 pub use future::ResponseFuture;
 pub use hints::ResetFormat;
+pub use hooks::{RetriedAfter, RetryEvent};
 pub use info::{RetryInfo, StopReason};
 pub use layer::{MAX_ATTEMPTS, MAX_REPLAY_LIMIT, RetryBuilder, RetryLayer};
 pub use policy::{

@@ -41,8 +41,7 @@ pub(crate) struct Waiting {
 }
 
 impl Waiting {
-    #[cfg_attr(not(any(feature = "tracing", feature = "metrics")), allow(dead_code))]
-    fn length(self) -> Duration {
+    pub(crate) fn length(self) -> Duration {
         self.until.saturating_duration_since(self.from)
     }
 }

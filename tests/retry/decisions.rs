@@ -276,3 +276,58 @@ async fn the_attempt_header_numbers_retries_when_asked() {
         );
     }
 }
+
+/// The hooks hear every retry (what it met, how long it waits) and every give-up (with the
+/// request's record), and nothing else: not a first answer that is final, not a final 404.
+#[tokio::test(start_paused = true)]
+async fn the_hooks_hear_each_retry_and_each_give_up() {
+    use std::sync::Mutex;
+    use tower_infoplug::retry::RetriedAfter;
+    let retries = Arc::new(Mutex::new(Vec::new()));
+    let give_ups = Arc::new(Mutex::new(Vec::new()));
+    let (r, g) = (Arc::clone(&retries), Arc::clone(&give_ups));
+    let retry = exact()
+        .on_retry(move |event| {
+            r.lock()
+                .unwrap()
+                .push((event.attempt, event.after, event.wait))
+        })
+        .on_give_up(move |info| {
+            g.lock()
+                .unwrap()
+                .push((info.attempts(), info.stop_reason()))
+        });
+    let api = Emulator::new();
+    let client = stack(&api, retry);
+
+    // A 429 with a 2 s hint, then a 500 (no jitter: a backoff of nothing), then the 200.
+    api.push_all([Reply::rate_limited(2), Reply::status(500)]);
+    let res = client.clone().oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let after = |status: u16| RetriedAfter::Status(http::StatusCode::from_u16(status).unwrap());
+    assert_eq!(
+        *retries.lock().unwrap(),
+        [(1, after(429), 2 * S), (2, after(500), Duration::ZERO)]
+    );
+    assert!(give_ups.lock().unwrap().is_empty());
+
+    // Three 503s: the third ends the request, and the give-up hook hears of it.
+    retries.lock().unwrap().clear();
+    api.push_all((0..3).map(|_| Reply::status(503)));
+    let res = client.clone().oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(retries.lock().unwrap().len(), 2);
+    assert_eq!(
+        *give_ups.lock().unwrap(),
+        [(3, StopReason::AttemptsExhausted)]
+    );
+
+    // A final 404 and a plain 200: neither hook.
+    retries.lock().unwrap().clear();
+    give_ups.lock().unwrap().clear();
+    api.push(Reply::status(404));
+    client.clone().oneshot(get("/v1/x")).await.unwrap();
+    client.clone().oneshot(get("/v1/x")).await.unwrap();
+    assert!(retries.lock().unwrap().is_empty());
+    assert!(give_ups.lock().unwrap().is_empty());
+}

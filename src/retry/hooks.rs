@@ -1,0 +1,66 @@
+//! Callbacks set on the builder: told of each retry the layer schedules and of each request it
+//! gives up on. They run on the request's task, after every lock of the crate is released, and
+//! cost one branch when unset. A hook that panics panics the request's future, as any code
+//! polled from it would.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+
+use super::RetryInfo;
+use super::policy::Failure;
+
+/// What a retry is scheduled after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RetriedAfter {
+    /// An answer with this status (a 429, a 503, ...).
+    Status(StatusCode),
+    /// An attempt that failed without an answer.
+    Failure(Failure),
+}
+
+/// A retry the layer scheduled, for [`RetryBuilder::on_retry`](super::RetryBuilder::on_retry).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct RetryEvent<'a> {
+    /// The request's method.
+    pub method: &'a Method,
+    /// The number of the attempt that is retried (1: the first).
+    pub attempt: u32,
+    /// What it met.
+    pub after: RetriedAfter,
+    /// How long the retry waits before it goes (backoff, hint, gate or pacing).
+    pub wait: Duration,
+}
+
+type OnRetry = dyn Fn(&RetryEvent<'_>) + Send + Sync;
+type OnGiveUp = dyn Fn(&RetryInfo) + Send + Sync;
+
+/// The hooks a layer was built with.
+#[derive(Clone, Default)]
+pub(super) struct Hooks {
+    pub(super) on_retry: Option<Arc<OnRetry>>,
+    pub(super) on_give_up: Option<Arc<OnGiveUp>>,
+}
+
+impl Hooks {
+    pub(super) fn set_on_retry(&mut self, hook: impl Fn(&RetryEvent<'_>) + Send + Sync + 'static) {
+        self.on_retry = Some(Arc::new(hook));
+    }
+
+    pub(super) fn set_on_give_up(&mut self, hook: impl Fn(&RetryInfo) + Send + Sync + 'static) {
+        self.on_give_up = Some(Arc::new(hook));
+    }
+}
+
+impl fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hooks")
+            .field("on_retry", &self.on_retry.is_some())
+            .field("on_give_up", &self.on_give_up.is_some())
+            .finish()
+    }
+}
