@@ -290,12 +290,12 @@ async fn the_hooks_hear_each_retry_and_each_give_up() {
         .on_retry(move |event| {
             r.lock()
                 .unwrap()
-                .push((event.attempt, event.after, event.wait))
+                .push((event.attempt, event.after, event.wait));
         })
         .on_give_up(move |info| {
             g.lock()
                 .unwrap()
-                .push((info.attempts(), info.stop_reason()))
+                .push((info.attempts(), info.stop_reason()));
         });
     let api = Emulator::new();
     let client = stack(&api, retry);
