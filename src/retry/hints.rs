@@ -433,6 +433,16 @@ mod tests {
     // 1994-11-06T08:49:37Z, the date in RFC 9110's examples.
     const NOW: u64 = 784_111_777;
 
+    /// Every optional hint field read, no reset header named.
+    fn every_field() -> HintFields {
+        HintFields {
+            retry_after_ms: true,
+            rate_limit: true,
+            x_rate_limit_reset: true,
+            resets: &[],
+        }
+    }
+
     fn hv(s: &str) -> HeaderValue {
         HeaderValue::from_str(s).unwrap()
     }
@@ -467,12 +477,7 @@ mod tests {
             }
         }
         let clock = Counted(std::cell::Cell::new(0));
-        let all = HintFields {
-            retry_after_ms: true,
-            rate_limit: true,
-            resets: &[],
-            x_rate_limit_reset: true,
-        };
+        let all = every_field();
         let mut headers = HeaderMap::new();
         headers.insert(RETRY_AFTER, hv("3"));
         assert_eq!(
@@ -555,12 +560,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("ratelimit", hv("\"default\";r=0;t=50"));
         headers.insert("x-ratelimit-reset", hv("40"));
-        let all = HintFields {
-            retry_after_ms: true,
-            rate_limit: true,
-            resets: &[],
-            x_rate_limit_reset: true,
-        };
+        let all = every_field();
         assert_eq!(
             wait_hint(&headers, all, at(NOW)),
             Some(Duration::from_secs(50))
@@ -733,12 +733,7 @@ mod tests {
 
     #[test]
     fn the_remaining_quota_over_its_reset_is_a_rate() {
-        let both = HintFields {
-            retry_after_ms: true,
-            rate_limit: true,
-            resets: &[],
-            x_rate_limit_reset: true,
-        };
+        let both = every_field();
         let mut headers = HeaderMap::new();
         assert_eq!(remaining_rate(&headers, both, at(NOW)), None);
         headers.insert("ratelimit", hv("\"burst\";r=5;t=2, \"daily\";r=900;t=100"));
