@@ -910,8 +910,7 @@ mod tests {
                 ] {
                     headers.insert(name, value.clone());
                 }
-                let all = HintFields { retry_after_ms: true, rate_limit: true, resets: &[],
-            x_rate_limit_reset: true };
+                let all = every_field();
                 let _ = should_retry(&headers, &[]);
                 let _ = rate_limit_status(&headers, at(now));
                 let _ = wait_hint(&headers, all, at(now));
