@@ -25,7 +25,7 @@ use super::policy::{Attempt, Decision, Failure, Outcome, RetryPolicy};
 use super::state::{Observation, Partition, Signal};
 use super::store::{Planned, Question, Remote};
 use super::telemetry::{self, Waiting};
-use super::{RetryError, RetryInfo, StopReason};
+use super::{RetryError, RetryInfo, RetryOverrides, StopReason};
 use crate::trace::RequestSpan;
 
 /// What a request through the layer ends with.
@@ -306,6 +306,16 @@ impl<B: Body, P> Engine<B, P> {
             probing: self.probe,
             slot: self.slot,
             step,
+            max_attempts: None,
+            max_retry_after: None,
+        };
+        let inputs = match self.head.extensions.get::<RetryOverrides>() {
+            Some(own) => Inputs {
+                max_attempts: own.max_attempts,
+                max_retry_after: own.max_retry_after,
+                ..inputs
+            },
+            None => inputs,
         };
         let (partition, shared) = self.partition();
         (

@@ -769,7 +769,11 @@ impl FleetState {
                 .pacing_of(&partition, now)
                 .map(|(rate, stated, ends)| (rate, stated, ends.saturating_duration_since(now))),
             earliest: at.saturating_duration_since(now),
-            cap: rules::cap(settings.max_retry_after, inputs.deadline, now),
+            cap: rules::cap(
+                inputs.max_retry_after.unwrap_or(settings.max_retry_after),
+                inputs.deadline,
+                now,
+            ),
             slot: match inputs.step {
                 _ if !settings.pacing => Take::No,
                 // One that waited for a gate alone takes one, as from the local pacer.

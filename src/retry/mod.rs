@@ -145,6 +145,7 @@ mod idempotency;
 mod info;
 mod layer;
 mod metrics;
+mod overrides;
 mod pacer;
 mod plan;
 mod policy;
@@ -168,6 +169,7 @@ pub use hints::ResetFormat;
 pub use hooks::{RetriedAfter, RetryEvent};
 pub use info::{RetryInfo, StopReason};
 pub use layer::{MAX_ATTEMPTS, MAX_REPLAY_LIMIT, RetryBuilder, RetryLayer};
+pub use overrides::RetryOverrides;
 pub use policy::{
     Attempt, BoxedPolicy, Decision, DefaultPolicy, Failure, Outcome, PolicyFn, RetryPolicy,
     VerdictHeaders, policy_fn,

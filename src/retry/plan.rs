@@ -153,6 +153,8 @@ impl Inputs {
             probing: false,
             slot: None,
             step: Step::Fresh,
+            max_attempts: None,
+            max_retry_after: None,
         }
     }
 }
@@ -201,6 +203,9 @@ pub(crate) struct Inputs {
     /// The schedule of the pacing slot the request holds, if it holds one.
     pub(crate) slot: Option<u32>,
     pub(crate) step: Step,
+    /// The request's own `max_attempts` and `max_retry_after`, when it carries them.
+    pub(crate) max_attempts: Option<u32>,
+    pub(crate) max_retry_after: Option<Duration>,
 }
 
 /// What to do.
@@ -255,6 +260,8 @@ impl Stop {
 /// The plan for a request; see the [module docs](self).
 pub(crate) fn plan(settings: &Settings, inputs: &Inputs, snapshot: &Snapshot) -> Plan {
     let now = inputs.now;
+    let max_attempts = inputs.max_attempts.unwrap_or(settings.max_attempts);
+    let max_retry_after = inputs.max_retry_after.unwrap_or(settings.max_retry_after);
     let waits_over = |at: Instant| inputs.deadline.is_some_and(|d| at >= d);
     let mut at = now;
     match inputs.step {
@@ -264,11 +271,11 @@ pub(crate) fn plan(settings: &Settings, inputs: &Inputs, snapshot: &Snapshot) ->
             // request that went at such a slot is not to end for it, up to a bound.
             let counted = inputs
                 .attempts
-                .saturating_sub(inputs.misses.min(settings.max_attempts.saturating_sub(1)));
-            if counted >= settings.max_attempts {
+                .saturating_sub(inputs.misses.min(max_attempts.saturating_sub(1)));
+            if counted >= max_attempts {
                 return Stop::because(StopReason::AttemptsExhausted);
             }
-            if let Some(hint) = hint.filter(|h| *h > settings.max_retry_after) {
+            if let Some(hint) = hint.filter(|h| *h > max_retry_after) {
                 return Plan::Stop(Stop {
                     reason: StopReason::HintTooLong,
                     retry_after: Some(hint),
@@ -300,7 +307,7 @@ pub(crate) fn plan(settings: &Settings, inputs: &Inputs, snapshot: &Snapshot) ->
     }
 
     // The longest wait allowed, worked out only when something holds the request.
-    let cap = || rules::cap(settings.max_retry_after, inputs.deadline, now);
+    let cap = || rules::cap(max_retry_after, inputs.deadline, now);
     let mut probe = false;
     let mut gated = false;
     let held = match snapshot.gate {
@@ -941,8 +948,8 @@ mod tests {
                 deadline: None,
                 replayable: true,
                 probing: false,
-                slot: None,
                 step: Step::Retry { hint: Some(hint), throttle: false },
+                ..Inputs::fresh(now)
             };
             let settings = defaults();
             let Plan::Go { at, .. } = plan(&settings, &inputs, &Snapshot::OPEN) else {
@@ -953,6 +960,51 @@ mod tests {
             proptest::prop_assert!(at >= now + hint);
             proptest::prop_assert!(at <= now + hint.max(backoff) + (hint / 10).max(MIN_SPREAD));
         }
+    }
+
+    /// A request's own `max_attempts` and `max_retry_after` win over the layer's, both ways.
+    #[test]
+    fn a_requests_own_limits_win_over_the_layers() {
+        let now = Instant::now();
+        let settings = defaults();
+        let retry = |attempts, hint| Inputs {
+            attempts,
+            step: Step::Retry {
+                hint,
+                throttle: false,
+            },
+            ..Inputs::fresh(now)
+        };
+        let goes =
+            |inputs: &Inputs| matches!(plan(&settings, inputs, &Snapshot::OPEN), Plan::Go { .. });
+        let stops = |inputs: &Inputs, reason| matches!(plan(&settings, inputs, &Snapshot::OPEN), Plan::Stop(stop) if stop.reason == reason);
+        // The layer allows three attempts; a request may allow fewer, or more.
+        assert!(goes(&retry(1, None)));
+        let no_retry = Inputs {
+            max_attempts: Some(1),
+            ..retry(1, None)
+        };
+        assert!(stops(&no_retry, StopReason::AttemptsExhausted));
+        assert!(stops(&retry(3, None), StopReason::AttemptsExhausted));
+        let more = Inputs {
+            max_attempts: Some(5),
+            ..retry(3, None)
+        };
+        assert!(goes(&more));
+        // The layer sleeps on hints up to 60 s; a request may allow less, or more.
+        let hint = Some(2 * S);
+        assert!(goes(&retry(1, hint)));
+        let impatient = Inputs {
+            max_retry_after: Some(S),
+            ..retry(1, hint)
+        };
+        assert!(stops(&impatient, StopReason::HintTooLong));
+        let patient = Inputs {
+            max_retry_after: Some(300 * S),
+            ..retry(1, Some(120 * S))
+        };
+        assert!(goes(&patient));
+        assert!(stops(&retry(1, Some(120 * S)), StopReason::HintTooLong));
     }
 
     #[test]
@@ -973,11 +1025,11 @@ mod tests {
                     deadline: Some(later(now, Duration::MAX)),
                     replayable: true,
                     probing: false,
-                    slot: None,
                     step: Step::Retry {
                         hint: Some(hint),
                         throttle: false,
                     },
+                    ..Inputs::fresh(now)
                 };
                 let snapshot = Snapshot {
                     gate: Gate::Closed {

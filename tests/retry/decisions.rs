@@ -331,3 +331,57 @@ async fn the_hooks_hear_each_retry_and_each_give_up() {
     assert!(retries.lock().unwrap().is_empty());
     assert!(give_ups.lock().unwrap().is_empty());
 }
+
+/// Per-request limits on a shared client: this call may not retry, that one is worth more
+/// attempts, another may not wait as long for the server; requests without them keep the
+/// layer's. Bad values are refused when the overrides are made.
+#[tokio::test(start_paused = true)]
+async fn a_request_may_carry_its_own_limits() {
+    use tower_infoplug::retry::RetryOverrides;
+    let api = Emulator::new();
+    let client = stack(&api, exact());
+    let with = |own: RetryOverrides| {
+        let mut req = get("/v1/x");
+        req.extensions_mut().insert(own);
+        req
+    };
+
+    api.push(Reply::status(503));
+    let res = client
+        .clone()
+        .oneshot(with(RetryOverrides::no_retry()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(info(&res).attempts(), 1);
+    assert_eq!(info(&res).stop_reason(), StopReason::AttemptsExhausted);
+
+    api.push_all((0..4).map(|_| Reply::status(503)));
+    let worth_more = RetryOverrides::new().max_attempts(5).unwrap();
+    let res = client.clone().oneshot(with(worth_more)).await.unwrap();
+    assert_eq!((res.status().as_u16(), info(&res).attempts()), (200, 5));
+
+    api.push(Reply::rate_limited(30));
+    let impatient = RetryOverrides::new()
+        .max_retry_after(Duration::from_secs(10))
+        .unwrap();
+    let res = client.clone().oneshot(with(impatient)).await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert_eq!(info(&res).stop_reason(), StopReason::HintTooLong);
+
+    // Without them, the layer's: three attempts, hints up to a minute.
+    api.push_all((0..3).map(|_| Reply::status(503)));
+    let res = client.clone().oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!((res.status().as_u16(), info(&res).attempts()), (503, 3));
+
+    for bad in [
+        RetryOverrides::new().max_attempts(0),
+        RetryOverrides::new().max_attempts(1000),
+        RetryOverrides::new().max_retry_after(Duration::ZERO),
+    ] {
+        assert!(matches!(
+            bad,
+            Err(tower_infoplug::ConfigError::OutOfRange { .. })
+        ));
+    }
+}
