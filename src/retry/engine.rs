@@ -296,6 +296,8 @@ impl<B: Body, P> Engine<B, P> {
     /// planned with.
     fn plan(&mut self, now: Instant, step: Step) -> (Planned, Inputs) {
         let shared = &self.shared;
+        // The request's own limits, if it carries them: read here, off a plain request's path.
+        let own = self.head.extensions.get::<RetryOverrides>();
         let inputs = Inputs {
             now,
             samples: [shared.sample(), shared.sample()],
@@ -306,16 +308,8 @@ impl<B: Body, P> Engine<B, P> {
             probing: self.probe,
             slot: self.slot,
             step,
-            max_attempts: None,
-            max_retry_after: None,
-        };
-        let inputs = match self.head.extensions.get::<RetryOverrides>() {
-            Some(own) => Inputs {
-                max_attempts: own.max_attempts,
-                max_retry_after: own.max_retry_after,
-                ..inputs
-            },
-            None => inputs,
+            max_attempts: own.and_then(|own| own.max_attempts),
+            max_retry_after: own.and_then(|own| own.max_retry_after),
         };
         let (partition, shared) = self.partition();
         (

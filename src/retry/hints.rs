@@ -2,9 +2,10 @@
 //! `X-RateLimit-Reset`; and the server's `x-should-retry` verdict.
 //!
 //! Pure functions of a header map and a wall-clock "now" (read only for a hint that names a
-//! date or an epoch: most name seconds, and a 429 need not cost a clock read). A hint is a floor for the wait:
-//! `Some(ZERO)` means the server named no floor (`0`, or a date in the past), which the caller
-//! treats as "back off as usual", never as "retry at once". Anything unparsable is `None`.
+//! date or an epoch: most name seconds, and a 429 need not cost a clock read). A hint is a
+//! floor for the wait: `Some(ZERO)` means the server named no floor (`0`, or a date in the
+//! past), which the caller treats as "back off as usual", never as "retry at once". Anything
+//! unparsable is `None`.
 
 use std::time::{Duration, SystemTime};
 
@@ -87,8 +88,9 @@ pub enum ResetFormat {
 
 /// The server's wait hint: `retry-after-ms` (if enabled) first, as the more precise form of
 /// `Retry-After`, then `Retry-After`, then (if enabled) `RateLimit` / `RateLimit-Reset`, then
-/// `X-RateLimit-Reset`, then the configured reset headers in their order. Of several lines of one field, the largest valid value wins: an
-/// invalid line hides nothing, and the safer reading is the longer wait.
+/// `X-RateLimit-Reset`, then the configured reset headers in their order. Of several lines of
+/// one field, the largest valid value wins: an invalid line hides nothing, and the safer
+/// reading is the longer wait.
 pub(crate) fn wait_hint(
     headers: &HeaderMap,
     fields: HintFields,
@@ -138,11 +140,14 @@ fn reset(value: &HeaderValue, format: ResetFormat, now: impl WallTime) -> Option
     match format {
         ResetFormat::Seconds => decimal(text, 1000),
         ResetFormat::Milliseconds => decimal(text, 1),
-        ResetFormat::EpochSeconds => {
-            let at = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(seconds(text)?))?;
-            Some(at.duration_since(now.wall_time()).unwrap_or(Duration::ZERO))
-        }
+        ResetFormat::EpochSeconds => until_epoch(seconds(text)?, now),
     }
+}
+
+/// The wait until `secs` seconds after the Unix epoch (none for a time already past).
+fn until_epoch(secs: u64, now: impl WallTime) -> Option<Duration> {
+    let at = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))?;
+    Some(at.duration_since(now.wall_time()).unwrap_or(Duration::ZERO))
 }
 
 /// `Retry-After: <delta-seconds>` or `Retry-After: <HTTP-date>` (IMF-fixdate, RFC 850 or
@@ -417,8 +422,7 @@ fn x_rate_limit_reset(value: &HeaderValue, now: SystemTime) -> Option<Duration> 
     if n < EPOCH_THRESHOLD {
         return Some(Duration::from_secs(n));
     }
-    let at = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(n))?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    until_epoch(n, now)
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@
 //!
 //! | rule | what it does |
 //! |---|---|
-//! | attempts | a retry past `max_attempts` stops: [`AttemptsExhausted`](StopReason::AttemptsExhausted); a 429 to an attempt sent at a pacing slot is the pacer's miss, not the request's: up to `max_attempts - 1` of those (as many as its retries) do not count |
-//! | hint cap | a hint above `max_retry_after` is not slept on: [`HintTooLong`](StopReason::HintTooLong) |
+//! | attempts | a retry past `max_attempts` (a request's own [`RetryOverrides`](super::RetryOverrides) first) stops: [`AttemptsExhausted`](StopReason::AttemptsExhausted); a 429 to an attempt sent at a pacing slot is the pacer's miss, not the request's: up to `max_attempts - 1` of those (as many as its retries) do not count |
+//! | hint cap | a hint above `max_retry_after` (the request's own first, as for every cap below) is not slept on: [`HintTooLong`](StopReason::HintTooLong) |
 //! | replay | a body that cannot be sent again stops: [`BodyNotReplayable`](StopReason::BodyNotReplayable) |
 //! | backoff | full-jitter exponential backoff before retry *n* |
 //! | hint floor | a hint is a floor: `max(hint, backoff)` plus a bounded upward spread; `0` names no floor |
