@@ -18,7 +18,7 @@ use tower_service::Service;
 
 use super::body::{Replay, ReplayBody};
 use super::hints::{quota, remaining_rate, wait_hint};
-use super::hooks::{RetriedAfter, RetryEvent};
+use super::hooks::{RetriedAfter, RetryEvent, ThrottleEvent};
 use super::layer::{Settings, Shared};
 use super::plan::{Inputs, Plan, Step, Stop};
 use super::policy::{Attempt, Decision, Failure, Outcome, RetryPolicy};
@@ -357,7 +357,18 @@ impl<B: Body, P> Engine<B, P> {
             follow,
         };
         let (partition, shared) = self.partition();
-        shared.state.observe(&seen, partition, Instant::now);
+        let throttled = shared.state.observe(&seen, partition, Instant::now);
+        if let Some(throttled) = throttled
+            && let Some(hook) = &self.shared.settings.hooks.on_throttle
+        {
+            hook(&ThrottleEvent {
+                method: &self.head.method,
+                attempt: self.attempts,
+                status: throttled.status,
+                gated_for: throttled.gated_for,
+                paced: throttled.paced,
+            });
+        }
     }
 
     /// What follows an attempt's outcome, `kept`, once the policy decided: it is returned,

@@ -11,6 +11,7 @@ use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::time::Instant;
 
+use super::hooks::Throttled;
 use super::layer::Settings;
 use super::plan::{Gate, Inputs, Plan, Snapshot, plan};
 use super::rules::{self, Effect};
@@ -795,17 +796,16 @@ impl FleetState {
         seen: &Observation,
         partition: impl FnOnce() -> Partition,
         now: impl Fn() -> Instant,
-    ) {
+    ) -> Option<Throttled> {
         if seen.signal == Signal::Healthy {
             self.fleet.deposits.fetch_add(1, Ordering::Relaxed);
         }
         let reports = matches!(seen.signal, Signal::Throttled { .. }) || seen.probe;
         if !reports || !self.fleet.may_ask() {
-            self.local.observe(seen, partition, now);
-            return;
+            return self.local.observe(seen, partition, now);
         }
         let partition = partition();
-        self.local.observe(seen, || partition.clone(), &now);
+        let throttled = self.local.observe(seen, || partition.clone(), &now);
         let report = |report| self.fleet.report(self.fleet.keys(&partition), report);
         match seen.signal {
             Signal::Throttled { status, hint, .. } => {
@@ -835,5 +835,6 @@ impl FleetState {
             Signal::Failed => report(Report::Release),
             Signal::Healthy | Signal::Answered | Signal::Refused => report(Report::Reopen),
         }
+        throttled
     }
 }

@@ -1,5 +1,5 @@
-//! Callbacks set on the builder: told of each retry the layer schedules and of each request it
-//! gives up on. They run on the request's task, after every lock of the crate is released, and
+//! Callbacks set on the builder: told of each retry the layer schedules, of each request it
+//! gives up on, and of each partition a 429 or 503 throttles. They run on the request's task, after every lock of the crate is released, and
 //! cost one branch when unset. A hook that panics panics the request's future, as any code
 //! polled from it would.
 
@@ -36,14 +36,43 @@ pub struct RetryEvent<'a> {
     pub wait: Duration,
 }
 
+/// A partition the layer began (or went on) holding back after a 429 or 503, for
+/// [`RetryBuilder::on_throttle`](super::RetryBuilder::on_throttle).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct ThrottleEvent<'a> {
+    /// The method of the request whose answer throttled the partition.
+    pub method: &'a Method,
+    /// The number of its attempt that met the answer (1: the first).
+    pub attempt: u32,
+    /// The answer's status (429 or 503).
+    pub status: StatusCode,
+    /// How long the partition's gate is now shut: no request of the partition goes before
+    /// (`None`: this answer shut no gate, e.g. with `shared_cooldown(false)`).
+    pub gated_for: Option<Duration>,
+    /// The rate, in requests a second, the partition is now paced at, and for how long at
+    /// most (`None`: this answer set no pacing, e.g. with `pacing(false)`).
+    pub paced: Option<(f64, Duration)>,
+}
+
+/// What a throttle did to its partition, as the store reports it to the engine.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Throttled {
+    pub(crate) status: StatusCode,
+    pub(crate) gated_for: Option<Duration>,
+    pub(crate) paced: Option<(f64, Duration)>,
+}
+
 type OnRetry = dyn Fn(&RetryEvent<'_>) + Send + Sync;
 type OnGiveUp = dyn Fn(&RetryInfo) + Send + Sync;
+type OnThrottle = dyn Fn(&ThrottleEvent<'_>) + Send + Sync;
 
 /// The hooks a layer was built with.
 #[derive(Clone, Default)]
 pub(super) struct Hooks {
     pub(super) on_retry: Option<Arc<OnRetry>>,
     pub(super) on_give_up: Option<Arc<OnGiveUp>>,
+    pub(super) on_throttle: Option<Arc<OnThrottle>>,
 }
 
 impl Hooks {
@@ -54,6 +83,13 @@ impl Hooks {
     pub(super) fn set_on_give_up(&mut self, hook: impl Fn(&RetryInfo) + Send + Sync + 'static) {
         self.on_give_up = Some(Arc::new(hook));
     }
+
+    pub(super) fn set_on_throttle(
+        &mut self,
+        hook: impl Fn(&ThrottleEvent<'_>) + Send + Sync + 'static,
+    ) {
+        self.on_throttle = Some(Arc::new(hook));
+    }
 }
 
 impl fmt::Debug for Hooks {
@@ -61,6 +97,7 @@ impl fmt::Debug for Hooks {
         f.debug_struct("Hooks")
             .field("on_retry", &self.on_retry.is_some())
             .field("on_give_up", &self.on_give_up.is_some())
+            .field("on_throttle", &self.on_throttle.is_some())
             .finish()
     }
 }

@@ -12,7 +12,7 @@ use super::hooks::Hooks;
 use super::state::State;
 use super::store::Store;
 use super::{DefaultPolicy, Retry};
-use super::{RetryEvent, RetryInfo};
+use super::{RetryEvent, RetryInfo, ThrottleEvent};
 use crate::ConfigError;
 
 /// Validated settings.
@@ -474,6 +474,31 @@ impl RetryBuilder {
     /// the policy decided an outcome is final. Same rules as [`on_retry`](Self::on_retry).
     pub fn on_give_up(mut self, hook: impl Fn(&RetryInfo) + Send + Sync + 'static) -> Self {
         self.settings.hooks.set_on_give_up(hook);
+        self
+    }
+
+    /// Calls `hook` when a 429 or 503 shuts its partition's gate or sets its pacing, with how
+    /// long the gate is shut and the rate it is paced at (default: none): the moment a
+    /// dashboard or an alert wants, once per throttling answer rather than once per request
+    /// held. Same rules as [`on_retry`](Self::on_retry).
+    ///
+    /// ```
+    /// use tower_infoplug::retry::RetryLayer;
+    /// let layer = RetryLayer::builder()
+    ///     .on_throttle(|event| {
+    ///         if let Some(shut) = event.gated_for {
+    ///             eprintln!("{} for {shut:?}", event.status);
+    ///         }
+    ///     })
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tower_infoplug::ConfigError>(())
+    /// ```
+    pub fn on_throttle(
+        mut self,
+        hook: impl Fn(&ThrottleEvent<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.settings.hooks.set_on_throttle(hook);
         self
     }
 

@@ -166,7 +166,7 @@ pub use error::RetryError;
 pub use fleet::{DEFAULT_FLEET_TIMEOUT, RedisFleet, RedisFleetBuilder};
 pub use future::ResponseFuture;
 pub use hints::ResetFormat;
-pub use hooks::{RetriedAfter, RetryEvent};
+pub use hooks::{RetriedAfter, RetryEvent, ThrottleEvent};
 pub use info::{RetryInfo, StopReason};
 pub use layer::{MAX_ATTEMPTS, MAX_REPLAY_LIMIT, RetryBuilder, RetryLayer};
 pub use overrides::RetryOverrides;

@@ -27,6 +27,7 @@ use tokio::time::Instant;
 
 use super::StopReason;
 use super::budget::Budget;
+use super::hooks::Throttled;
 use super::later;
 use super::layer::{Quota, Settings};
 use super::pacer::{Pacer, Throttle};
@@ -392,14 +393,15 @@ impl State {
         plan
     }
 
-    /// Records what an attempt showed. `partition` and `now` are only asked for when the
-    /// outcome changes shared state.
+    /// Records what an attempt showed; what a throttle did to the partition, if it shut its
+    /// gate or set its pacing. `partition` and `now` are only asked for when the outcome
+    /// changes shared state.
     pub(crate) fn observe(
         &self,
         seen: &Observation,
         partition: impl FnOnce() -> Partition,
         now: impl Fn() -> Instant,
-    ) {
+    ) -> Option<Throttled> {
         let shared = match seen.signal {
             Signal::Healthy => {
                 let before = self.healthy.fetch_add(1, Ordering::Relaxed);
@@ -420,11 +422,12 @@ impl State {
             Signal::Refused | Signal::Failed => false,
         };
         if !shared && !seen.probe {
-            return;
+            return None;
         }
         let partition = partition();
         let now = now();
         let mut changed = Changed::default();
+        let mut throttled = None;
         let mut table = self.lock();
         match seen.signal {
             Signal::Throttled {
@@ -473,6 +476,21 @@ impl State {
                     }
                     changed.paced = held.pacer.as_ref().map(|pacer| pacer.rate_at(now));
                 }
+                if effect.any() {
+                    throttled = Some(Throttled {
+                        status,
+                        gated_for: held
+                            .gate
+                            .filter(|_| effect.close)
+                            .map(|gate| gate.shut.reopen.saturating_duration_since(now)),
+                        paced: held.pacer.as_ref().filter(|_| effect.pace).map(|pacer| {
+                            (
+                                pacer.rate_at(now),
+                                pacer.ends().saturating_duration_since(now),
+                            )
+                        }),
+                    });
+                }
             }
             Signal::Healthy | Signal::Answered | Signal::Refused | Signal::Failed => {
                 if let Some(held) = table.held.get_mut(&partition) {
@@ -503,6 +521,7 @@ impl State {
         self.tidy(&mut table, &partition, now, &mut changed);
         drop(table);
         changed.report(Some(&partition));
+        throttled
     }
 
     /// Answers the server admitted since the quiet spell began, and when the first healthy one

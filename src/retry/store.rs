@@ -13,6 +13,7 @@ use std::pin::Pin;
 use http::{HeaderMap, Uri};
 use tokio::time::Instant;
 
+use super::hooks::Throttled;
 use super::layer::Settings;
 use super::plan::{Gate, Inputs, Plan};
 use super::state::{Observation, Partition, State};
@@ -120,7 +121,7 @@ impl Store {
         seen: &Observation,
         partition: impl FnOnce() -> Partition,
         now: impl Fn() -> Instant,
-    ) {
+    ) -> Option<Throttled> {
         match self {
             Self::Local(state) => state.observe(seen, partition, now),
             #[cfg(feature = "redis")]

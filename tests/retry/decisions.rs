@@ -332,6 +332,52 @@ async fn the_hooks_hear_each_retry_and_each_give_up() {
     assert!(give_ups.lock().unwrap().is_empty());
 }
 
+/// The throttle hook hears each answer that shuts a partition's gate or sets its pacing,
+/// once per answer (not once per request held), with how long and how fast; never a 500.
+#[tokio::test(start_paused = true)]
+async fn the_throttle_hook_hears_each_gate_shut_and_each_pacing_set() {
+    use std::sync::Mutex;
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let h = Arc::clone(&heard);
+    let retry = exact().on_throttle(move |event| {
+        h.lock().unwrap().push((
+            event.attempt,
+            event.status.as_u16(),
+            event.gated_for,
+            event.paced,
+        ));
+    });
+    let api = Emulator::new();
+    let client = stack(&api, retry);
+
+    // A 500 throttles nothing; the 429 after it shuts the gate for its 2 s and starts the
+    // pacing's search (4 a second), once, however many requests it then holds.
+    api.push_all([Reply::status(500), Reply::rate_limited(2)]);
+    let (first, held) = tokio::join!(client.clone().oneshot(get("/v1/x")), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        client.clone().oneshot(get("/v1/x")).await
+    });
+    assert_eq!(first.unwrap().status(), 200);
+    assert_eq!(held.unwrap().status(), 200);
+    assert_eq!(
+        *heard.lock().unwrap(),
+        [(2, 429, Some(2 * S), Some((4.0, 5 * S)))]
+    );
+
+    // Without shared cool-downs or pacing the same 429 throttles no partition: no event.
+    heard.lock().unwrap().clear();
+    let h = Arc::clone(&heard);
+    let alone = exact()
+        .shared_cooldown(false)
+        .pacing(false)
+        .on_throttle(move |event| h.lock().unwrap().push((event.attempt, 0, None, None)));
+    let api = Emulator::new();
+    api.push(Reply::rate_limited(2));
+    let res = stack(&api, alone).oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!((res.status().as_u16(), info(&res).attempts()), (200, 2));
+    assert!(heard.lock().unwrap().is_empty());
+}
+
 /// Per-request limits on a shared client: this call may not retry, that one is worth more
 /// attempts, another may not wait as long for the server; requests without them keep the
 /// layer's. Bad values are refused when the overrides are made.
