@@ -75,16 +75,31 @@ impl fmt::Display for Target<'_> {
     }
 }
 
-/// The span of one request through the retry layer (`infoplug.request`, at DEBUG), with the
-/// OpenTelemetry field `http.request.resend_count` recorded once an attempt is a resend.
-/// A pointer wide, and no allocation, while no subscriber wants the span (a `tracing::Span`
-/// inline would add 32 bytes to every response future); zero-sized without the `tracing`
-/// feature.
+/// The spans of one request through the retry layer: `infoplug.request` (at DEBUG), with the
+/// OpenTelemetry field `http.request.resend_count` recorded once an attempt is a resend, and
+/// under it one `infoplug.attempt` CLIENT span per attempt sent (the HTTP client span of the
+/// OpenTelemetry conventions: method, URL, resend count, status or `error.type`), from its
+/// sending to its answer or failure, entered while the transport's future is polled (not
+/// during its `call`: a guard alive across it costs a move of every future). Attempt spans
+/// exist while the request's does.
+///
+/// A pointer wide, and no allocation, while no subscriber wants the request's span (a
+/// `tracing::Span` inline would add 32 bytes to every response future); zero-sized without
+/// the `tracing` feature.
 #[derive(Debug)]
 #[cfg_attr(not(feature = "retry"), allow(dead_code))]
 pub(crate) struct RequestSpan {
     #[cfg(feature = "tracing")]
-    span: Option<Box<tracing::Span>>,
+    spans: Option<Box<Spans>>,
+}
+
+#[cfg(feature = "tracing")]
+#[derive(Debug)]
+struct Spans {
+    request: tracing::Span,
+    /// The attempt in flight's, or a disabled span between attempts. In a cell: the request's
+    /// span stays entered (borrowed) while attempts open and close.
+    attempt: std::cell::RefCell<tracing::Span>,
 }
 
 #[allow(unused_variables)] // without the `tracing` feature
@@ -100,27 +115,107 @@ impl RequestSpan {
         );
         Self {
             #[cfg(feature = "tracing")]
-            span: (!span.is_none()).then(|| Box::new(span)),
+            spans: (!span.is_none()).then(|| {
+                Box::new(Spans {
+                    request: span,
+                    attempt: std::cell::RefCell::new(tracing::Span::none()),
+                })
+            }),
         }
     }
 
-    /// Enters the span until the guard is dropped, so events (the layers', the transport's)
-    /// are attributed to it.
+    /// Enters the request's span until the guard is dropped, so events (the layers', the
+    /// transport's) are attributed to it.
+    #[inline]
     pub(crate) fn enter(&self) -> Entered<'_> {
         Entered {
             #[cfg(feature = "tracing")]
-            _entered: self.span.as_deref().map(tracing::Span::enter),
+            _entered: self.spans.as_deref().map(|s| s.request.enter()),
             _span: std::marker::PhantomData,
         }
     }
 
-    /// Attempt `attempt` (from 1) is about to be sent.
-    pub(crate) fn sending(&self, attempt: u32) {
+    /// Whether a subscriber wants the spans: only then is an attempt's span entered.
+    #[inline(always)]
+    pub(crate) fn is_on(&self) -> bool {
         #[cfg(feature = "tracing")]
-        if let Some(span) = &self.span
-            && attempt > 1
-        {
-            span.record("http.request.resend_count", u64::from(attempt - 1));
+        return self.spans.is_some();
+        #[cfg(not(feature = "tracing"))]
+        false
+    }
+
+    /// Attempt `attempt` (from 1) of `method` to `uri` is about to be sent: its span opens.
+    #[inline]
+    pub(crate) fn sending(&self, attempt: u32, method: &http::Method, uri: &http::Uri) {
+        #[cfg(feature = "tracing")]
+        if let Some(spans) = &self.spans {
+            spans.open(attempt, method, uri);
+        }
+    }
+
+    /// Enters the attempt's span until the guard is dropped (see [`is_on`](Self::is_on)).
+    pub(crate) fn enter_attempt(&self) -> AttemptEntered {
+        AttemptEntered {
+            #[cfg(feature = "tracing")]
+            _entered: self
+                .spans
+                .as_deref()
+                .map(|s| s.attempt.borrow().clone().entered()),
+        }
+    }
+
+    /// The attempt was answered with `status`: its span records it (and, from 400 on, the
+    /// status as its `error.type`) and closes.
+    #[inline]
+    pub(crate) fn answered(&self, status: http::StatusCode) {
+        #[cfg(feature = "tracing")]
+        if let Some(spans) = &self.spans {
+            spans.close(Some(status), None);
+        }
+    }
+
+    /// The attempt failed without an answer (`error_type`: what the failure is called): its
+    /// span records it and closes.
+    #[inline]
+    pub(crate) fn failed(&self, error_type: &'static str) {
+        #[cfg(feature = "tracing")]
+        if let Some(spans) = &self.spans {
+            spans.close(None, Some(error_type));
+        }
+    }
+}
+
+#[cfg(feature = "tracing")]
+impl Spans {
+    #[cold]
+    fn open(&self, attempt: u32, method: &http::Method, uri: &http::Uri) {
+        let resends = (attempt > 1).then(|| u64::from(attempt - 1));
+        if let Some(resends) = resends {
+            self.request.record("http.request.resend_count", resends);
+        }
+        *self.attempt.borrow_mut() = tracing::debug_span!(
+            parent: &self.request,
+            "infoplug.attempt",
+            otel.kind = "client",
+            http.request.method = %method,
+            url.full = %Target(uri),
+            http.request.resend_count = resends,
+            http.response.status_code = tracing::field::Empty,
+            "error.type" = tracing::field::Empty,
+        );
+    }
+
+    #[cold]
+    fn close(&self, status: Option<http::StatusCode>, error_type: Option<&str>) {
+        let attempt = self.attempt.replace(tracing::Span::none());
+        if let Some(status) = status {
+            attempt.record("http.response.status_code", status.as_u16());
+            if status.as_u16() >= 400 {
+                attempt.record("error.type", status.as_str());
+            }
+        }
+        if let Some(error_type) = error_type {
+            attempt.record("error.type", error_type);
         }
     }
 }
@@ -131,6 +226,13 @@ pub(crate) struct Entered<'a> {
     #[cfg(feature = "tracing")]
     _entered: Option<tracing::span::Entered<'a>>,
     _span: std::marker::PhantomData<&'a RequestSpan>,
+}
+
+/// The guard of [`RequestSpan::enter_attempt`].
+#[cfg_attr(not(feature = "retry"), allow(dead_code))]
+pub(crate) struct AttemptEntered {
+    #[cfg(feature = "tracing")]
+    _entered: Option<tracing::span::EnteredSpan>,
 }
 
 /// An event's level: `tracing`'s, or nothing without the feature.

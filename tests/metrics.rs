@@ -245,3 +245,58 @@ fn budget_refusals_and_transport_failures_are_counted() {
         );
     });
 }
+
+/// Each attempt's duration, from sending to its answer or failure, in the OpenTelemetry
+/// HTTP client histogram: labelled by method, status, and `error.type` (the status from 400
+/// on, or the failure).
+#[test]
+fn each_attempt_has_its_duration_in_the_http_client_histogram() {
+    with_recorder(|snapshotter| async move {
+        let api = Emulator::new();
+        let client = stack(&api, |r| r.attempt_timeout(S));
+        let ms = Duration::from_millis;
+        api.push_all([
+            Reply::unavailable().delay(ms(250)),
+            Reply::json(418, "{}").delay(ms(50)),
+        ]);
+        let res = client
+            .clone()
+            .oneshot(get("http://api.test/v1/x"))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 418);
+        // An attempt past its timeout, then a 200 after 100 ms.
+        api.push_all([Reply::ok("{}").delay(5 * S), Reply::ok("{}").delay(ms(100))]);
+        let res = client
+            .clone()
+            .oneshot(get("http://api.test/v1/x"))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+
+        let all = read(&snapshotter);
+        let name = "http.client.request.duration";
+        let seconds = |labels: &str| -> Vec<f64> {
+            match all
+                .iter()
+                .find(|(n, _)| *n == format!("{name}{{{labels}}}"))
+            {
+                Some((_, DebugValue::Histogram(values))) => {
+                    values.iter().map(|v| v.into_inner()).collect()
+                }
+                other => panic!("{labels}: {other:?} in {all:?}"),
+            }
+        };
+        let method = "http.request.method=GET";
+        let status = |code: u16| format!("{method},http.response.status_code={code}");
+        assert_eq!(seconds(&format!("{},error.type=503", status(503))), [0.25]);
+        assert_eq!(seconds(&format!("{},error.type=418", status(418))), [0.05]);
+        assert_eq!(seconds(&format!("{method},error.type=timed_out")), [1.0]);
+        assert_eq!(seconds(&status(200)), [0.1]);
+        assert_eq!(
+            all.iter().filter(|(n, _)| n.starts_with(name)).count(),
+            4,
+            "{all:?}"
+        );
+    });
+}

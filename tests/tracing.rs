@@ -9,6 +9,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use common::Capture;
 use http::Request;
@@ -104,11 +106,13 @@ async fn each_request_has_a_span_and_each_attempt_an_event_with_its_context() {
     );
     // The resend count is recorded on the span once an attempt is a resend.
     assert!(
-        all.lines().any(|l| l == "http.request.resend_count=1 "),
+        all.lines()
+            .any(|l| l.starts_with("http.request.resend_count=1 #")),
         "{all}"
     );
     assert!(
-        all.lines().any(|l| l == "http.request.resend_count=2 "),
+        all.lines()
+            .any(|l| l.starts_with("http.request.resend_count=2 #")),
         "{all}"
     );
 
@@ -205,4 +209,99 @@ async fn the_levels_of_retries_and_give_ups_are_configurable() {
         refused[0].contains("reason=CoolingDown") && refused[0].contains("status=429"),
         "{all}"
     );
+}
+
+/// The id that follows the last `key` in a capture line (`#`: a span's own or a record's).
+fn id_after<'a>(line: &'a str, key: &str) -> &'a str {
+    let line = match key {
+        "#" => line.split(" parent=").next().unwrap_or_default(),
+        _ => line,
+    };
+    let at = line.rfind(key).map_or(0, |at| at + key.len());
+    line[at..].split(' ').next().unwrap_or_default()
+}
+
+/// Each attempt sent is an OpenTelemetry CLIENT span under its request's span: method, URL
+/// without secrets, resend count from the second, the status or the failure as `error.type`;
+/// the transport's own events (while its future is polled) happen inside it.
+#[tokio::test(start_paused = true)]
+async fn each_attempt_is_a_client_span_under_its_request() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+
+    // A transport that fails its first call (connection refused), then serves the emulator
+    // (a 429, then a 200), and says so in an event of its own.
+    let api = Emulator::new();
+    api.push(Reply::rate_limited(1));
+    let calls = Arc::new(AtomicU32::new(0));
+    let transport = {
+        let api = api.clone();
+        tower::service_fn(move |req: Request<_>| {
+            let first = calls.fetch_add(1, Ordering::Relaxed) == 0;
+            let served = api.clone().oneshot(req);
+            async move {
+                tracing::info!("transport called");
+                if first {
+                    return Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+                }
+                served.await.map_err(|never| match never {})
+            }
+        })
+    };
+    let client = InfoPlugLayer::new(ApiKey::new(TEST_KEY).unwrap(), "https://api.test")
+        .unwrap()
+        .layer(transport);
+    let uri = "https://user:pw@api.test/v1/profile?linkedin_url=https-secret-person";
+    let req = Request::get(uri).body(Full::<Bytes>::default()).unwrap();
+    let res = client.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let all = capture.text();
+
+    let request = all
+        .lines()
+        .find(|l| l.starts_with("span infoplug.request"))
+        .expect("the request's span");
+    let request_id = id_after(request, "#");
+    let attempts: Vec<_> = all
+        .lines()
+        .filter(|l| l.starts_with("span infoplug.attempt"))
+        .collect();
+    assert_eq!(attempts.len(), 3, "{all}");
+    for (n, attempt) in attempts.iter().enumerate() {
+        assert_eq!(id_after(attempt, "parent=#"), request_id, "{all}");
+        for field in [
+            "otel.kind=\"client\"",
+            "http.request.method=GET",
+            "url.full=https://api.test/v1/profile ",
+        ] {
+            assert!(attempt.contains(field), "{field} missing from {attempt}");
+        }
+        let resends = format!("http.request.resend_count={n} ");
+        assert_eq!(attempt.contains(&resends), n > 0, "{attempt}");
+    }
+    // What each attempt met, recorded on its own span.
+    let recorded = |n: usize| -> Vec<&str> {
+        let id = format!("#{}", id_after(attempts[n], "#"));
+        all.lines()
+            .filter(|l| !l.starts_with("span ") && !l.contains(" in=#") && l.ends_with(&id))
+            .collect()
+    };
+    assert_eq!(recorded(0), ["error.type=\"never_sent\" #2"], "{all}");
+    assert_eq!(
+        recorded(1),
+        ["http.response.status_code=429 #3", "error.type=\"429\" #3"],
+        "{all}"
+    );
+    assert_eq!(recorded(2), ["http.response.status_code=200 #4"], "{all}");
+    // The transport was called inside each attempt's span.
+    let called: Vec<_> = events(&all, "transport called")
+        .iter()
+        .map(|l| id_after(l, "in=#"))
+        .collect();
+    let ids: Vec<_> = attempts.iter().map(|a| id_after(a, "#")).collect();
+    assert_eq!(called, ids, "{all}");
+    for secret in ["secret-person", "pw@", TEST_KEY] {
+        assert!(!all.contains(secret), "{secret} leaked:\n{all}");
+    }
 }

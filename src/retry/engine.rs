@@ -96,6 +96,9 @@ pub(super) struct Engine<B, P> {
     probe: bool,
     /// The schedule of the pacing slot the request waits for, if it holds one.
     slot: Option<u32>,
+    /// When the attempt in flight was sent, for its duration's histogram.
+    #[cfg(feature = "metrics")]
+    sent_at: Option<Instant>,
 }
 
 impl<B: Body, P> Engine<B, P> {
@@ -130,6 +133,8 @@ impl<B: Body, P> Engine<B, P> {
             misses: 0,
             probe: false,
             slot: None,
+            #[cfg(feature = "metrics")]
+            sent_at: None,
         }
     }
 
@@ -214,7 +219,11 @@ impl<B: Body, P> Engine<B, P> {
     {
         self.attempts += 1;
         self.sent_at_slot = self.slot.take();
-        span.sending(self.attempts);
+        span.sending(self.attempts, &self.head.method, &self.head.uri);
+        #[cfg(feature = "metrics")]
+        {
+            self.sent_at = Some(Instant::now());
+        }
         let mut head = self.head.clone();
         if let Some((name, first)) = &self.shared.settings.attempt_header
             && (self.attempts > 1 || *first)
@@ -468,6 +477,8 @@ impl<B: Body, P> Engine<B, P> {
         P: RetryPolicy<E>,
     {
         let status = res.status();
+        #[cfg(feature = "metrics")]
+        super::metrics::attempt(&self.head.method, Ok(status), self.sent_at);
         let settings = &self.shared.settings;
         let throttling = matches!(status.as_u16(), 429 | 503);
         let hint = if throttling {
@@ -547,13 +558,16 @@ impl<B: Body, P> Engine<B, P> {
     }
 
     /// What follows a failed attempt (`None`: its timeout).
-    pub(super) fn on_failure<R, E>(&mut self, error: Option<E>) -> Next<B, R, E>
+    pub(super) fn on_failure<R, E>(&mut self, error: Option<E>, span: &RequestSpan) -> Next<B, R, E>
     where
         P: RetryPolicy<E>,
     {
         let failure = error
             .as_ref()
             .map_or(Failure::TimedOut, |e| self.policy.failure(e));
+        span.failed(failure.label());
+        #[cfg(feature = "metrics")]
+        super::metrics::attempt(&self.head.method, Err(failure), self.sent_at);
         let decision = self.policy.decide(&Attempt {
             method: &self.head.method,
             request_headers: &self.head.headers,
@@ -664,8 +678,8 @@ mod tests {
                             }
                             engine.on_response(res)
                         }
-                        Fails => engine.on_failure(Some(Error::other("refused"))),
-                        TimesOut => engine.on_failure(None),
+                        Fails => engine.on_failure(Some(Error::other("refused")), &span),
+                        TimesOut => engine.on_failure(None, &span),
                     }
                 }
                 Next::Wait {

@@ -197,15 +197,26 @@ where
                     continue;
                 }
                 StateProj::Calling { future, timeout } => {
-                    let next = match future.poll(cx) {
-                        Poll::Ready(Ok(res)) => this.engine.on_response(res),
-                        Poll::Ready(Err(error)) => this.engine.on_failure(Some(error)),
+                    // The transport is polled in the attempt's span, if there is one (no
+                    // guard alive across the poll otherwise: its output is not moved again).
+                    let polled = if this.span.is_on() {
+                        let _attempt = this.span.enter_attempt();
+                        future.poll(cx)
+                    } else {
+                        future.poll(cx)
+                    };
+                    let next = match polled {
+                        Poll::Ready(Ok(res)) => {
+                            this.span.answered(res.status());
+                            this.engine.on_response(res)
+                        }
+                        Poll::Ready(Err(error)) => this.engine.on_failure(Some(error), this.span),
                         Poll::Pending => {
                             let timer = timeout.as_mut().map(|t| t.as_mut().poll(cx));
                             if !timer.is_some_and(|t| t.is_ready()) {
                                 return Poll::Pending;
                             }
-                            this.engine.on_failure(None)
+                            this.engine.on_failure(None, this.span)
                         }
                     };
                     // The common case returns straight away, moving the output once.

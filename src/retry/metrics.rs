@@ -11,6 +11,7 @@
 //! | `infoplug_probes_total` | counter | |
 //! | `infoplug_budget_refusals_total` | counter | |
 //! | `infoplug_wait_seconds` | histogram | `cause`: `retry` (a wait before a retry), `hold` (a request held by a gate or the pacing) |
+//! | `http.client.request.duration` | histogram (seconds) | per attempt, from sending to its answer's head or its failure: `http.request.method` (`GET`, `HEAD`, `POST`, `PUT`, `DELETE`, `PATCH`, `OPTIONS`, else `_OTHER`), `http.response.status_code` (when answered), `error.type` (the status from 400 on, or the failure: `never_sent`, `response_phase`, `timed_out`) |
 //! | `infoplug_paced_rate` | gauge | `partition`: the origin and a short keyed hash of the credential (never the key); 0 when pacing ends |
 
 #![cfg_attr(not(feature = "metrics"), allow(unused_variables))]
@@ -144,11 +145,7 @@ pub(crate) fn retry_after_response(status: StatusCode, wait: Duration) {
 pub(crate) fn retry_after_failure(failure: Failure, wait: Duration) {
     #[cfg(feature = "metrics")]
     {
-        retried(match failure {
-            Failure::NeverSent => "never_sent",
-            Failure::ResponsePhase => "response_phase",
-            Failure::TimedOut => "timed_out",
-        });
+        retried(failure.label());
         metrics::histogram!("infoplug_wait_seconds", "cause" => "retry").record(wait.as_secs_f64());
     }
 }
@@ -195,4 +192,106 @@ pub(crate) fn budget_refused() {
 pub(crate) fn paced_rate(partition: &Partition, rate: f64) {
     #[cfg(feature = "metrics")]
     metrics::gauge!("infoplug_paced_rate", "partition" => partition.label()).set(rate);
+}
+
+/// The attempt's duration histogram: the OpenTelemetry HTTP client's, per attempt.
+#[cfg(feature = "metrics")]
+mod duration {
+    use std::borrow::Cow;
+    use std::sync::OnceLock;
+
+    use http::{Method, StatusCode};
+    use metrics::{Key, Label, Level, Metadata};
+
+    use super::Failure;
+
+    const NAME: &str = "http.client.request.duration";
+    const METHODS: [&str; 8] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "_OTHER",
+    ];
+    /// The statuses whose keys are kept once made: any other is labelled as well, with a
+    /// key made for each record.
+    const STATUSES: [&str; 31] = [
+        "200", "201", "202", "204", "206", "301", "302", "303", "304", "307", "308", "400", "401",
+        "402", "403", "404", "405", "408", "409", "410", "412", "413", "415", "422", "425", "429",
+        "500", "501", "502", "503", "504",
+    ];
+    const FAILURES: [Failure; 3] = [
+        Failure::NeverSent,
+        Failure::ResponsePhase,
+        Failure::TimedOut,
+    ];
+    const OUTCOMES: usize = STATUSES.len() + FAILURES.len();
+    /// One key per method and outcome, made the first time it is recorded (a label list on
+    /// the heap, once per process): then recording allocates nothing.
+    static KEYS: [OnceLock<Key>; METHODS.len() * OUTCOMES] =
+        [const { OnceLock::new() }; METHODS.len() * OUTCOMES];
+    static METADATA: Metadata<'static> =
+        Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+    /// The method's row in the key table, and its label.
+    fn method_of(method: &Method) -> (usize, &'static str) {
+        let row = match *method {
+            Method::GET => 0,
+            Method::HEAD => 1,
+            Method::POST => 2,
+            Method::PUT => 3,
+            Method::DELETE => 4,
+            Method::PATCH => 5,
+            Method::OPTIONS => 6,
+            _ => 7,
+        };
+        (row, METHODS.get(row).copied().unwrap_or("_OTHER"))
+    }
+
+    fn key(method: &'static str, outcome: Result<&str, Failure>) -> Key {
+        let mut labels = vec![Label::from_static_parts("http.request.method", method)];
+        match outcome {
+            Ok(status) => {
+                labels.push(Label::new("http.response.status_code", status.to_owned()));
+                if status.as_bytes().first().is_some_and(|d| *d >= b'4') {
+                    labels.push(Label::new("error.type", status.to_owned()));
+                }
+            }
+            Err(failure) => labels.push(Label::from_static_parts("error.type", failure.label())),
+        }
+        Key::from_parts(NAME, labels)
+    }
+
+    pub(super) fn record(method: &Method, outcome: Result<StatusCode, Failure>, seconds: f64) {
+        let (row, method) = method_of(method);
+        let column = match outcome {
+            Ok(status) => STATUSES.iter().position(|s| *s == status.as_str()),
+            Err(failure) => FAILURES
+                .iter()
+                .position(|f| *f == failure)
+                .map(|i| STATUSES.len() + i),
+        };
+        let kept = column.and_then(|c| Some((STATUSES.get(c), KEYS.get(row * OUTCOMES + c)?)));
+        let key = match kept {
+            // A kept status's label is its literal; a failure's, its name.
+            Some((status, cell)) => Cow::Borrowed(
+                cell.get_or_init(|| key(method, outcome.map(|_| status.copied().unwrap_or("")))),
+            ),
+            None => Cow::Owned(key(
+                method,
+                outcome.as_ref().map(StatusCode::as_str).map_err(|f| *f),
+            )),
+        };
+        metrics::with_recorder(|recorder| recorder.register_histogram(&key, &METADATA))
+            .record(seconds);
+    }
+}
+
+/// An attempt sent at `sent_at` ended now: answered with a status, or failed.
+#[cfg(feature = "metrics")]
+#[inline]
+pub(crate) fn attempt(
+    method: &http::Method,
+    outcome: Result<StatusCode, Failure>,
+    sent_at: Option<tokio::time::Instant>,
+) {
+    if let Some(sent_at) = sent_at {
+        duration::record(method, outcome, sent_at.elapsed().as_secs_f64());
+    }
 }

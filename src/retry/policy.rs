@@ -86,6 +86,15 @@ impl Failure {
         }
         Self::ResponsePhase
     }
+
+    /// Its name in events, metrics and spans (`error.type`).
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::NeverSent => "never_sent",
+            Self::ResponsePhase => "response_phase",
+            Self::TimedOut => "timed_out",
+        }
+    }
 }
 
 /// The retry decision.
