@@ -363,3 +363,122 @@ async fn a_connection_reset_mid_error_body_ends_in_an_error_downstream() {
     assert!(end.is_some(), "the reset must surface as an error");
     server.await.unwrap();
 }
+
+/// HTTP/2 refusals over loopback: a stream the server refused, or left unprocessed when it
+/// went away gracefully, was never processed, so even a POST is sent again.
+#[cfg(feature = "http2")]
+mod http2 {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// How a connection's first stream is met; every later stream is answered with a 200.
+    #[derive(Clone, Copy)]
+    enum First {
+        /// `RST_STREAM` with `REFUSED_STREAM`, on a connection that then goes on serving.
+        Refused,
+        /// `GOAWAY` with last-stream-id 0 and `NO_ERROR` (written frame by frame): the
+        /// stream was not processed, and the client needs another connection.
+        GoneAway,
+    }
+
+    /// Serves HTTP/2 on loopback; the server's address and how many streams it saw.
+    async fn server(first: First) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let streams = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&streams);
+        tokio::spawn(async move {
+            for connection in 0..4 {
+                let (socket, _) = listener.accept().await.unwrap();
+                let seen = Arc::clone(&seen);
+                tokio::spawn(async move {
+                    match first {
+                        First::GoneAway if connection == 0 => go_away(socket, &seen).await,
+                        _ => serve(socket, &seen, matches!(first, First::Refused)).await,
+                    }
+                });
+            }
+        });
+        (addr, streams)
+    }
+
+    /// Answers every stream with a 200, but refuses the first if `refuse_first`.
+    async fn serve(socket: TcpStream, seen: &AtomicUsize, refuse_first: bool) {
+        let mut conn = h2::server::handshake(socket).await.unwrap();
+        while let Some(Ok((req, mut respond))) = conn.accept().await {
+            let n = seen.fetch_add(1, Ordering::SeqCst);
+            if refuse_first && n == 0 {
+                respond.send_reset(h2::Reason::REFUSED_STREAM);
+                continue;
+            }
+            drop(req);
+            let res = Response::builder().status(200).body(()).unwrap();
+            let mut body = respond.send_response(res, false).unwrap();
+            body.send_data(Bytes::from_static(b"{}"), true).unwrap();
+        }
+    }
+
+    /// Reads the client's preface and frames until its first HEADERS, then sends SETTINGS
+    /// and a graceful GOAWAY that processed nothing, and waits for the client to close.
+    async fn go_away(mut socket: TcpStream, seen: &AtomicUsize) {
+        let mut preface = [0; 24];
+        socket.read_exact(&mut preface).await.unwrap();
+        loop {
+            let mut head = [0; 9];
+            socket.read_exact(&mut head).await.unwrap();
+            let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+            let mut payload = vec![0; len];
+            socket.read_exact(&mut payload).await.unwrap();
+            if head[3] == 0x1 {
+                seen.fetch_add(1, Ordering::SeqCst);
+                break;
+            }
+        }
+        let settings = [0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+        let go_away = [0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        socket.write_all(&settings).await.unwrap();
+        socket.write_all(&go_away).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = socket.read_to_end(&mut rest).await;
+    }
+
+    async fn post_through_the_stack(first: First) -> (StatusCode, u32, usize) {
+        let (addr, streams) = server(first).await;
+        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build_http::<ReplayBody<Full<Bytes>>>();
+        let stack = InfoPlugLayer::new(ApiKey::new(TEST_KEY).unwrap(), &format!("http://{addr}"))
+            .unwrap()
+            .layer(client);
+        let req = Request::post(format!("http://{addr}/v1/search"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap();
+        let res = tokio::time::timeout(10 * S, stack.oneshot(req))
+            .await
+            .expect("the request ends")
+            .unwrap();
+        (
+            res.status(),
+            res.retry_info().attempts(),
+            streams.load(Ordering::SeqCst),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_post_on_a_refused_stream_is_sent_again() {
+        assert_eq!(
+            post_through_the_stack(First::Refused).await,
+            (StatusCode::OK, 2, 2)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_post_on_a_stream_a_graceful_goaway_left_unprocessed_is_sent_again() {
+        assert_eq!(
+            post_through_the_stack(First::GoneAway).await,
+            (StatusCode::OK, 2, 2)
+        );
+    }
+}

@@ -67,11 +67,24 @@ impl Failure {
     /// [`TimedOut`](Failure::TimedOut), anything else
     /// [`ResponsePhase`](Failure::ResponsePhase), the cautious answer.
     ///
-    /// Works with hyper-util's client errors, `std::io::Error`, and any error whose chain
-    /// reaches one; for a boxed error use `Failure::of(&*boxed)`.
+    /// With the `http2` feature, an HTTP/2 stream the server refused (`RST_STREAM` with
+    /// `REFUSED_STREAM`) or left unprocessed when it went away gracefully (`GOAWAY` with
+    /// `NO_ERROR`) is [`NeverSent`](Failure::NeverSent) too: the protocol says the server did
+    /// not process it. (A `GOAWAY` error does not carry the stream's id: a server that sends a
+    /// graceful `GOAWAY` and then drops streams it had accepted breaks that promise, and such
+    /// a stream is read as never sent as well.)
+    ///
+    /// Works with hyper-util's client errors, `std::io::Error`, `h2::Error`, and any error
+    /// whose chain reaches one; for a boxed error use `Failure::of(&*boxed)`.
     pub fn of(error: &(dyn Error + 'static)) -> Self {
         let mut next = Some(error);
         while let Some(error) = next {
+            #[cfg(feature = "http2")]
+            if let Some(h2) = error.downcast_ref::<h2::Error>()
+                && unprocessed(h2)
+            {
+                return Self::NeverSent;
+            }
             if let Some(io) = error.downcast_ref::<io::Error>() {
                 match io.kind() {
                     io::ErrorKind::ConnectionRefused
@@ -94,6 +107,16 @@ impl Failure {
             Self::ResponsePhase => "response_phase",
             Self::TimedOut => "timed_out",
         }
+    }
+}
+
+/// Whether an HTTP/2 error says the server did not process the stream.
+#[cfg(feature = "http2")]
+fn unprocessed(error: &h2::Error) -> bool {
+    match error.reason() {
+        Some(h2::Reason::REFUSED_STREAM) => error.is_reset() && error.is_remote(),
+        Some(h2::Reason::NO_ERROR) => error.is_go_away() && error.is_remote(),
+        _ => false,
     }
 }
 
