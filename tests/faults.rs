@@ -482,3 +482,45 @@ mod http2 {
         );
     }
 }
+
+/// A request hyper canceled before sending it (its connection closed first: "connection was
+/// not ready") did no work, so even a POST is sent again. The transport is hyper's own
+/// connection-level client over loopback, one connection per attempt; the first attempt's
+/// connection is closed before the request is handed to it.
+#[cfg(feature = "hyper")]
+#[tokio::test]
+async fn a_post_hyper_canceled_before_sending_it_is_sent_again() {
+    use hyper::client::conn::http1;
+    use hyper_util::rt::TokioIo;
+
+    let server = Emulator::new().serve().await.unwrap();
+    let addr = server.addr();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&attempts);
+    let transport = service_fn(move |req: Request<ReplayBody<Full<Bytes>>>| {
+        let first = counted.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            let io = TokioIo::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+            let (mut sender, conn) = http1::handshake(io).await?;
+            if first {
+                // The connection's task ends before the request reaches it.
+                drop(conn);
+            } else {
+                tokio::spawn(conn);
+            }
+            sender.send_request(req).await
+        }
+    });
+    let client = InfoPlugLayer::new(ApiKey::new(TEST_KEY).unwrap(), &server.base_url())
+        .unwrap()
+        .layer(transport);
+    let req = Request::post(server.uri("/v1/search").unwrap())
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap();
+    let res = client.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.retry_info().attempts(), 2);
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    assert_eq!(server.emulator().request_count(), 1);
+}

@@ -74,11 +74,21 @@ impl Failure {
     /// graceful `GOAWAY` and then drops streams it had accepted breaks that promise, and such
     /// a stream is read as never sent as well.)
     ///
+    /// With the `hyper` feature, a request hyper canceled before it was sent (its connection
+    /// closed first) is [`NeverSent`](Failure::NeverSent).
+    ///
     /// Works with hyper-util's client errors, `std::io::Error`, `h2::Error`, and any error
     /// whose chain reaches one; for a boxed error use `Failure::of(&*boxed)`.
     pub fn of(error: &(dyn Error + 'static)) -> Self {
         let mut next = Some(error);
         while let Some(error) = next {
+            #[cfg(feature = "hyper")]
+            if error
+                .downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_canceled)
+            {
+                return Self::NeverSent;
+            }
             #[cfg(feature = "http2")]
             if let Some(h2) = error.downcast_ref::<h2::Error>()
                 && unprocessed(h2)
