@@ -29,3 +29,8 @@ pub fn wait_hint(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     };
     crate::retry::hints::wait_hint(headers, fields, now)
 }
+
+/// The server's verdict on retrying, from `x-should-retry` and `stripe-should-retry`.
+pub fn should_retry(headers: &HeaderMap) -> Option<bool> {
+    crate::retry::hints::should_retry(headers, &["stripe-should-retry"])
+}

@@ -1,21 +1,28 @@
 //! A whole header map: `retry-after-ms`, `Retry-After`, `RateLimit`, `RateLimit-Reset`,
-//! `X-RateLimit-Reset`, in any number and order. Never panics; `retry-after-ms` wins whenever
-//! one of its lines parses on its own, then `Retry-After`, each time the largest of its lines.
+//! `X-RateLimit-Reset`, vendor reset headers in seconds, milliseconds and epoch seconds, and
+//! the verdict headers, in any number and order. Never panics; `retry-after-ms` wins whenever
+//! one of its lines parses on its own, then `Retry-After`, each time the largest of its lines;
+//! a verdict is given only when every verdict line says the same.
 #![no_main]
 
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use tower_infoplug::fuzzing::{retry_after, retry_after_ms, wait_hint};
+use tower_infoplug::fuzzing::{retry_after, retry_after_ms, should_retry, wait_hint};
 
-const NAMES: [&str; 6] = [
+const NAMES: [&str; 11] = [
     "retry-after",
     "retry-after-ms",
     "ratelimit",
     "ratelimit-reset",
     "x-ratelimit-reset",
     "ratelimit-policy",
+    "x-reset",
+    "x-reset-ms",
+    "x-reset-at",
+    "x-should-retry",
+    "stripe-should-retry",
 ];
 
 fuzz_target!(|input: (u64, Vec<(u8, &[u8])>)| {
@@ -47,5 +54,14 @@ fuzz_target!(|input: (u64, Vec<(u8, &[u8])>)| {
         assert_eq!(hint, largest_ms);
     } else if largest.is_some() {
         assert_eq!(hint, largest);
+    }
+    let lines: Vec<_> = ["x-should-retry", "stripe-should-retry"]
+        .iter()
+        .flat_map(|name| headers.get_all(*name))
+        .map(|v| v.to_str().ok().map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    if let Some(verdict) = should_retry(&headers) {
+        let said = if verdict { "true" } else { "false" };
+        assert!(lines.iter().all(|l| l.as_deref() == Some(said)), "{lines:?}");
     }
 });
