@@ -524,3 +524,33 @@ async fn a_post_hyper_canceled_before_sending_it_is_sent_again() {
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
     assert_eq!(server.emulator().request_count(), 1);
 }
+
+/// A request the transport refuses before any I/O (an `https://` URL given to hyper-util's
+/// plain-HTTP client) cannot be cured by sending it again: one attempt, and the transport's
+/// own error back at once (it was tried three times, then returned as a transport dump).
+#[tokio::test]
+async fn a_request_the_transport_cannot_send_is_tried_once() {
+    let client = InfoPlugLayer::new(ApiKey::new(TEST_KEY).unwrap(), "https://127.0.0.1:9")
+        .unwrap()
+        .layer(common::http_client_for::<ReplayBody<Full<Bytes>>>());
+    let req = Request::get("https://127.0.0.1:9/v1/x")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    match client.oneshot(req).await {
+        Err(tower_infoplug::RetryError::Transport { error, info }) => {
+            assert_eq!(info.attempts(), 1);
+            assert_eq!(info.stop_reason(), StopReason::Final);
+            let chain =
+                std::iter::successors(Some(&error as &(dyn std::error::Error + 'static)), |e| {
+                    e.source()
+                })
+                .map(ToString::to_string)
+                .collect::<Vec<_>>();
+            assert!(
+                chain.iter().any(|m| m == "invalid URL, scheme is not http"),
+                "{chain:?}"
+            );
+        }
+        other => panic!("{:?}", other.map(|r| r.status())),
+    }
+}

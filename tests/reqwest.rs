@@ -296,6 +296,25 @@ async fn extensions_reach_every_attempt_and_come_back() {
     assert!(extensions.get::<FromCaller>().is_some());
 }
 
+/// reqwest without a TLS backend cannot send to an `https://` URL: one attempt, and reqwest's
+/// own error back (it was tried three times).
+#[tokio::test]
+async fn a_request_reqwest_cannot_send_is_tried_once() {
+    let base = "https://127.0.0.1:9";
+    let layer = InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), base)
+        .retry(|r| r.jitter(Fixed(0.0)).max_attempts(3))
+        .build()
+        .unwrap();
+    let stack = layer.layer(ReqwestTransport::new().unwrap());
+    let get = Request::get(format!("{base}/v1/x"))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    match stack.oneshot(get).await {
+        Err(RetryError::Transport { info, .. }) => assert_eq!(info.attempts(), 1),
+        other => panic!("{:?}", other.map(|r| r.status())),
+    }
+}
+
 #[tokio::test]
 async fn a_refused_connection_is_never_sent_and_retried_for_a_post() {
     // A port nothing listens on.

@@ -11,7 +11,7 @@
 //! | `infoplug_probes_total` | counter | |
 //! | `infoplug_budget_refusals_total` | counter | |
 //! | `infoplug_wait_seconds` | histogram | `cause`: `retry` (a wait before a retry), `hold` (a request held by a gate or the pacing) |
-//! | `http.client.request.duration` | histogram (seconds) | per attempt, from sending to its answer's head or its failure: `http.request.method` (`GET`, `HEAD`, `POST`, `PUT`, `DELETE`, `PATCH`, `OPTIONS`, else `_OTHER`), `http.response.status_code` (when answered), `error.type` (the status from 400 on, or the failure: `never_sent`, `response_phase`, `timed_out`) |
+//! | `http.client.request.duration` | histogram (seconds) | per attempt, from sending to its answer's head or its failure: `http.request.method` (`GET`, `HEAD`, `POST`, `PUT`, `DELETE`, `PATCH`, `OPTIONS`, else `_OTHER`), `http.response.status_code` (when answered), `error.type` (the status from 400 on, or the failure: `never_sent`, `response_phase`, `timed_out`, `unsendable`) |
 //! | `infoplug_paced_rate` | gauge | `partition`: the origin and a short keyed hash of the credential (never the key); 0 when pacing ends |
 
 #![cfg_attr(not(feature = "metrics"), allow(unused_variables))]
@@ -216,10 +216,11 @@ mod duration {
         "402", "403", "404", "405", "408", "409", "410", "412", "413", "415", "422", "425", "429",
         "500", "501", "502", "503", "504",
     ];
-    const FAILURES: [Failure; 3] = [
+    const FAILURES: [Failure; 4] = [
         Failure::NeverSent,
         Failure::ResponsePhase,
         Failure::TimedOut,
+        Failure::Unsendable,
     ];
     const OUTCOMES: usize = STATUSES.len() + FAILURES.len();
     /// One key per method and outcome, made the first time it is recorded (a label list on

@@ -59,6 +59,11 @@ pub enum Failure {
     ResponsePhase,
     /// The attempt took longer than its timeout: the server may be working on it.
     TimedOut,
+    /// The transport refused the request before sending anything, for a reason sending it
+    /// again cannot cure (an `https://` URL given to a plain-HTTP client, a URL without a
+    /// host, a method or version the client does not support): never retried, whatever the
+    /// method; the transport's error is returned at once.
+    Unsendable,
 }
 
 impl Failure {
@@ -77,11 +82,20 @@ impl Failure {
     /// With the `hyper` feature, a request hyper canceled before it was sent (its connection
     /// closed first) is [`NeverSent`](Failure::NeverSent).
     ///
+    /// A request the transport refused before any I/O is [`Unsendable`](Failure::Unsendable):
+    /// hyper-util's connector's URL errors (`invalid URL, scheme is not http`, `... scheme is
+    /// missing`, `... host is missing`; its error type is private, its messages are not) and
+    /// its client's `User...` errors (an unsupported method or version, a relative URL), and
+    /// with the `reqwest` feature a `reqwest::Error` that is a builder error.
+    ///
     /// Works with hyper-util's client errors, `std::io::Error`, `h2::Error`, and any error
     /// whose chain reaches one; for a boxed error use `Failure::of(&*boxed)`.
     pub fn of(error: &(dyn Error + 'static)) -> Self {
         let mut next = Some(error);
         while let Some(error) = next {
+            if unsendable(error) {
+                return Self::Unsendable;
+            }
             #[cfg(feature = "hyper")]
             if error
                 .downcast_ref::<hyper::Error>()
@@ -116,8 +130,48 @@ impl Failure {
             Self::NeverSent => "never_sent",
             Self::ResponsePhase => "response_phase",
             Self::TimedOut => "timed_out",
+            Self::Unsendable => "unsendable",
         }
     }
+}
+
+/// Whether `error` (one link of a chain) is a transport's refusal to send the request at all.
+fn unsendable(error: &(dyn Error + 'static)) -> bool {
+    #[cfg(feature = "reqwest")]
+    if error
+        .downcast_ref::<reqwest::Error>()
+        .is_some_and(reqwest::Error::is_builder)
+    {
+        return true;
+    }
+    // hyper-util's messages (on errors with no cause), read without formatting more than
+    // their first bytes.
+    const REFUSALS: [&str; 2] = ["invalid URL, ", "client error (User"];
+    error.source().is_none() && REFUSALS.iter().any(|prefix| starts(error, prefix))
+}
+
+/// Whether `error`'s message starts with `prefix`; formatting stops once that is known.
+fn starts(error: &dyn Error, prefix: &str) -> bool {
+    /// What of the prefix is still to be matched.
+    struct Prefix<'a>(&'a [u8]);
+    impl fmt::Write for Prefix<'_> {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            let n = s.len().min(self.0.len());
+            if s.as_bytes().get(..n) != self.0.get(..n) {
+                return Err(fmt::Error);
+            }
+            self.0 = self.0.get(n..).unwrap_or_default();
+            // Matched in full, or not: either way, known.
+            if self.0.is_empty() {
+                Err(fmt::Error)
+            } else {
+                Ok(())
+            }
+        }
+    }
+    let mut rest = Prefix(prefix.as_bytes());
+    let _ = fmt::write(&mut rest, format_args!("{error}"));
+    rest.0.is_empty()
 }
 
 /// Whether an HTTP/2 error says the server did not process the stream.
@@ -286,6 +340,7 @@ impl DefaultPolicy {
             Outcome::Failed { failure, .. } => match failure {
                 Failure::NeverSent => true,
                 Failure::ResponsePhase | Failure::TimedOut => repeatable(),
+                Failure::Unsendable => false,
             },
         };
         if retry {
@@ -688,5 +743,67 @@ mod tests {
         assert_eq!(Failure::of(&timeout), Failure::TimedOut);
         let reset = Wrapper(io::Error::from(io::ErrorKind::ConnectionReset));
         assert_eq!(Failure::of(&reset), Failure::ResponsePhase);
+    }
+
+    #[test]
+    fn a_request_the_transport_refused_to_send_is_unsendable_and_final() {
+        /// An error whose message is written in pieces, with an optional cause.
+        #[derive(Debug)]
+        struct Said(&'static [&'static str], Option<io::Error>);
+        impl fmt::Display for Said {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.iter().try_for_each(|piece| f.write_str(piece))
+            }
+        }
+        impl Error for Said {
+            fn source(&self) -> Option<&(dyn Error + 'static)> {
+                self.1.as_ref().map(|e| e as _)
+            }
+        }
+        #[derive(Debug)]
+        struct Wrapper(Said);
+        impl fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("client error (Connect)")
+            }
+        }
+        impl Error for Wrapper {
+            fn source(&self) -> Option<&(dyn Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let unsendable = [
+            Said(&["invalid URL, scheme is not http"], None),
+            Said(&["invalid ", "URL, ", "host is missing"], None),
+            Said(&["client error (UserUnsupportedVersion)"], None),
+        ];
+        for said in unsendable {
+            let what = said.to_string();
+            assert_eq!(Failure::of(&Wrapper(said)), Failure::Unsendable, "{what}");
+        }
+        // Only the message of an error with no cause: one with a cause says what it met.
+        let caused = Said(
+            &["invalid URL, but"],
+            Some(io::Error::from(io::ErrorKind::ConnectionReset)),
+        );
+        assert_eq!(Failure::of(&caused), Failure::ResponsePhase);
+        for other in [
+            Said(&["invalid"], None),
+            Said(&["invalid url, scheme is not http"], None),
+            Said(&["dns error"], None),
+            Said(&[], None),
+        ] {
+            assert_eq!(Failure::of(&other), Failure::ResponsePhase, "{other}");
+        }
+        let policy = DefaultPolicy::new();
+        for method in [Method::GET, Method::POST] {
+            let attempt = Attempt::<io::Error> {
+                method: &method,
+                request_headers: &HeaderMap::new(),
+                number: 1,
+                outcome: failed(Failure::Unsendable),
+            };
+            assert_eq!(policy.decide(&attempt), Stop, "{method}");
+        }
     }
 }
