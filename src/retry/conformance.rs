@@ -1,5 +1,5 @@
 //! One contract, two stores: the same table of scenarios (gate, merge, probe, cap, pacing
-//! slots and a gate over them, a configured quota, budget) run against this process's store in every `cargo test`, and against a
+//! slots and a gate over them, a configured quota, budget, the circuit breaker) run against this process's store in every `cargo test`, and against a
 //! fleet's store in Redis (the Lua scripts) where a `redis-server` can be started, so a
 //! script that drifts from [`rules`](super::rules) fails a test.
 //!
@@ -33,6 +33,10 @@ enum Op {
     Ask { retry: bool, want: Want },
     /// A request that waited for its pacing slot (of the first schedule) asks again.
     Resume(Want),
+    /// An un-hinted failure seen (a status, or 0 for no answer), by the gate's probe or not.
+    Fail(u16, bool),
+    /// A healthy answer seen, by the gate's probe or not.
+    Healthy(bool),
 }
 
 /// What the plan should be.
@@ -137,6 +141,35 @@ const TABLE: &[Scenario] = &[
     },
     Scenario {
         quota: None,
+        name: "un-hinted failures short of the breaker's count trip nothing",
+        steps: &[
+            (0, Op::Fail(500, false)),
+            (0, Op::Fail(0, false)),
+            (50, go(50)),
+        ],
+    },
+    Scenario {
+        quota: None,
+        name: "the breaker trips, fails requests at once, probes, trips again, closes",
+        // Three failures in a row (breaker: 3, a probe every 300 ms).
+        steps: &[
+            (0, Op::Fail(500, false)),
+            (0, Op::Fail(0, false)),
+            (0, Op::Fail(503, false)),
+            (50, open()),
+            (350, probes(350)),
+            (360, open()),
+            // The probe fails: tripped again, for another interval from now.
+            (400, Op::Fail(502, true)),
+            (450, open()),
+            (720, probes(720)),
+            // The probe's healthy answer closes it.
+            (730, Op::Healthy(true)),
+            (760, go(760)),
+        ],
+    },
+    Scenario {
+        quota: None,
         name: "the budget gives its reserve, then refuses",
         steps: &[
             (0, retry_goes()),
@@ -153,6 +186,11 @@ const TABLE: &[Scenario] = &[
         ],
     },
 ];
+
+/// A request that the tripped breaker does not send.
+const fn open() -> Op {
+    stops(false, StopReason::CircuitOpen)
+}
 
 /// A request that goes at `at` ms as the gate's probe.
 const fn probes(at: u64) -> Op {
@@ -183,6 +221,7 @@ const fn retry_goes() -> Op {
 fn layer(scenario: &Scenario) -> super::layer::RetryBuilder {
     let layer = RetryLayer::builder()
         .max_cooldown(Duration::from_secs(1))
+        .circuit_breaker(3, Duration::from_millis(300))
         .budget(0.0, 1);
     match scenario.quota {
         Some(requests) => layer.quota(requests, Duration::from_secs(1)),
@@ -224,6 +263,28 @@ fn throttle(status: u16, hint: Option<u64>, quota: Option<f64>) -> Observation {
         slot: None,
         probe: false,
         follow: None,
+        unhinted: None,
+    }
+}
+
+/// What an `Op::Fail` or `Op::Healthy` step saw.
+fn answer(op: Op) -> Observation {
+    let (signal, unhinted, probe) = match op {
+        Op::Fail(0, probe) => (Signal::Failed, Some(StatusCode::SERVICE_UNAVAILABLE), probe),
+        Op::Fail(status, probe) => (
+            Signal::Answered,
+            Some(StatusCode::from_u16(status).unwrap()),
+            probe,
+        ),
+        Op::Healthy(probe) => (Signal::Healthy, None, probe),
+        _ => panic!("{op:?} is not an answer"),
+    };
+    Observation {
+        signal,
+        slot: None,
+        probe,
+        follow: None,
+        unhinted,
     }
 }
 
@@ -263,11 +324,14 @@ fn the_local_store_keeps_the_contract() {
                 Op::Throttle(status, hint, quota) => {
                     store.observe(&throttle(status, hint, quota), || partition.clone(), || now);
                 }
+                Op::Fail(..) | Op::Healthy(_) => {
+                    store.observe(&answer(op), || partition.clone(), || now);
+                }
                 Op::Ask { .. } | Op::Resume(_) => {
                     let (asked, want) = match op {
                         Op::Ask { retry, want } => (inputs(now, retry), want),
                         Op::Resume(want) => (resumed(now), want),
-                        Op::Throttle(..) => unreachable!(),
+                        _ => unreachable!(),
                     };
                     let Planned::Now(plan) = store.plan(settings, || partition.clone(), &asked)
                     else {
@@ -326,11 +390,15 @@ async fn the_fleet_store_keeps_the_contract() {
                     // The report goes in the background: let it land.
                     tokio::time::sleep(20 * MS).await;
                 }
+                Op::Fail(..) | Op::Healthy(_) => {
+                    store_a.observe(&answer(op), || partition.clone(), Instant::now);
+                    tokio::time::sleep(20 * MS).await;
+                }
                 Op::Ask { .. } | Op::Resume(_) => {
                     let (asked, want) = match op {
                         Op::Ask { retry, want } => (inputs(Instant::now(), retry), want),
                         Op::Resume(want) => (resumed(Instant::now()), want),
-                        Op::Throttle(..) => unreachable!(),
+                        _ => unreachable!(),
                     };
                     let Planned::Ask(question) =
                         store_b.plan(settings, || partition.clone(), &asked)

@@ -358,12 +358,13 @@ impl<B: Body, P> Engine<B, P> {
     }
 
     /// Tells the store what the attempt showed.
-    fn observe(&mut self, signal: Signal, follow: Option<f64>) {
+    fn observe(&mut self, signal: Signal, follow: Option<f64>, unhinted: Option<StatusCode>) {
         let seen = Observation {
             signal,
             slot: self.sent_at_slot.take(),
             probe: std::mem::take(&mut self.probe),
             follow,
+            unhinted,
         };
         let (partition, shared) = self.partition();
         let throttled = shared.state.observe(&seen, partition, Instant::now);
@@ -374,6 +375,7 @@ impl<B: Body, P> Engine<B, P> {
                 method: &self.head.method,
                 attempt: self.attempts,
                 status: throttled.status,
+                tripped: throttled.tripped,
                 gated_for: throttled.gated_for,
                 paced: throttled.paced,
             });
@@ -525,7 +527,14 @@ impl<B: Body, P> Engine<B, P> {
         let follow = (signal == Signal::Healthy && self.shared.state.throttled())
             .then(|| remaining_rate(res.headers(), settings.hint_fields, self.shared.clock.now()))
             .flatten();
-        self.observe(signal, follow);
+        // A server error it gave no reason or wait for: the breaker's to count (501 and 505
+        // are about the request, not the server's health).
+        let unhinted = match status.as_u16() {
+            501 | 505 => None,
+            500..=599 if hint.is_none_or(|h| h.is_zero()) => Some(status),
+            _ => None,
+        };
+        self.observe(signal, follow, unhinted);
         // The usual answer is final: returned as it is, not moved into a `Kept` first (that
         // move measured 60 instructions on every 2xx).
         if decision == Decision::Stop {
@@ -577,7 +586,9 @@ impl<B: Body, P> Engine<B, P> {
                 failure,
             },
         });
-        self.observe(Signal::Failed, None);
+        // No answer counts as a 503 for the breaker, unless nothing was sent at all.
+        let unhinted = (failure != Failure::Unsendable).then_some(StatusCode::SERVICE_UNAVAILABLE);
+        self.observe(Signal::Failed, None, unhinted);
         self.conclude(decision, Kept::Failure { error, failure })
     }
 

@@ -49,9 +49,13 @@ pub enum RetryError<E> {
     /// The server asked clients of this origin and credential to wait (a 429 or 503 with a
     /// hint shut the shared gate, or the pacing after a 429 has no earlier slot) longer than
     /// `max_retry_after`, or past the request's deadline, so the request was not sent
-    /// (again). [`retry_after`](Self::retry_after) says how long it asked for.
+    /// (again). [`retry_after`](Self::retry_after) says how long it asked for. Also the
+    /// error of a request the partition's circuit breaker did not send
+    /// ([`StopReason::CircuitOpen`](super::StopReason::CircuitOpen)): `retry_after` is then
+    /// the time to the breaker's next probe.
     CoolingDown {
-        /// The status that shut the gate or started the pacing (429 or 503).
+        /// The status that shut the gate or started the pacing (429 or 503); for a tripped
+        /// breaker, the last failure's (503 for a failure without an answer).
         status: http::StatusCode,
         /// What the layer did before giving up.
         info: RetryInfo,

@@ -571,13 +571,14 @@ impl Fleet {
                     asked_in,
                     status,
                     probe,
+                    breaker,
                 } => (
                     &scripts.close,
                     vec![keys.gate, keys.probe, flag],
                     args![
                         ms(reopen_in),
                         ms(asked_in),
-                        status.as_u16(),
+                        status.as_u16() + if breaker { BREAKER } else { 0 },
                         u8::from(probe)
                     ],
                 ),
@@ -624,17 +625,25 @@ fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// What a tripped breaker's gate adds to its status in the fleet: the scripts keep and return
+/// the status as they get it, so the kind of gate needs no field of its own.
+const BREAKER: u16 = 1000;
+
 /// The admit script's reply `{code, reopen_in, asked_in, status, budget, slot_in}` (see
 /// `Scripts::admit`), read at `now`: whatever Redis sends, a gate, a slot and a budget answer
 /// (a field missing or out of range reads as nothing held).
 fn decode_admit(reply: &[i64], now: Instant) -> Remote {
     let field = |i: usize| reply.get(i).copied().unwrap_or(0);
     let after = |v: i64| super::later(now, Duration::from_millis(u64::try_from(v).unwrap_or(0)));
-    let status = || {
-        StatusCode::from_u16(u16::try_from(field(3)).unwrap_or(429))
-            .unwrap_or(StatusCode::TOO_MANY_REQUESTS)
-    };
+    let kept = u16::try_from(field(3)).unwrap_or(429);
+    let breaker = kept >= BREAKER;
+    let status = || StatusCode::from_u16(kept % BREAKER).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
     let gate = match field(0) {
+        1..=3 if breaker => Gate::Tripped {
+            probe_at: after(field(1)),
+            status: status(),
+            free: field(0) == 2,
+        },
         1 => Gate::Closed {
             reopen: after(field(1)),
             asked: after(field(2)),
@@ -692,6 +701,8 @@ enum Report {
         asked_in: Duration,
         status: StatusCode,
         probe: bool,
+        /// A tripped breaker's gate (kept with its status plus [`BREAKER`]).
+        breaker: bool,
     },
     Pace {
         rate: f64,
@@ -800,13 +811,26 @@ impl FleetState {
         if seen.signal == Signal::Healthy {
             self.fleet.deposits.fetch_add(1, Ordering::Relaxed);
         }
-        let reports = matches!(seen.signal, Signal::Throttled { .. }) || seen.probe;
+        let reports = matches!(seen.signal, Signal::Throttled { .. })
+            || seen.probe
+            || seen.unhinted.is_some();
         if !reports || !self.fleet.may_ask() {
             return self.local.observe(seen, partition, now);
         }
         let partition = partition();
         let throttled = self.local.observe(seen, || partition.clone(), &now);
         let report = |report| self.fleet.report(self.fleet.keys(&partition), report);
+        // The breaker this process tripped is the fleet's: its gate, kept as a breaker's.
+        if let Some(tripped) = throttled.filter(|t| t.tripped) {
+            report(Report::Close {
+                reopen_in: tripped.gated_for.unwrap_or_default(),
+                asked_in: self.local.max_cooldown(),
+                status: tripped.status,
+                probe: seen.probe,
+                breaker: true,
+            });
+            return throttled;
+        }
         match seen.signal {
             Signal::Throttled { status, hint, .. } => {
                 let effect = Effect::of(self.local.gates(), self.local.pacing(), status, hint);
@@ -817,6 +841,7 @@ impl FleetState {
                         asked_in: hint,
                         status,
                         probe: seen.probe,
+                        breaker: false,
                     });
                 } else if seen.probe {
                     report(Report::Reopen);
@@ -832,6 +857,8 @@ impl FleetState {
                     });
                 }
             }
+            // Only a probe's outcome reopens or releases the fleet's gate.
+            _ if !seen.probe => {}
             Signal::Failed => report(Report::Release),
             Signal::Healthy | Signal::Answered | Signal::Refused => report(Report::Reopen),
         }

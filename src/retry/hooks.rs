@@ -36,7 +36,8 @@ pub struct RetryEvent<'a> {
     pub wait: Duration,
 }
 
-/// A partition the layer began (or went on) holding back after a 429 or 503, for
+/// A partition the layer began (or went on) holding back after a 429 or 503, or whose
+/// circuit breaker tripped, for
 /// [`RetryBuilder::on_throttle`](super::RetryBuilder::on_throttle).
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
@@ -45,8 +46,12 @@ pub struct ThrottleEvent<'a> {
     pub method: &'a Method,
     /// The number of its attempt that met the answer (1: the first).
     pub attempt: u32,
-    /// The answer's status (429 or 503).
+    /// The answer's status (429 or 503; for a tripped breaker, the last failure's, 503 for
+    /// a failure without an answer).
     pub status: StatusCode,
+    /// Whether the partition's circuit breaker tripped (un-hinted failures in a row), rather
+    /// than a server asking for a wait; `gated_for` is then the time to its first probe.
+    pub tripped: bool,
     /// How long the partition's gate is now shut: no request of the partition goes before
     /// (`None`: this answer shut no gate, e.g. with `shared_cooldown(false)`).
     pub gated_for: Option<Duration>,
@@ -59,6 +64,7 @@ pub struct ThrottleEvent<'a> {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Throttled {
     pub(crate) status: StatusCode,
+    pub(crate) tripped: bool,
     pub(crate) gated_for: Option<Duration>,
     pub(crate) paced: Option<(f64, Duration)>,
 }

@@ -57,6 +57,12 @@ pub enum StopReason {
     /// The request body was larger than the replay buffer (or its stream failed), so it
     /// cannot be sent again.
     BodyNotReplayable,
+    /// Requests of this origin and credential failed several times in a row without the
+    /// server saying why or for how long (5xx without a hint, transport errors, timeouts),
+    /// and the partition's circuit breaker tripped: nothing was sent. One probe goes after
+    /// each probe interval; [`RetryInfo::retry_after`] says when the next may, and the
+    /// error's status is the last failure's (503 for a failure without an answer).
+    CircuitOpen,
 }
 
 impl RetryInfo {

@@ -39,7 +39,21 @@ pub(super) struct Settings {
     /// The header that carries the attempt's number, and whether the first attempt has it.
     pub(super) attempt_header: Option<(HeaderName, bool)>,
     pub(super) hooks: Hooks,
+    /// The circuit breaker for un-hinted failures, if on.
+    pub(super) breaker: Option<Breaker>,
 }
+
+/// A partition's circuit breaker: it trips after `failures` un-hinted failures in a row, and
+/// then lets one probe go every `probe_every`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Breaker {
+    pub(super) failures: u32,
+    pub(super) probe_every: Duration,
+}
+
+/// The circuit breaker's defaults: ten un-hinted failures in a row trip it, and a probe goes
+/// every second.
+pub const DEFAULT_BREAKER: (u32, Duration) = (10, Duration::from_secs(1));
 
 /// A configured quota, validated.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -228,6 +242,10 @@ impl Default for RetryBuilder {
                 quota: None,
                 attempt_header: None,
                 hooks: Hooks::default(),
+                breaker: Some(Breaker {
+                    failures: DEFAULT_BREAKER.0,
+                    probe_every: DEFAULT_BREAKER.1,
+                }),
             },
             quota: None,
             quota_burst: 1,
@@ -440,6 +458,43 @@ impl RetryBuilder {
     /// (default: no).
     pub fn attempt_header_on_first(mut self, yes: bool) -> Self {
         self.attempt_header_first = yes;
+        self
+    }
+
+    /// The circuit breaker for failures the server gives no reason or wait for (a 5xx
+    /// without a hint, a 503 without `Retry-After`, a transport error, a timeout): after
+    /// `failures` of them in a row (none more than ten seconds after the last) on one origin
+    /// and credential, the partition's breaker trips, and its requests fail at once with
+    /// [`StopReason::CircuitOpen`] instead of joining the outage, while one probe goes every
+    /// `probe_every`; the probe's answer closes it (or trips it again). Shared by every clone
+    /// of the layer, and through the fleet when one is set. Default: on, 10 failures, a probe a
+    /// second ([`DEFAULT_BREAKER`]); `failures` from 1 to 1000, `probe_every` from 1 ms (cut
+    /// to `max_cooldown`, the longest any gate holds without a probe).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_infoplug::retry::RetryLayer;
+    /// let layer = RetryLayer::builder()
+    ///     .circuit_breaker(10, Duration::from_millis(500))
+    ///     .build()?;
+    /// # let _ = layer;
+    /// assert!(RetryLayer::builder().circuit_breaker(0, Duration::from_secs(1)).build().is_err());
+    /// # Ok::<(), tower_infoplug::ConfigError>(())
+    /// ```
+    ///
+    /// [`StopReason::CircuitOpen`]: super::StopReason::CircuitOpen
+    pub fn circuit_breaker(mut self, failures: u32, probe_every: Duration) -> Self {
+        self.settings.breaker = Some(Breaker {
+            failures,
+            probe_every,
+        });
+        self
+    }
+
+    /// No circuit breaker: every request is sent whatever the last ones met (the retry
+    /// budget still bounds the retries).
+    pub fn no_circuit_breaker(mut self) -> Self {
+        self.settings.breaker = None;
         self
     }
 
@@ -675,6 +730,15 @@ impl RetryBuilder {
                 })
             }
         };
+        let max_cooldown = self.max_cooldown.unwrap_or(s.max_retry_after);
+        if let Some(breaker) = s.breaker {
+            if !(1..=1000).contains(&breaker.failures) {
+                return out_of_range("circuit_breaker", "1 to 1000 failures");
+            }
+            if breaker.probe_every < Duration::from_millis(1) {
+                return out_of_range("circuit_breaker", "a probe interval of 1 ms or more");
+            }
+        }
         let attempt_header = match &self.attempt_header {
             None => None,
             Some(name) => {
@@ -691,7 +755,7 @@ impl RetryBuilder {
             }
         };
         let settings = Settings {
-            max_cooldown: self.max_cooldown.unwrap_or(s.max_retry_after),
+            max_cooldown,
             quota,
             attempt_header,
             ..self.settings

@@ -5,7 +5,7 @@
 //!
 //! | name | kind | labels |
 //! |---|---|---|
-//! | `infoplug_requests_total` | counter | `outcome`: `ok`, `error_response`, `transport_error`, `timed_out`, or the stop reason (`attempts_exhausted`, `budget_exhausted`, `hint_too_long`, `deadline_too_close`, `cooling_down`, `body_not_replayable`) |
+//! | `infoplug_requests_total` | counter | `outcome`: `ok`, `error_response`, `transport_error`, `timed_out`, or the stop reason (`attempts_exhausted`, `budget_exhausted`, `hint_too_long`, `deadline_too_close`, `cooling_down`, `body_not_replayable`, `circuit_open`) |
 //! | `infoplug_retries_total` | counter | `reason`: the status retried (`429`, `500`, `502`, `503`, `504`, else `4xx` or `5xx`) or the failure (`never_sent`, `response_phase`, `timed_out`) |
 //! | `infoplug_gate_closures_total` | counter | `status`: `429` or `503` |
 //! | `infoplug_probes_total` | counter | |
@@ -56,6 +56,7 @@ pub(crate) fn request(outcome: &'static str) {
             "deadline_too_close",
             "cooling_down",
             "body_not_replayable",
+            "circuit_open",
         ]
     ) {
         counter.increment(1);
@@ -89,6 +90,7 @@ fn stop_label(reason: StopReason) -> &'static str {
         StopReason::DeadlineTooClose => "deadline_too_close",
         StopReason::CoolingDown => "cooling_down",
         StopReason::BodyNotReplayable => "body_not_replayable",
+        StopReason::CircuitOpen => "circuit_open",
     }
 }
 

@@ -18,6 +18,7 @@
 //! | hint floor | a hint is a floor: `max(hint, backoff)` plus a bounded upward spread; `0` names no floor |
 //! | deadline | an own wait that would cross the deadline stops: [`DeadlineTooClose`](StopReason::DeadlineTooClose) |
 //! | gate | a closed gate is waited for only if what the server asked fits `max_retry_after` and the deadline, else [`CoolingDown`](StopReason::CoolingDown); past its capped reopening, one request probes |
+//! | breaker | a partition whose breaker tripped on un-hinted failures sends nothing and holds nothing: [`CircuitOpen`](StopReason::CircuitOpen) at once, but for one probe at a time after each probe interval |
 //! | pacing | a throttled partition releases requests at its pacer's slots, under the same cap; a slot voided by a throttle, or that a gate shut over, is taken again after it |
 //! | budget | a retry takes one from the shared budget, or stops: [`BudgetExhausted`](StopReason::BudgetExhausted); a 429 retried at a pacing slot takes none |
 
@@ -55,6 +56,13 @@ pub(crate) enum Gate {
         status: StatusCode,
         free: bool,
     },
+    /// The partition's breaker tripped on un-hinted failures (`status` the last): nothing
+    /// goes and nothing waits, but one probe after `probe_at` (`free`: it may go now).
+    Tripped {
+        probe_at: Instant,
+        status: StatusCode,
+        free: bool,
+    },
 }
 
 impl Gate {
@@ -63,9 +71,28 @@ impl Gate {
     /// probe is free only if both say so.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn stricter(self, other: Gate) -> Gate {
-        use Gate::{Closed, Open, Probing};
+        use Gate::{Closed, Open, Probing, Tripped};
         match (self, other) {
             (Open, gate) | (gate, Open) => gate,
+            // Two views of a tripped breaker: the later probe, free only if both say so.
+            (
+                Tripped {
+                    probe_at: a,
+                    status,
+                    free: f,
+                },
+                Tripped {
+                    probe_at: b,
+                    free: g,
+                    ..
+                },
+            ) => Tripped {
+                probe_at: a.max(b),
+                status,
+                free: f && g,
+            },
+            // A server's own wait over a breaker: the server answered since.
+            (Tripped { .. }, gate) | (gate, Tripped { .. }) => gate,
             (
                 Closed {
                     reopen: a,
@@ -318,6 +345,19 @@ pub(crate) fn plan(settings: &Settings, inputs: &Inputs, snapshot: &Snapshot) ->
             None
         }
         Gate::Probing { asked, status, .. } => Some((asked, status)),
+        Gate::Tripped { free, .. } if free || inputs.probing => {
+            probe = true;
+            None
+        }
+        Gate::Tripped {
+            probe_at, status, ..
+        } => {
+            return Plan::Stop(Stop {
+                reason: StopReason::CircuitOpen,
+                retry_after: Some(probe_at.saturating_duration_since(now)),
+                status: Some(status),
+            });
+        }
     };
     if let Some((asked, status)) = held.filter(|(asked, _)| *asked > at) {
         let asked_for = asked.saturating_duration_since(now);

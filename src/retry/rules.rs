@@ -51,14 +51,42 @@ pub(crate) fn held_for(hint: Duration, max_cooldown: Duration) -> Duration {
     hint.min(max_cooldown)
 }
 
+/// What an un-hinted failure (a 5xx without a hint, a 503 without `Retry-After`, a transport
+/// error, a timeout) does to its partition's streak of them, under a breaker that trips after
+/// `failures` in a row: the streak after it, and whether it is long enough to trip it. A streak is
+/// one of failures none older than [`STREAK`] before the next; an answer from a healthy
+/// server ends it.
+pub(crate) fn failed(
+    streak: u32,
+    last: Option<Instant>,
+    now: Instant,
+    failures: u32,
+) -> (u32, bool) {
+    let kept = if last.is_some_and(|at| now.saturating_duration_since(at) <= STREAK) {
+        streak
+    } else {
+        0
+    };
+    let streak = kept.saturating_add(1);
+    (streak, streak >= failures)
+}
+
+/// How long an un-hinted failure keeps its partition's streak going.
+pub(crate) const STREAK: Duration = Duration::from_secs(10);
+
 /// A shut gate as a store keeps it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Shut {
-    /// Nothing goes before: the server's wait, capped at `max_cooldown`.
+    /// Nothing goes before: the server's wait, capped at `max_cooldown`; for a tripped
+    /// breaker, its next probe.
     pub(crate) reopen: Instant,
-    /// When the server asked clients to come back.
+    /// When the server asked clients to come back; for a tripped breaker, how long it may
+    /// stay tripped without a probe answering (`max_cooldown`).
     pub(crate) asked: Instant,
     pub(crate) status: StatusCode,
+    /// Shut by un-hinted failures, not by a server's wait: requests are not held for it,
+    /// they fail at once, and one probe goes after `reopen`.
+    pub(crate) breaker: bool,
 }
 
 impl Shut {
@@ -69,24 +97,54 @@ impl Shut {
             reopen: later(now, held_for(hint, cap)),
             asked: later(now, hint),
             status,
+            breaker: false,
+        }
+    }
+
+    /// The breaker tripped at `now` by un-hinted failures (the last one `status`): a probe
+    /// may go after `probe_every`; tripped for at most `cap` unless a probe re-trips it.
+    pub(crate) fn tripped(
+        now: Instant,
+        probe_every: Duration,
+        status: StatusCode,
+        cap: Duration,
+    ) -> Self {
+        Self {
+            reopen: later(now, probe_every.min(cap)),
+            asked: later(now, cap),
+            status,
+            breaker: true,
         }
     }
 
     /// This gate shut again by `newer`: the later reopening and the later ask (a shorter
-    /// wait never opens what a longer one shut), with the newer status.
+    /// wait never opens what a longer one shut), with the newer status. A gate of the other
+    /// kind (a server's wait over a tripped breaker, or the reverse) is the latest word: it
+    /// replaces this one.
     pub(crate) fn merge(self, newer: Self) -> Self {
+        if self.breaker != newer.breaker {
+            return newer;
+        }
         Self {
             reopen: self.reopen.max(newer.reopen),
             asked: self.asked.max(newer.asked),
             status: newer.status,
+            breaker: newer.breaker,
         }
     }
 
     /// The gate at `now`: shut before its reopening, then probing (`free` when no probe is
-    /// out) until the ask ends, then open.
+    /// out) until the ask ends, then open. A tripped breaker is never waited for: it says
+    /// when its next probe may go.
     pub(crate) fn at(self, now: Instant, free: bool) -> Gate {
         if now >= self.asked {
             Gate::Open
+        } else if self.breaker {
+            Gate::Tripped {
+                probe_at: self.reopen,
+                status: self.status,
+                free: free && now >= self.reopen,
+            }
         } else if now < self.reopen {
             Gate::Closed {
                 reopen: self.reopen,
@@ -188,7 +246,8 @@ mod tests {
             Shut {
                 reopen: now + 5 * S,
                 asked: now + 60 * S,
-                status: UNAVAILABLE
+                status: UNAVAILABLE,
+                breaker: false,
             }
         );
         assert_eq!(short.merge(long).reopen, now + 5 * S);

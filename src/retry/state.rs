@@ -29,7 +29,7 @@ use super::StopReason;
 use super::budget::Budget;
 use super::hooks::Throttled;
 use super::later;
-use super::layer::{Quota, Settings};
+use super::layer::{Breaker, Quota, Settings};
 use super::pacer::{Pacer, Throttle};
 use super::plan::{Gate, Inputs, Pace, Plan, Snapshot, Step, plan};
 use super::rules::{self, Effect, Shut};
@@ -79,6 +79,10 @@ pub(crate) struct Observation {
     /// For a healthy answer in a paced partition: the rate at which the server says its
     /// remaining quota lasts, when it says so.
     pub(crate) follow: Option<f64>,
+    /// A failure the server gave no reason or wait for (a 5xx without a hint, a 503 without
+    /// `Retry-After`, a transport error, a timeout), and the status it counts as (503 for
+    /// one without an answer): what the circuit breaker counts.
+    pub(crate) unhinted: Option<StatusCode>,
 }
 
 /// What an attempt's outcome tells the shared state.
@@ -109,7 +113,9 @@ pub(crate) struct State {
     max_cooldown: Duration,
     /// A quota the user configured: every partition is paced from its first request.
     quota: Option<Quota>,
-    /// Whether any partition holds a gate or a pacer: the one thing the common case reads.
+    breaker: Option<Breaker>,
+    /// Whether any partition holds a gate, a pacer or a streak of un-hinted failures: the one
+    /// thing the common case reads.
     throttled: AtomicBool,
     /// Healthy answers, ever: the budget's deposits and the first pacing measurement.
     healthy: AtomicU64,
@@ -154,6 +160,9 @@ const SWEEP: Duration = Duration::from_secs(1);
 struct Held {
     gate: Option<Closed>,
     pacer: Option<Pacer>,
+    /// Un-hinted failures in a row, and when the last came.
+    failures: u32,
+    failed_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -170,6 +179,7 @@ impl State {
             pacing: settings.pacing,
             max_cooldown: settings.max_cooldown,
             quota: settings.quota,
+            breaker: settings.breaker,
             // With a configured quota every request is planned: it takes a slot.
             throttled: AtomicBool::new(settings.quota.is_some()),
             healthy: AtomicU64::new(0),
@@ -421,7 +431,10 @@ impl State {
             }
             Signal::Refused | Signal::Failed => false,
         };
-        if !shared && !seen.probe {
+        // The breaker counts un-hinted failures; an answer that ends a streak comes here
+        // anyway (a streak keeps the partition in the table, so `throttled` is set).
+        let counts = seen.unhinted.is_some() && self.breaker.is_some();
+        if !shared && !counts && !seen.probe {
             return None;
         }
         let partition = partition();
@@ -479,6 +492,7 @@ impl State {
                 if effect.any() {
                     throttled = Some(Throttled {
                         status,
+                        tripped: false,
                         gated_for: held
                             .gate
                             .filter(|_| effect.close)
@@ -518,10 +532,56 @@ impl State {
                 }
             }
         }
+        if let Some(breaker) = self.breaker
+            && let Some(tripped) = self.count(&mut table, &partition, seen, breaker, now)
+        {
+            changed.closed = Some(tripped.status);
+            throttled = Some(tripped);
+        }
         self.tidy(&mut table, &partition, now, &mut changed);
         drop(table);
         changed.report(Some(&partition));
         throttled
+    }
+
+    /// The circuit breaker's count for what an attempt showed: a streak of un-hinted failures
+    /// grows (and trips the breaker once long enough, or when a gate's probe meets one), any
+    /// other answer ends it. What tripped, if it did.
+    fn count(
+        &self,
+        table: &mut Table,
+        partition: &Partition,
+        seen: &Observation,
+        breaker: Breaker,
+        now: Instant,
+    ) -> Option<Throttled> {
+        let Some(status) = seen.unhinted else {
+            // The transport's refusal to send says nothing of the server.
+            if seen.signal != Signal::Failed
+                && let Some(held) = table.held.get_mut(partition)
+            {
+                held.failures = 0;
+            }
+            return None;
+        };
+        self.throttled.store(true, Ordering::Release);
+        let held = table.held.entry(partition.clone()).or_default();
+        let (streak, long) = rules::failed(held.failures, held.failed_at, now, breaker.failures);
+        held.failures = streak;
+        held.failed_at = Some(now);
+        // Tripped once the streak is long enough and no gate holds the partition, or at once
+        // by a gate's probe that met such a failure: the server's latest word.
+        if !(seen.probe || (long && held.gate.is_none())) {
+            return None;
+        }
+        let shut = Shut::tripped(now, breaker.probe_every, status, self.max_cooldown);
+        held.gate = Some(Closed { shut, probe: None });
+        Some(Throttled {
+            status,
+            tripped: true,
+            gated_for: Some(shut.reopen.saturating_duration_since(now)),
+            paced: None,
+        })
     }
 
     /// Answers the server admitted since the quiet spell began, and when the first healthy one
@@ -587,7 +647,14 @@ impl Held {
             self.pacer = None;
             changed.unpaced.push(partition.clone());
         }
-        self.gate.is_some() || self.pacer.is_some()
+        if self
+            .failed_at
+            .is_some_and(|at| now.saturating_duration_since(at) > rules::STREAK)
+        {
+            self.failures = 0;
+            self.failed_at = None;
+        }
+        self.gate.is_some() || self.pacer.is_some() || self.failures > 0
     }
 }
 
@@ -611,6 +678,7 @@ mod tests {
             slot: None,
             probe,
             follow: None,
+            unhinted: None,
         }
     }
 

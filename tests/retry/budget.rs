@@ -1,4 +1,5 @@
-//! The retry budget: shared by clones, and fed only by answers from a healthy server.
+//! The retry budget: shared by clones, and fed only by answers from a healthy server. The
+//! circuit breaker is off here: it would stop these outages' callers before the budget.
 
 use super::*;
 
@@ -6,7 +7,7 @@ use super::*;
 async fn the_budget_is_shared_by_clones() {
     let api = Emulator::new();
     api.push_all((0..10).map(|_| Reply::unavailable()));
-    let res = stack(&api, exact().budget(0.0, 0))
+    let res = stack(&api, exact().budget(0.0, 0).no_circuit_breaker())
         .oneshot(get("/v1/x"))
         .await
         .unwrap();
@@ -16,7 +17,10 @@ async fn the_budget_is_shared_by_clones() {
     // A reserve of 1 retry a second (10 for the window) across 20 clones, during an outage.
     let api = Emulator::new();
     api.push_all((0..100).map(|_| Reply::unavailable()));
-    let client = stack(&api, exact().budget(0.0, 1).max_attempts(5));
+    let client = stack(
+        &api,
+        exact().budget(0.0, 1).max_attempts(5).no_circuit_breaker(),
+    );
     let calls: Vec<_> = (0..20)
         .map(|_| tokio::spawn(client.clone().oneshot(get("/v1/x"))))
         .collect();
@@ -30,7 +34,10 @@ async fn the_budget_is_shared_by_clones() {
 async fn only_answers_from_a_healthy_server_buy_retries() {
     // A budget of 20% of healthy answers plus 1 retry a second (10 for the window).
     let api = Emulator::builder().no_rate_limit().build();
-    let client = stack(&api, exact().budget(0.2, 1).max_attempts(2));
+    let client = stack(
+        &api,
+        exact().budget(0.2, 1).max_attempts(2).no_circuit_breaker(),
+    );
     // One retried GET opens the budget's window; its 200 is one healthy answer.
     api.push(Reply::unavailable());
     client.clone().oneshot(get("/v1/x")).await.unwrap();

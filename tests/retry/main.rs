@@ -13,6 +13,7 @@
 mod common;
 
 mod bodies;
+mod breaker;
 mod budget;
 mod composition;
 mod cooldown;
