@@ -30,7 +30,16 @@
 //! (`GOODPUT_NGINX_N`), 16 and 64 in flight; `GOODPUT_ONLY=nginx` runs those alone, and
 //! `GOODPUT_ONLY=stack` the one-stack tables alone.
 //!
-//! Columns: requests that ended in a 200; makespan over the ideal (N over the quota); calls
+//! Then outages without hints (`GOODPUT_ONLY=outage` runs them alone): 30 s
+//! (`GOODPUT_OUTAGE_SECS`) of 500s from the emulator, or of refused connections (it stops
+//! listening), then 5 s of recovery, 16 and 64 callers each sending a request every 100 ms;
+//! `tower::retry`, reqwest-retry, and `InfoPlugLayer` with and without its circuit breaker.
+//! Columns: requests the callers started during the outage after its first second; the
+//! attempts their clients sent then (counted below each client's retries), over those
+//! requests; the time from the recovery to the first 200; requests started after that first
+//! 200 that did not end in one; p50 latency during the outage.
+//!
+//! Columns of the quota tables: requests that ended in a 200; makespan over the ideal (N over the quota); calls
 //! the server saw over N; 429s the server sent; p50 and p99 latency of a request, waits
 //! included. Every row is bounded: a request makes at most its policy's attempts, and a row
 //! stops after `GOODPUT_LIMIT_SECS` (default 120) whatever happens.
@@ -387,6 +396,10 @@ fn main() {
         runtime.block_on(against_nginx());
         return;
     }
+    if only == "outage" {
+        runtime.block_on(outages());
+        return;
+    }
     // The fleet's Redis row: a redis-server started here on a free loopback port (or
     // `GOODPUT_REDIS=redis://...`); without either, the row is skipped.
     let mut started = None;
@@ -463,7 +476,217 @@ fn main() {
     }
     if !only_fleet && !only_stack && !only_quota {
         runtime.block_on(against_nginx());
+        runtime.block_on(outages());
     }
+}
+
+/// The outage rows' clients.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    TowerRetry,
+    ReqwestRetry,
+    Breaker,
+    NoBreaker,
+}
+
+impl Guard {
+    fn name(self) -> &'static str {
+        match self {
+            Guard::TowerRetry => "`tower::retry`, exponential backoff",
+            Guard::ReqwestRetry => "reqwest-retry (default policy)",
+            Guard::Breaker => "`InfoPlugLayer` (circuit breaker on, the default)",
+            Guard::NoBreaker => "`InfoPlugLayer`, `no_circuit_breaker()`",
+        }
+    }
+
+    /// A client of `base` whose transport counts every attempt it is given in `sent`.
+    fn client(self, base: &str, sent: Arc<AtomicUsize>) -> Sender {
+        use tower::ServiceBuilder;
+        /// Counts each request it passes on, in `sent`.
+        fn counting<B>(
+            sent: &Arc<AtomicUsize>,
+        ) -> impl Fn(Request<B>) -> Request<B> + Clone + use<B> {
+            let sent = Arc::clone(sent);
+            move |req| {
+                sent.fetch_add(1, Ordering::Relaxed);
+                req
+            }
+        }
+        match self {
+            Guard::TowerRetry => boxed(
+                tower::retry::RetryLayer::new(Backoff::default()).layer(
+                    ServiceBuilder::new()
+                        .layer(AuthLayer::new(ApiKey::new(TEST_KEY).unwrap()))
+                        .map_request(counting(&sent))
+                        .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>()),
+                ),
+            ),
+            Guard::ReqwestRetry => {
+                use reqwest_retry::{RetryTransientMiddleware, policies::ExponentialBackoff};
+                let policy = ExponentialBackoff::builder().build_with_max_retries(3);
+                let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+                    .with(RetryTransientMiddleware::new_with_policy(policy))
+                    .with(CountAttempts(sent))
+                    .build();
+                Arc::new(move |uri: String| {
+                    let client = client.clone();
+                    Box::pin(async move {
+                        let res = client
+                            .get(uri)
+                            .header("x-infoplug-api-key", TEST_KEY)
+                            .send()
+                            .await
+                            .ok()?;
+                        let status = res.status();
+                        res.bytes().await.ok()?;
+                        Some(status)
+                    })
+                })
+            }
+            Guard::Breaker | Guard::NoBreaker => {
+                let layer = InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), base)
+                    .retry(|r| match self {
+                        Guard::NoBreaker => r.no_circuit_breaker(),
+                        _ => r,
+                    })
+                    .build()
+                    .unwrap();
+                boxed(
+                    layer.layer(
+                        ServiceBuilder::new()
+                            .map_request(counting(&sent))
+                            .service(Client::builder(TokioExecutor::new()).build_http()),
+                    ),
+                )
+            }
+        }
+    }
+}
+
+/// Counts each attempt below reqwest-retry.
+struct CountAttempts(Arc<AtomicUsize>);
+
+#[async_trait::async_trait]
+impl reqwest_middleware::Middleware for CountAttempts {
+    async fn handle(
+        &self,
+        req: reqwest::Request,
+        extensions: &mut http::Extensions,
+        next: reqwest_middleware::Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        next.run(req, extensions).await
+    }
+}
+
+/// The outage tables: 500s, then refused connections; 16 and 64 callers.
+async fn outages() {
+    let secs: u64 = std::env::var("GOODPUT_OUTAGE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    for refused in [false, true] {
+        for callers in [16, 64] {
+            let kind = if refused {
+                "refused connections"
+            } else {
+                "500s without a hint"
+            };
+            println!(
+                "
+outage: {secs} s of {kind}, then 5 s of recovery; {callers} callers, a request every 100 ms each
+"
+            );
+            println!(
+                "| row | requests in the outage | attempts ÷ requests | first 200 after recovery | not 200 after it | p50 in the outage |"
+            );
+            println!("|---|---:|---:|---:|---:|---:|");
+            for guard in [
+                Guard::TowerRetry,
+                Guard::ReqwestRetry,
+                Guard::NoBreaker,
+                Guard::Breaker,
+            ] {
+                outage_row(guard, refused, callers, Duration::from_secs(secs)).await;
+            }
+        }
+    }
+}
+
+/// One outage row: a fresh emulator and client; the outage from the start for `outage`,
+/// then 5 s of recovery.
+async fn outage_row(guard: Guard, refused: bool, callers: usize, outage: Duration) {
+    let api = Emulator::builder().no_rate_limit().credits(CREDITS).build();
+    let mut server = Some(api.serve().await.unwrap());
+    let addr = server.as_ref().unwrap().addr();
+    let base = format!("http://{addr}");
+    let sent = Arc::new(AtomicUsize::new(0));
+    let client = guard.client(&base, Arc::clone(&sent));
+    let uri = format!("{base}/v1/profile");
+    if refused {
+        server.take().unwrap().shutdown().await;
+    } else {
+        api.set_outage(Some(tower_infoplug::mock::Reply::status(500)));
+    }
+    let start = Instant::now();
+    let (counted_from, recovered) = (start + Duration::from_secs(1), start + outage);
+    let end = recovered + Duration::from_secs(5);
+    // Each request: when it started, when it ended, whether it ended in a 200.
+    let lanes: Vec<_> = (0..callers)
+        .map(|i| {
+            let (client, uri) = (Arc::clone(&client), uri.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100) * i as u32 / callers as u32).await;
+                let mut done = Vec::new();
+                while Instant::now() < end {
+                    let at = Instant::now();
+                    let status = client(uri.clone()).await;
+                    done.push((at, Instant::now(), status == Some(StatusCode::OK)));
+                    tokio::time::sleep_until(at + Duration::from_millis(100)).await;
+                }
+                done
+            })
+        })
+        .collect();
+    tokio::time::sleep_until(counted_from).await;
+    let sent_before = sent.load(Ordering::Relaxed);
+    tokio::time::sleep_until(recovered).await;
+    let sent_in_outage = sent.load(Ordering::Relaxed) - sent_before;
+    if refused {
+        server = Some(api.serve_on(addr).await.unwrap());
+    } else {
+        api.set_outage(None);
+    }
+    let mut all = Vec::new();
+    for lane in lanes {
+        all.extend(lane.await.unwrap());
+    }
+    drop(server);
+    let started_in =
+        |from: Instant, to: Instant| all.iter().filter(move |r| r.0 >= from && r.0 < to);
+    let attempted = started_in(counted_from, recovered).count();
+    let mut outage_latencies: Vec<Duration> = started_in(counted_from, recovered)
+        .map(|r| r.1 - r.0)
+        .collect();
+    outage_latencies.sort_unstable();
+    let first_200 = all
+        .iter()
+        .filter(|r| r.2 && r.1 >= recovered)
+        .map(|r| r.1)
+        .min();
+    let (first, not_200) = match first_200 {
+        Some(first) => (
+            format!("{:.0} ms", (first - recovered).as_secs_f64() * 1000.0),
+            started_in(first, end).filter(|r| !r.2).count().to_string(),
+        ),
+        None => ("none".to_owned(), "-".to_owned()),
+    };
+    println!(
+        "| {} | {attempted} | {:.3} | {first} | {not_200} | {:.0} ms |",
+        guard.name(),
+        sent_in_outage as f64 / attempted.max(1) as f64,
+        percentile(&outage_latencies, 0.5).as_secs_f64() * 1000.0,
+    );
 }
 
 /// The same clients against Debian's nginx `limit_req` (a leaky bucket, 20 a second, no

@@ -43,7 +43,7 @@ use hyper_util::rt::TokioExecutor;
 use tower::{Layer, ServiceExt};
 use tower_infoplug::{
     ApiKey, AuthHeader, ErrorCode, InfoPlugLayer, InfoPlugService, ReplayBody, ResponseExt,
-    RetryError,
+    RetryError, StopReason,
 };
 
 type Upstream = InfoPlugService<Client<HttpConnector, ReplayBody<Body>>>;
@@ -233,13 +233,21 @@ async fn proxy(State(gateway): State<Gateway>, req: Request) -> Response {
             Response::from_parts(parts, Body::new(body))
         }
         Err(RetryError::CoolingDown { status, info }) => {
+            // A tripped circuit breaker is an outage of the API: a 503 that says when the
+            // next probe goes, whatever the failures it counted were.
+            let (status, details) = if info.stop_reason() == StopReason::CircuitOpen {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the API failed repeatedly without saying why; one request a second probes it; not forwarded",
+                )
+            } else {
+                (
+                    status,
+                    "the API asked clients to wait longer than this gateway waits; not forwarded",
+                )
+            };
             let code = ErrorCode::from_status(status);
-            let mut res = error_response(
-                status,
-                code.as_str(),
-                "the API asked clients to wait longer than this gateway waits; not forwarded",
-                Some(info.attempts()),
-            );
+            let mut res = error_response(status, code.as_str(), details, Some(info.attempts()));
             let headers = res.headers_mut();
             if let Some(wait) = info.retry_after() {
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);

@@ -434,6 +434,40 @@ async fn the_gateway_refuses_locally_while_the_api_asks_for_an_hour_then_probes(
     gateway.interrupt().await;
 }
 
+/// An upstream that keeps failing without a word trips the gateway's circuit breaker: its
+/// clients then get a 503 that says when the next probe goes, without a call upstream.
+#[tokio::test]
+async fn the_gateway_answers_a_tripped_breaker_with_a_503_and_its_probe_time() {
+    let api = Emulator::builder().no_rate_limit().build();
+    let upstream = api.serve().await.unwrap();
+    let gateway = start_gateway(&upstream.base_url(), &["--max-attempts", "1"]).await;
+    let client = http_client();
+    let get = || {
+        let req = Request::get(format!("{}/v1/profile", gateway.base))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        client.request(req)
+    };
+    api.set_outage(Some(Reply::status(500)));
+    for _ in 0..10 {
+        assert_eq!(get().await.unwrap().status(), 500);
+    }
+    let res = get().await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["retry-after"], "1");
+    let body = read_body(res.into_body()).await.unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        json["details"]
+            .as_str()
+            .unwrap()
+            .contains("one request a second probes it"),
+        "{json}"
+    );
+    assert_eq!(api.request_count(), 10, "refused without a call upstream");
+    gateway.interrupt().await;
+}
+
 #[tokio::test]
 async fn the_gateway_refuses_to_start_without_a_usable_key() {
     for (key, expected) in [
