@@ -558,3 +558,55 @@ async fn a_request_the_transport_cannot_send_is_tried_once() {
         other => panic!("{:?}", other.map(|r| r.status())),
     }
 }
+
+/// Over loopback, a port nobody listens on: ten refused connections in a row trip the
+/// breaker; the next request is refused at once without a connection attempt, and once the
+/// emulator listens there the probe a second later finds it and requests flow again.
+#[tokio::test]
+async fn refused_connections_over_loopback_trip_the_breaker_and_its_probe_finds_the_server() {
+    let api = Emulator::builder().no_rate_limit().build();
+    let server = api.serve().await.unwrap();
+    let addr = server.addr();
+    server.shutdown().await;
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&attempts);
+    let client = InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), &format!("http://{addr}"))
+        .retry(|r| r.max_attempts(1).circuit_breaker(10, 300 * MS))
+        .build()
+        .unwrap()
+        .layer(
+            ServiceBuilder::new()
+                .map_request(move |req| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    req
+                })
+                .service(common::http_client_for::<ReplayBody<Full<Bytes>>>()),
+        );
+    let get = || {
+        let req = Request::get(format!("http://{addr}/v1/profile"))
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        client.clone().oneshot(req)
+    };
+    for _ in 0..10 {
+        assert!(matches!(
+            get().await,
+            Err(tower_infoplug::RetryError::Transport { .. })
+        ));
+    }
+    match get().await {
+        Err(tower_infoplug::RetryError::CoolingDown { status, info }) => {
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(info.stop_reason(), StopReason::CircuitOpen);
+        }
+        other => panic!("{:?}", other.map(|r| r.status())),
+    }
+    assert_eq!(attempts.load(Ordering::SeqCst), 10);
+    let server = api.serve_on(addr).await.unwrap();
+    tokio::time::sleep(300 * MS).await;
+    for _ in 0..3 {
+        assert_eq!(get().await.unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(attempts.load(Ordering::SeqCst), 13);
+    drop(server);
+}
