@@ -112,19 +112,6 @@ async fn run() -> Result<(), String> {
             .map_or(0, |d| d.as_nanos());
         format!("fleet-example-{stamp}")
     });
-    println!(
-        "{} requests, {} workers × {} in flight, quota {}/s, state: {}",
-        args.requests,
-        args.workers,
-        args.in_flight,
-        args.quota,
-        if args.redis.is_some() {
-            "shared through Redis"
-        } else {
-            "each worker's own"
-        }
-    );
-
     // One stack per worker, as separate processes would each build theirs.
     let mut stacks = Vec::new();
     let mut fleets = Vec::new();
@@ -153,8 +140,23 @@ async fn run() -> Result<(), String> {
             ),
         );
     }
-    // Each fleet handle connects when its worker's first request asks (in the background):
-    // the first requests of a fresh process plan alone, as they would in production.
+    // Whether Redis answers, said before any request: a fleet that is not one plans alone.
+    let state = match fleets.first() {
+        None => "each worker's own".to_owned(),
+        Some(fleet) if fleet.check().await => "shared through Redis".to_owned(),
+        Some(_) => {
+            eprintln!(
+                "fleet: WARN: Redis did not answer at --redis: each worker plans alone until it does"
+            );
+            "each worker's own (Redis did not answer; the workers join when it does)".to_owned()
+        }
+    };
+    println!(
+        "{} requests, {} workers × {} in flight, quota {}/s, state: {state}",
+        args.requests, args.workers, args.in_flight, args.quota,
+    );
+    // Each other fleet handle connects when its worker's first request asks (in the
+    // background): the first requests of a fresh process plan alone, as in production.
     let (calls_before, credits_before) = (api.request_count(), api.credits());
 
     let uri = server.uri("/v1/profile").map_err(|e| e.to_string())?;

@@ -185,6 +185,40 @@ async fn the_hyper_client_speaks_https_through_rustls() {
     );
 }
 
+/// `--redis` with nothing listening: the example says so on its first line (and warns),
+/// before any request, and every request still ends.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn the_fleet_example_says_at_once_when_no_redis_answers() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let out = run_with(
+        "fleet",
+        &[
+            "--redis",
+            &url,
+            "--workers",
+            "2",
+            "--requests",
+            "60",
+            "--quota",
+            "100",
+        ],
+        &[],
+    )
+    .await;
+    let first = out.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("state: each worker's own (Redis did not answer"),
+        "{out}"
+    );
+    assert_eq!(row(&out, "requests that ended in a 200:"), ["60"], "{out}");
+}
+
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn the_fleet_example_runs_its_workers_each_with_its_own_state() {

@@ -108,6 +108,37 @@ impl RedisFleet {
     pub fn prefix(&self) -> &str {
         &self.fleet.prefix
     }
+
+    /// Asks Redis once now, bounded by the fleet's timeout: whether it answered (and so
+    /// whether this process shares its state from its next request). The fleet never needs
+    /// it (it connects on its first request and rejoins by itself); a process calls it to
+    /// say at its start whether it shares its rate-limit state, or plans alone.
+    ///
+    /// ```no_run
+    /// use tower_infoplug::retry::RedisFleet;
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let fleet = RedisFleet::builder("redis://127.0.0.1:6379").build()?;
+    /// if !fleet.check().await {
+    ///     eprintln!("no Redis: this worker plans alone until it answers");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn check(&self) -> bool {
+        let fleet = &self.fleet;
+        let flag = fleet.flag_key();
+        // The flag's reading, with no deposits: what a request would read first.
+        let args = args![0u64, fleet.budget_prefix(), &*fleet.me];
+        match fleet
+            .call::<u8>(&fleet.scripts.refresh, &[&flag], &args)
+            .await
+        {
+            Some(flag) => {
+                fleet.flag.store(flag == 1, Ordering::Release);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl fmt::Debug for RedisFleet {
