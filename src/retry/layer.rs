@@ -41,7 +41,12 @@ pub(super) struct Settings {
     pub(super) hooks: Hooks,
     /// The circuit breaker for un-hinted failures, if on.
     pub(super) breaker: Option<Breaker>,
+    /// The most partitions the shared state keeps at once.
+    pub(super) max_partitions: usize,
 }
+
+/// The most partitions (origin and credential) the shared state keeps at once by default.
+pub const DEFAULT_MAX_PARTITIONS: usize = 10_000;
 
 /// A partition's circuit breaker: it trips after `failures` un-hinted failures in a row, and
 /// then lets one probe go every `probe_every`.
@@ -246,6 +251,7 @@ impl Default for RetryBuilder {
                     failures: DEFAULT_BREAKER.0,
                     probe_every: DEFAULT_BREAKER.1,
                 }),
+                max_partitions: DEFAULT_MAX_PARTITIONS,
             },
             quota: None,
             quota_burst: 1,
@@ -491,6 +497,17 @@ impl RetryBuilder {
         self
     }
 
+    /// The most partitions (origin and credential) the shared state keeps at once (default
+    /// [`DEFAULT_MAX_PARTITIONS`], 1 to 10 million). A partition is kept while something
+    /// holds it back (a gate, pacing, a configured quota, a streak of failures); past the
+    /// cap, the least recently throttled tenth is forgotten at once: their requests are no
+    /// longer held (none is lost), and the server's next 429 throttles them again. A tenant
+    /// per credential in one process is the case this bounds.
+    pub fn max_partitions(mut self, partitions: usize) -> Self {
+        self.settings.max_partitions = partitions;
+        self
+    }
+
     /// No circuit breaker: every request is sent whatever the last ones met (the retry
     /// budget still bounds the retries).
     pub fn no_circuit_breaker(mut self) -> Self {
@@ -730,6 +747,9 @@ impl RetryBuilder {
                 })
             }
         };
+        if !(1..=10_000_000).contains(&s.max_partitions) {
+            return out_of_range("max_partitions", "1 to 10 million partitions");
+        }
         let max_cooldown = self.max_cooldown.unwrap_or(s.max_retry_after);
         if let Some(breaker) = s.breaker {
             if !(1..=1000).contains(&breaker.failures) {

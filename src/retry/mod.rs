@@ -168,7 +168,10 @@ pub use future::ResponseFuture;
 pub use hints::ResetFormat;
 pub use hooks::{RetriedAfter, RetryEvent, ThrottleEvent};
 pub use info::{RetryInfo, StopReason};
-pub use layer::{DEFAULT_BREAKER, MAX_ATTEMPTS, MAX_REPLAY_LIMIT, RetryBuilder, RetryLayer};
+pub use layer::{
+    DEFAULT_BREAKER, DEFAULT_MAX_PARTITIONS, MAX_ATTEMPTS, MAX_REPLAY_LIMIT, RetryBuilder,
+    RetryLayer,
+};
 pub use overrides::RetryOverrides;
 pub use policy::{
     Attempt, BoxedPolicy, Decision, DefaultPolicy, Failure, Outcome, PolicyFn, RetryPolicy,

@@ -114,6 +114,8 @@ pub(crate) struct State {
     /// A quota the user configured: every partition is paced from its first request.
     quota: Option<Quota>,
     breaker: Option<Breaker>,
+    /// The most partitions the table keeps: past it, the least recently throttled go.
+    max_partitions: usize,
     /// Whether any partition holds a gate, a pacer or a streak of un-hinted failures: the one
     /// thing the common case reads.
     throttled: AtomicBool,
@@ -163,6 +165,9 @@ struct Held {
     /// Un-hinted failures in a row, and when the last came.
     failures: u32,
     failed_at: Option<Instant>,
+    /// When the partition was last throttled (or entered): the table forgets the least
+    /// recent first once it is full.
+    touched: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -180,6 +185,7 @@ impl State {
             max_cooldown: settings.max_cooldown,
             quota: settings.quota,
             breaker: settings.breaker,
+            max_partitions: settings.max_partitions,
             // With a configured quota every request is planned: it takes a slot.
             throttled: AtomicBool::new(settings.quota.is_some()),
             healthy: AtomicU64::new(0),
@@ -321,7 +327,10 @@ impl State {
                 && table.held.get(partition).is_none_or(|h| h.pacer.is_none())
             {
                 let pacer = Pacer::configured(quota.rate, quota.burst, now, self.max_cooldown);
-                table.held.entry(partition.clone()).or_default().pacer = Some(pacer);
+                let held = table.held.entry(partition.clone()).or_default();
+                held.pacer = Some(pacer);
+                held.touched = Some(now);
+                self.bound(&mut table, &mut changed);
             }
         }
         let held = partition.as_ref().and_then(|p| table.held.get_mut(p));
@@ -455,6 +464,7 @@ impl State {
                 }
                 let quiet = self.quiet();
                 let held = table.held.entry(partition.clone()).or_default();
+                held.touched = Some(now);
                 if effect.close {
                     let fresh = Shut::after(now, hint, status, self.max_cooldown);
                     held.gate = Some(match held.gate {
@@ -539,9 +549,36 @@ impl State {
             throttled = Some(tripped);
         }
         self.tidy(&mut table, &partition, now, &mut changed);
+        self.bound(&mut table, &mut changed);
         drop(table);
         changed.report(Some(&partition));
         throttled
+    }
+
+    /// Keeps the table within `max_partitions`: once past it, the least recently throttled
+    /// tenth go at once (one sort for many insertions). A partition forgotten holds nothing
+    /// back: its waiting requests plan again when they wake, and go.
+    fn bound(&self, table: &mut Table, changed: &mut Changed) {
+        let len = table.held.len();
+        if len <= self.max_partitions {
+            return;
+        }
+        let keep = self.max_partitions - self.max_partitions / 10;
+        let mut by_age: Vec<(Option<Instant>, Partition)> = table
+            .held
+            .iter()
+            .map(|(partition, held)| (held.touched, partition.clone()))
+            .collect();
+        by_age.sort_unstable_by_key(|(touched, _)| *touched);
+        for (_, partition) in by_age.into_iter().take(len - keep) {
+            if table
+                .held
+                .remove(&partition)
+                .is_some_and(|h| h.pacer.is_some())
+            {
+                changed.unpaced.push(partition);
+            }
+        }
     }
 
     /// The circuit breaker's count for what an attempt showed: a streak of un-hinted failures
@@ -566,6 +603,7 @@ impl State {
         };
         self.throttled.store(true, Ordering::Release);
         let held = table.held.entry(partition.clone()).or_default();
+        held.touched = Some(now);
         let (streak, long) = rules::failed(held.failures, held.failed_at, now, breaker.failures);
         held.failures = streak;
         held.failed_at = Some(now);
@@ -721,6 +759,49 @@ mod tests {
 
     fn fresh(now: Instant) -> Inputs {
         Inputs::fresh(now)
+    }
+
+    /// 100,000 credentials throttled at once: the table never keeps more than its cap; the
+    /// least recently throttled are forgotten (their requests go), the latest still held.
+    #[tokio::test(start_paused = true)]
+    async fn the_partition_table_is_bounded_and_forgets_the_least_recently_throttled() {
+        let settings = RetryLayer::builder()
+            .max_partitions(1000)
+            .build()
+            .unwrap()
+            .shared
+            .settings
+            .clone();
+        let state = State::new(&settings, true, None);
+        let uri: Uri = "https://api.test/".parse().unwrap();
+        let tenant = |i: usize| {
+            let key = format!("ip_tenant_{i}");
+            state.partition(&uri, &headers(&[("x-infoplug-api-key", &key)]))
+        };
+        let t0 = Instant::now();
+        let throttle = Signal::Throttled {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            hint: Some(30 * S),
+            quota: None,
+        };
+        let mut most = 0;
+        for i in 0..100_000 {
+            let at = t0 + Duration::from_micros(i as u64);
+            state.observe(&seen(throttle, false), || tenant(i), || at);
+            most = most.max(state.lock().held.len());
+        }
+        assert!(most <= 1000, "{most} partitions kept");
+        let now = t0 + S;
+        // The first tenant was forgotten: its request goes now. The last is still held.
+        assert!(matches!(
+            state.plan(&settings, || tenant(0), &fresh(now)),
+            Plan::Go { at, .. } if at == now
+        ));
+        assert!(matches!(
+            state.plan(&settings, || tenant(99_999), &fresh(now)),
+            Plan::Go { at, .. } if at > now + 28 * S
+        ));
+        assert!(RetryLayer::builder().max_partitions(0).build().is_err());
     }
 
     #[tokio::test(start_paused = true)]

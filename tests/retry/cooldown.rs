@@ -97,3 +97,50 @@ async fn the_cooldown_is_per_origin_and_can_be_turned_off() {
     assert_eq!(start.elapsed(), Duration::ZERO);
     waiting.abort();
 }
+
+/// 20,000 tenants (one credential each) throttled at once through one layer whose table
+/// keeps 500 partitions: every request still ends in a 200, each after its own wait.
+#[tokio::test(start_paused = true)]
+async fn many_tenants_throttled_at_once_all_end_with_a_bounded_table() {
+    use std::collections::HashSet;
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let transport = {
+        let seen = Arc::clone(&seen);
+        service_fn(move |req: Request<ReplayBody<Full<Bytes>>>| {
+            let key = req.headers()["x-infoplug-api-key"].clone();
+            let first = seen.lock().unwrap().insert(key);
+            async move {
+                let res = if first {
+                    Response::builder()
+                        .status(429)
+                        .header("retry-after", "1")
+                        .body(Full::<Bytes>::default())
+                } else {
+                    Response::builder().body(Full::<Bytes>::default())
+                };
+                Ok::<_, Infallible>(res.unwrap())
+            }
+        })
+    };
+    // The retry budget is the layer's, across tenants: not what this is about.
+    let client = exact()
+        .max_partitions(500)
+        .no_budget()
+        .build()
+        .unwrap()
+        .layer(transport);
+    let calls: Vec<_> = (0..20_000)
+        .map(|i| {
+            let req = Request::get("https://api.test/v1/x")
+                .header("x-infoplug-api-key", format!("ip_tenant_{i}"))
+                .body(Full::<Bytes>::default())
+                .unwrap();
+            tokio::spawn(client.clone().oneshot(req))
+        })
+        .collect();
+    for call in calls {
+        let res = call.await.unwrap().unwrap();
+        let stop = info(&res).stop_reason();
+        assert_eq!((res.status().as_u16(), info(&res).attempts()), (200, 2), "{stop:?}");
+    }
+}
