@@ -30,6 +30,9 @@
 //! (`GOODPUT_NGINX_N`), 16 and 64 in flight; `GOODPUT_ONLY=nginx` runs those alone, and
 //! `GOODPUT_ONLY=stack` the one-stack tables alone.
 //!
+//! `GOODPUT_ONLY=fleet-down`: the fleet of 4 told the quota, with its Redis killed half way
+//! through, beside four stacks each planning alone at the whole quota.
+//!
 //! Then outages without hints (`GOODPUT_ONLY=outage` runs them alone): 30 s
 //! (`GOODPUT_OUTAGE_SECS`) of 500s from the emulator, or of refused connections (it stops
 //! listening), then 5 s of recovery, 16 and 64 callers each sending a request every 100 ms;
@@ -400,29 +403,17 @@ fn main() {
         runtime.block_on(outages());
         return;
     }
+    if only == "fleet-down" {
+        runtime.block_on(losing_redis(n, per_second, ideal));
+        return;
+    }
     // The fleet's Redis row: a redis-server started here on a free loopback port (or
     // `GOODPUT_REDIS=redis://...`); without either, the row is skipped.
     let mut started = None;
     let redis = std::env::var("GOODPUT_REDIS").ok().or_else(|| {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .ok()?;
+        let (child, url) = start_redis()?;
         started = Some(child);
-        for _ in 0..500 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Some(format!("redis://127.0.0.1:{port}"))
+        Some(url)
     });
     if redis.is_none() {
         println!(
@@ -477,6 +468,69 @@ fn main() {
     if !only_fleet && !only_stack && !only_quota {
         runtime.block_on(against_nginx());
         runtime.block_on(outages());
+    }
+}
+
+/// A `redis-server` on a free loopback port, and its URL; `None` without one on the PATH.
+fn start_redis() -> Option<(std::process::Child, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    for _ in 0..500 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Some((child, format!("redis://127.0.0.1:{port}")))
+}
+
+/// The fleet of 4 told the quota, fixed window, 16 in flight each, with Redis killed half
+/// way through the ideal makespan (`GOODPUT_ONLY=fleet-down`); beside it the four stacks
+/// each planning alone at the whole quota from the start, as a process that lost the fleet
+/// used to for the rest of the run.
+async fn losing_redis(n: usize, per_second: u32, ideal: Duration) {
+    let quota = Quota::fixed_window(per_second, Duration::from_secs(1));
+    println!(
+        "
+a fleet of 4 stacks told the quota, fixed window, 16 in flight each; Redis killed at {:.1} s
+",
+        ideal.as_secs_f64() / 2.0
+    );
+    println!("| row | 200s | makespan ÷ ideal | calls ÷ N | 429s sent | p50 | p99 |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for row in [Row::ConfiguredFleet, Row::Configured] {
+        let Some((mut child, url)) = start_redis() else {
+            println!("(no redis-server on the PATH: skipped)");
+            return;
+        };
+        let killer = async {
+            tokio::time::sleep(ideal / 2).await;
+            let _ = child.kill();
+            let _ = child.wait();
+        };
+        let (out, ()) = tokio::join!(run(row, quota, n, 16, 4, Some(&url)), killer);
+        let name = match row {
+            Row::ConfiguredFleet => "`quota(q, 1 s)` + Redis fleet, Redis killed mid-run",
+            _ => "`quota(q, 1 s)`, each stack alone",
+        };
+        println!(
+            "| {name} | {} | {:.2} | {:.3} | {} | {:.0} ms | {:.0} ms |",
+            out.ok,
+            out.makespan.as_secs_f64() / ideal.as_secs_f64(),
+            out.calls as f64 / n as f64,
+            out.throttled,
+            percentile(&out.latencies, 0.5).as_secs_f64() * 1000.0,
+            percentile(&out.latencies, 0.99).as_secs_f64() * 1000.0,
+        );
     }
 }
 

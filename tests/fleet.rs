@@ -534,3 +534,43 @@ async fn no_key_ever_reaches_redis() {
         );
     }
 }
+
+/// Redis gone, a process of a fleet of two plans alone at half the configured quota (the
+/// processes it last saw), not at all of it: two processes alone would otherwise send twice
+/// the quota between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server"]
+async fn a_process_that_loses_the_fleet_takes_only_its_share_of_the_quota() {
+    let mut redis = RedisServer::start();
+    let api = Emulator::builder().no_rate_limit().build();
+    let quota = |r: RetryBuilder| r.quota(10, Duration::from_secs(1));
+    let (fa, a) = process(&redis.url(), "share", &api, quota);
+    let (fb, b) = process(&redis.url(), "share", &api, quota);
+    joined(&fa, &a).await;
+    joined(&fb, &b).await;
+    // Each has been seen by the fleet: A reads that there are two of them.
+    assert!(fa.check().await);
+
+    redis.stop();
+    // A few requests notice Redis is gone (each within the fleet's timeout).
+    for _ in 0..2 {
+        a.clone().oneshot(get(URL)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    api.take_requests();
+    let start = Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        calls.spawn(a.clone().oneshot(get(URL)));
+    }
+    while let Some(done) = calls.join_next().await {
+        assert_eq!(done.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    assert!(!fa.is_connected());
+    let seen = arrivals_after(&api, start);
+    // 8 slots at 5 a second (10 shared by 2): the last at least 7 intervals of ~200 ms on,
+    // not the ~700 ms of the whole quota.
+    let last = *seen.iter().max().unwrap();
+    assert!(last >= Duration::from_millis(1300), "{seen:?}");
+    drop(b);
+}

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::StatusCode;
@@ -129,11 +129,11 @@ impl RedisFleet {
         // The flag's reading, with no deposits: what a request would read first.
         let args = args![0u64, fleet.budget_prefix(), &*fleet.me];
         match fleet
-            .call::<u8>(&fleet.scripts.refresh, &[&flag], &args)
+            .call::<Vec<i64>>(&fleet.scripts.refresh, &[&flag], &args)
             .await
         {
-            Some(flag) => {
-                fleet.flag.store(flag == 1, Ordering::Release);
+            Some(reply) => {
+                fleet.read(&reply);
                 true
             }
             None => false,
@@ -222,6 +222,7 @@ impl RedisFleetBuilder {
                 flag_checked: AtomicU64::new(0),
                 refreshing: AtomicBool::new(false),
                 deposits: AtomicU64::new(0),
+                procs: AtomicU32::new(1),
                 scripts: Scripts::new(),
             }),
         })
@@ -260,6 +261,8 @@ pub(crate) struct Fleet {
     refreshing: AtomicBool,
     /// Healthy answers not yet added to the fleet's budget.
     deposits: AtomicU64,
+    /// The processes seen in the fleet over ten seconds, at the last reading.
+    procs: AtomicU32,
     scripts: Scripts,
 }
 
@@ -400,13 +403,26 @@ return now",
             ),
             // KEYS: flag. ARGV: healthy answers to deposit, budget key prefix, me. The
             // second's hash also names the processes seen in it (for their reserves).
+            // Returns {flag set (1/0), processes seen over the last ten seconds}.
             refresh: script(
                 "local n = tonumber(ARGV[1])
-local key = ARGV[2] .. tonumber(t[1])
+local sec = tonumber(t[1])
+local key = ARGV[2] .. sec
 if n > 0 then redis.call('HINCRBY', key, 'ok', n) end
 redis.call('HSET', key, 'proc:' .. ARGV[3], 1)
 redis.call('EXPIRE', key, 20)
-return redis.call('EXISTS', KEYS[1])",
+local procs, seen = 0, {}
+for i = 0, 9 do
+  local names = redis.call('HKEYS', ARGV[2] .. (sec - i))
+  for j = 1, #names do
+    local name = names[j]
+    if name ~= 'ok' and name ~= 'retries' and not seen[name] then
+      seen[name] = true
+      procs = procs + 1
+    end
+  end
+end
+return {redis.call('EXISTS', KEYS[1]), procs}",
             ),
         }
     }
@@ -448,6 +464,20 @@ impl Fleet {
         self.up.load(Ordering::Acquire)
     }
 
+    /// Reads the refresh script's reply `{flag, processes}`.
+    fn read(&self, reply: &[i64]) {
+        let field = |i: usize| reply.get(i).copied().unwrap_or(0);
+        self.flag.store(field(0) == 1, Ordering::Release);
+        let procs = u32::try_from(field(1)).unwrap_or(u32::MAX).max(1);
+        self.procs.store(procs, Ordering::Relaxed);
+    }
+
+    /// The share of a fleet-wide rate this process may take while it plans alone: one over
+    /// the processes it last saw in the fleet (1 until it saw any).
+    pub(crate) fn share(&self) -> u32 {
+        self.procs.load(Ordering::Relaxed).max(1)
+    }
+
     /// Whether requests ask Redis: it answered last time, or it has not been tried yet.
     fn may_ask(&self) -> bool {
         self.up() || !self.contacted.load(Ordering::Acquire)
@@ -472,10 +502,10 @@ impl Fleet {
                 let flag = fleet.flag_key();
                 let args = args![deposits, fleet.budget_prefix(), &*fleet.me];
                 match fleet
-                    .call::<u8>(&fleet.scripts.refresh, &[&flag], &args)
+                    .call::<Vec<i64>>(&fleet.scripts.refresh, &[&flag], &args)
                     .await
                 {
-                    Some(flag) => fleet.flag.store(flag == 1, Ordering::Release),
+                    Some(reply) => fleet.read(&reply),
                     // Nothing is lost: the deposits go with the next reading.
                     None => {
                         fleet.deposits.fetch_add(deposits, Ordering::Relaxed);
@@ -777,6 +807,11 @@ impl FleetState {
         // Both read: the flag's refresh keeps ticking while anything is throttled locally.
         let fleet = self.fleet.throttled();
         self.local.throttled() || fleet
+    }
+
+    /// This process's share of a fleet-wide rate while it plans alone.
+    pub(crate) fn share(&self) -> u32 {
+        self.fleet.share()
     }
 
     pub(crate) fn local(&self) -> &State {

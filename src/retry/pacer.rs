@@ -300,8 +300,16 @@ impl Pacer {
     }
 
     /// Takes the slot at `at` (no earlier than [`next`](Self::next)).
+    #[cfg(test)]
     pub(crate) fn take(&mut self, at: Instant) {
-        self.next = rules::after_slot(rules::slot(self.next, at), self.rate_at(at));
+        self.take_shared(at, 1);
+    }
+
+    /// Takes the slot at `at` at one `share`th of the rate: a process of a fleet planning
+    /// alone, at its part of the fleet's rate.
+    pub(crate) fn take_shared(&mut self, at: Instant, share: u32) {
+        let rate = self.rate_at(at) / f64::from(share.max(1));
+        self.next = rules::after_slot(rules::slot(self.next, at), rate);
     }
 
     /// The rate at `now`: held, then recovering; or searched.

@@ -302,18 +302,21 @@ impl State {
         partition: impl FnOnce() -> Partition,
         inputs: &Inputs,
     ) -> Plan {
-        self.plan_with(settings, partition, inputs, None)
+        self.plan_with(settings, partition, inputs, None, 1)
     }
 
     /// [`plan`](Self::plan), with what the fleet's shared store said (when it answered): its
     /// gate counts as well as this process's (the stricter wins), its pacing slot (already
     /// taken there) replaces the local pacer's, and its budget answer the local budget's.
+    /// Without an answer, a rate that is the fleet's (stated or configured) is taken at one
+    /// `share`th of it: the processes of the fleet each plan alone.
     pub(crate) fn plan_with(
         &self,
         settings: &Settings,
         partition: impl FnOnce() -> Partition,
         inputs: &Inputs,
         remote: Option<&Remote>,
+        share: u32,
     ) -> Plan {
         let now = inputs.now;
         let mut changed = Changed::default();
@@ -390,7 +393,14 @@ impl State {
                         && slot.is_some()
                         && let Some(pacer) = &mut held.pacer
                     {
-                        pacer.take(at);
+                        // A fleet-wide rate (stated or configured) planned here alone is
+                        // this process's share of it.
+                        let share = if pacer.stated() || pacer.is_configured() {
+                            share
+                        } else {
+                            1
+                        };
+                        pacer.take_shared(at, share);
                         changed.paced = Some(pacer.rate_at(at));
                     }
                     if probe && let Some(gate) = &mut held.gate {

@@ -97,7 +97,13 @@ impl Store {
             #[cfg(feature = "redis")]
             Self::Fleet(fleet) => match fleet.ask(inputs, settings, partition) {
                 Ok(question) => Planned::Ask(question),
-                Err(partition) => Planned::Now(fleet.local().plan(settings, partition, inputs)),
+                Err(partition) => Planned::Now(fleet.local().plan_with(
+                    settings,
+                    partition,
+                    inputs,
+                    None,
+                    fleet.share(),
+                )),
             },
         }
     }
@@ -110,8 +116,19 @@ impl Store {
         inputs: &Inputs,
         remote: Option<Remote>,
     ) -> Plan {
-        self.local()
-            .plan_with(settings, || partition.clone(), inputs, remote.as_ref())
+        // A fleet that did not answer in time: this process plans alone, at its share.
+        let share = match (self, &remote) {
+            #[cfg(feature = "redis")]
+            (Self::Fleet(fleet), None) => fleet.share(),
+            _ => 1,
+        };
+        self.local().plan_with(
+            settings,
+            || partition.clone(),
+            inputs,
+            remote.as_ref(),
+            share,
+        )
     }
 
     /// What an attempt showed; see [`State::observe`]. `partition` and `now` are only asked

@@ -141,6 +141,10 @@ async fn many_tenants_throttled_at_once_all_end_with_a_bounded_table() {
     for call in calls {
         let res = call.await.unwrap().unwrap();
         let stop = info(&res).stop_reason();
-        assert_eq!((res.status().as_u16(), info(&res).attempts()), (200, 2), "{stop:?}");
+        assert_eq!(
+            (res.status().as_u16(), info(&res).attempts()),
+            (200, 2),
+            "{stop:?}"
+        );
     }
 }
