@@ -161,8 +161,8 @@ pub struct RedisFleetBuilder {
 }
 
 impl RedisFleetBuilder {
-    /// The prefix of every key (default `infoplug`): processes share state only under the
-    /// same prefix.
+    /// The prefix of every key (default `infoplug`; 1 to 100 bytes, no braces: it is the keys'
+    /// hash tag): processes share state only under the same prefix.
     pub fn prefix(mut self, prefix: &str) -> Self {
         self.prefix = prefix.to_owned();
         self
@@ -186,8 +186,8 @@ impl RedisFleetBuilder {
         if !(Duration::from_millis(1)..=Duration::from_secs(10)).contains(&self.timeout) {
             return Err(invalid("a timeout from 1 ms to 10 s"));
         }
-        if self.prefix.is_empty() || self.prefix.len() > 100 {
-            return Err(invalid("a prefix of 1 to 100 bytes"));
+        if self.prefix.is_empty() || self.prefix.len() > 100 || self.prefix.contains(['{', '}']) {
+            return Err(invalid("a prefix of 1 to 100 bytes without braces"));
         }
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(invalid("to be built within a Tokio runtime"));
@@ -441,8 +441,11 @@ impl Fleet {
         u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// Every key of a fleet carries its prefix as a hash tag (`{prefix}`): in a Redis Cluster
+    /// they all live in one slot, so each script, which reads a partition's keys beside the
+    /// fleet's flag and budget, runs on one node.
     fn keys(&self, partition: &Partition) -> Keys {
-        let base = format!("{}:p:{}", self.prefix, partition.fleet_name());
+        let base = format!("{{{}}}:p:{}", self.prefix, partition.fleet_name());
         Keys {
             gate: format!("{base}:gate"),
             probe: format!("{base}:probe"),
@@ -452,11 +455,11 @@ impl Fleet {
     }
 
     fn flag_key(&self) -> String {
-        format!("{}:throttled", self.prefix)
+        format!("{{{}}}:throttled", self.prefix)
     }
 
     fn budget_prefix(&self) -> String {
-        format!("{}:budget:", self.prefix)
+        format!("{{{}}}:budget:", self.prefix)
     }
 
     /// Whether requests may ask Redis now (the last operation succeeded).
