@@ -355,8 +355,24 @@ mod redis_server;
 #[ignore = "needs redis-server"]
 async fn the_fleet_store_keeps_the_contract() {
     let redis = redis_server::RedisServer::start();
+    fleet_keeps_the_contract(|| super::RedisFleet::builder(&redis.url())).await;
+}
+
+/// The same table against a Redis Cluster of three masters.
+#[cfg(feature = "redis-cluster")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server"]
+async fn the_cluster_store_keeps_the_contract() {
+    let cluster = redis_server::RedisCluster::start();
+    let urls = cluster.urls();
+    let nodes: Vec<&str> = urls.iter().map(String::as_str).collect();
+    fleet_keeps_the_contract(|| super::RedisFleet::cluster(&nodes)).await;
+}
+
+#[cfg(feature = "redis")]
+async fn fleet_keeps_the_contract(fleet: impl Fn() -> super::RedisFleetBuilder) {
     for (i, scenario) in TABLE.iter().enumerate() {
-        let fleet = super::RedisFleet::builder(&redis.url())
+        let fleet = fleet()
             .prefix(&format!("conformance-{i}"))
             .timeout(Duration::from_secs(2))
             .build()

@@ -93,7 +93,22 @@ impl RedisFleet {
     /// features), with the default prefix `infoplug` and a 50 ms timeout.
     pub fn builder(url: &str) -> RedisFleetBuilder {
         RedisFleetBuilder {
-            url: url.to_owned(),
+            target: Target::Single(url.to_owned()),
+            prefix: "infoplug".to_owned(),
+            timeout: DEFAULT_FLEET_TIMEOUT,
+        }
+    }
+
+    /// A fleet on the Redis Cluster reached through any of `nodes` (`redis://` URLs; the
+    /// client learns the others and the slot map from them), otherwise as
+    /// [`builder`](Self::builder). Every key of a fleet carries its prefix as a hash tag, so
+    /// one fleet's state lives on one master: a fleet's traffic to Redis is small, and fleets
+    /// under different prefixes spread over the cluster. When that master fails, the fleet's
+    /// processes plan alone (each at its share) until the cluster serves the slot again.
+    #[cfg(feature = "redis-cluster")]
+    pub fn cluster(nodes: &[&str]) -> RedisFleetBuilder {
+        RedisFleetBuilder {
+            target: Target::Cluster(nodes.iter().map(|n| (*n).to_owned()).collect()),
             prefix: "infoplug".to_owned(),
             timeout: DEFAULT_FLEET_TIMEOUT,
         }
@@ -155,9 +170,33 @@ impl fmt::Debug for RedisFleet {
 /// Builds a [`RedisFleet`].
 #[must_use = "call `build` to get the fleet"]
 pub struct RedisFleetBuilder {
-    url: String,
+    target: Target,
     prefix: String,
     timeout: Duration,
+}
+
+/// Where a fleet's Redis is.
+enum Target {
+    Single(String),
+    #[cfg(feature = "redis-cluster")]
+    Cluster(Vec<String>),
+}
+
+/// The connection to a fleet's Redis.
+enum Conn {
+    /// One Redis, through the connection manager (it reconnects by itself).
+    Single(ConnectionManager),
+    /// A cluster.
+    #[cfg(feature = "redis-cluster")]
+    Cluster(Box<Cluster>),
+}
+
+/// A cluster's client, and the connection made on the first operation (made again on a
+/// later one while it could not be). Boxed in [`Conn`]: the client's settings are large.
+#[cfg(feature = "redis-cluster")]
+struct Cluster {
+    client: redis::cluster::ClusterClient,
+    conn: tokio::sync::OnceCell<redis::cluster_async::ClusterConnection>,
 }
 
 impl RedisFleetBuilder {
@@ -193,14 +232,39 @@ impl RedisFleetBuilder {
             return Err(invalid("to be built within a Tokio runtime"));
         }
         // The URL is not quoted in the error: it may hold a password.
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|_| invalid("a redis:// URL that the redis crate accepts"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|_| invalid("a Redis connection that can be set up"))?;
+        let conn = match &self.target {
+            Target::Single(url) => {
+                let client = redis::Client::open(url.as_str())
+                    .map_err(|_| invalid("a redis:// URL that the redis crate accepts"))?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_number_of_retries(1);
+                Conn::Single(
+                    ConnectionManager::new_lazy_with_config(client, config)
+                        .map_err(|_| invalid("a Redis connection that can be set up"))?,
+                )
+            }
+            #[cfg(feature = "redis-cluster")]
+            Target::Cluster(nodes) => {
+                if nodes.is_empty() {
+                    return Err(invalid("at least one cluster node"));
+                }
+                let client =
+                    redis::cluster::ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+                        .connection_timeout(self.timeout)
+                        .response_timeout(self.timeout)
+                        .retries(1)
+                        .build()
+                        .map_err(|_| {
+                            invalid("redis:// URLs of cluster nodes that the redis crate accepts")
+                        })?;
+                Conn::Cluster(Box::new(Cluster {
+                    client,
+                    conn: tokio::sync::OnceCell::new(),
+                }))
+            }
+        };
         let me = {
             use std::hash::{BuildHasher, Hasher};
             let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
@@ -240,7 +304,7 @@ impl fmt::Debug for RedisFleetBuilder {
 
 /// What every process's layer shares with Redis.
 pub(crate) struct Fleet {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: Box<str>,
     timeout: Duration,
     /// This process's name in the fleet's hashes: random, nothing else.
@@ -546,8 +610,18 @@ impl Fleet {
                 for arg in args {
                     invocation.arg(arg.as_slice());
                 }
-                let mut conn = self.conn.clone();
-                match invocation.invoke_async::<T>(&mut conn).await {
+                let invoked = match &self.conn {
+                    Conn::Single(conn) => invocation.invoke_async::<T>(&mut conn.clone()).await,
+                    #[cfg(feature = "redis-cluster")]
+                    Conn::Cluster(cluster) => {
+                        let Cluster { client, conn } = &**cluster;
+                        match conn.get_or_try_init(|| client.get_async_connection()).await {
+                            Ok(conn) => invocation.invoke_async::<T>(&mut conn.clone()).await,
+                            Err(error) => Err(error),
+                        }
+                    }
+                };
+                match invoked {
                     Ok(value) => return Ok(value),
                     Err(error) if error.is_connection_dropped() || error.is_io_error() => {
                         last = Some(error);
