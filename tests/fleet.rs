@@ -39,6 +39,19 @@ const URL: &str = "http://api.test/v1/x";
 
 type Stack = InfoPlugService<Emulator>;
 
+/// One process's stack over the shared emulator, with the fleet handle `fleet`.
+fn process_in(
+    fleet: RedisFleet,
+    api: &Emulator,
+    retry: impl FnOnce(RetryBuilder) -> RetryBuilder,
+) -> (RedisFleet, Stack) {
+    let layer = InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), "http://api.test")
+        .retry(|r| retry(r.jitter(Fixed(0.0)).fleet(fleet.clone())))
+        .build()
+        .unwrap();
+    (fleet, layer.layer(api.clone()))
+}
+
 /// One process's stack over the shared emulator, with its own fleet handle on `url`.
 fn process(
     url: &str,
@@ -573,4 +586,90 @@ async fn a_process_that_loses_the_fleet_takes_only_its_share_of_the_quota() {
     let last = *seen.iter().max().unwrap();
     assert!(last >= Duration::from_millis(1300), "{seen:?}");
     drop(b);
+}
+
+/// Two processes on a Redis Cluster of three masters share a gate; the master that serves
+/// the fleet's slot is killed: every request still ends, within the fleet's bound, with
+/// each process's own state; once the master is back the fleet rejoins and shares again.
+#[cfg(feature = "redis-cluster")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server"]
+async fn a_cluster_fleet_shares_a_gate_outlives_its_master_and_rejoins() {
+    let mut cluster = redis_server::RedisCluster::start();
+    let urls = cluster.urls();
+    let nodes: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let on_cluster = || {
+        RedisFleet::cluster(&nodes)
+            .prefix("cluster")
+            .build()
+            .unwrap()
+    };
+    let api = Emulator::builder().no_rate_limit().build();
+    let (fa, a) = process_in(on_cluster(), &api, |r| r);
+    let (fb, b) = process_in(on_cluster(), &api, |r| r);
+    joined(&fa, &a).await;
+    joined(&fb, &b).await;
+
+    shared_gate("before", &api, (&fa, &a), (&fb, &b)).await;
+
+    let master = cluster.node_of("{cluster}:throttled");
+    cluster.stop(master);
+    for i in 0..10 {
+        let start = Instant::now();
+        let res = a.clone().oneshot(get(URL)).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "request {i}");
+        assert!(
+            start.elapsed() < 500 * MS,
+            "request {i} took {:?}",
+            start.elapsed()
+        );
+    }
+    assert!(!fa.is_connected());
+
+    cluster.restart(master);
+    cluster.wait_ok();
+    for (fleet, stack) in [(&fa, &a), (&fb, &b)] {
+        let started = Instant::now();
+        while !fleet.is_connected() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "never rejoined"
+            );
+            stack.clone().oneshot(get(URL)).await.unwrap();
+            tokio::time::sleep(50 * MS).await;
+        }
+    }
+    // The cluster's clients may drop a connection or two to the restarted node in its first
+    // seconds (each drop plans alone for a second): three seconds of requests first.
+    for _ in 0..30 {
+        a.clone().oneshot(get(URL)).await.unwrap();
+        b.clone().oneshot(get(URL)).await.unwrap();
+        tokio::time::sleep(100 * MS).await;
+    }
+    tokio::time::sleep(150 * MS).await;
+    shared_gate("after the master came back", &api, (&fa, &a), (&fb, &b)).await;
+}
+
+/// A 429 asking for 800 ms met by `a`: `b`, 150 ms later, must wait for it too.
+#[cfg(feature = "redis-cluster")]
+async fn shared_gate(
+    when: &str,
+    api: &Emulator,
+    (fa, a): (&RedisFleet, &Stack),
+    (fb, b): (&RedisFleet, &Stack),
+) {
+    api.take_requests();
+    api.push(Reply::status(429).header("retry-after-ms", "800"));
+    let start = Instant::now();
+    let first = tokio::spawn(a.clone().oneshot(get(URL)));
+    tokio::time::sleep(150 * MS).await;
+    b.clone().oneshot(get(URL)).await.unwrap();
+    first.await.unwrap().unwrap();
+    let seen = arrivals_after(api, start);
+    assert!(
+        seen[1..].iter().all(|t| *t >= 790 * MS),
+        "{when}: {seen:?} (A {}, B {})",
+        fa.is_connected(),
+        fb.is_connected()
+    );
 }
