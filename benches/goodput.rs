@@ -30,6 +30,9 @@
 //! (`GOODPUT_NGINX_N`), 16 and 64 in flight; `GOODPUT_ONLY=nginx` runs those alone, and
 //! `GOODPUT_ONLY=stack` the one-stack tables alone.
 //!
+//! `GOODPUT_ONLY=cluster`: the fleet of 4, each alone, through one Redis, and through a
+//! Redis Cluster of three masters the bench creates (needs `redis-server` and `redis-cli`).
+//!
 //! `GOODPUT_ONLY=fleet-down`: the fleet of 4 told the quota, with its Redis killed half way
 //! through, beside four stacks each planning alone at the whole quota.
 //!
@@ -95,6 +98,8 @@ enum Row {
     Configured,
     /// The same, its state shared through Redis (the fleet only).
     ConfiguredFleet,
+    /// `InfoPlugLayer` with its state shared through a Redis Cluster (the fleet only).
+    ClusterFleet,
 }
 
 /// The quota of the run, in requests a second, for the rows told it.
@@ -114,7 +119,7 @@ impl Row {
 
     /// Whether the row needs a shared store.
     fn shares(self) -> bool {
-        matches!(self, Row::Fleet | Row::ConfiguredFleet)
+        matches!(self, Row::Fleet | Row::ConfiguredFleet | Row::ClusterFleet)
     }
 
     fn name(self) -> &'static str {
@@ -127,6 +132,7 @@ impl Row {
             Row::Fleet => "`InfoPlugLayer` + Redis fleet",
             Row::Configured => "`InfoPlugLayer`, `quota(q, 1 s)`",
             Row::ConfiguredFleet => "`InfoPlugLayer`, `quota(q, 1 s)` + Redis fleet",
+            Row::ClusterFleet => "`InfoPlugLayer` + Redis Cluster fleet",
         }
     }
 
@@ -167,10 +173,22 @@ impl Row {
                     })
                 })
             }
-            Row::Unpaced | Row::InfoPlug | Row::Fleet | Row::Configured | Row::ConfiguredFleet => {
-                let fleet = redis
-                    .filter(|_| self.shares())
-                    .map(|(url, prefix)| RedisFleet::builder(url).prefix(prefix).build().unwrap());
+            Row::Unpaced
+            | Row::InfoPlug
+            | Row::Fleet
+            | Row::Configured
+            | Row::ConfiguredFleet
+            | Row::ClusterFleet => {
+                // A cluster's nodes are given comma-separated.
+                let fleet = redis.filter(|_| self.shares()).map(|(url, prefix)| {
+                    let builder = if self == Row::ClusterFleet {
+                        let nodes: Vec<&str> = url.split(',').collect();
+                        RedisFleet::cluster(&nodes)
+                    } else {
+                        RedisFleet::builder(url)
+                    };
+                    builder.prefix(prefix).build().unwrap()
+                });
                 let quota = QUOTA.load(Ordering::Relaxed);
                 let layer = InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), base)
                     .retry(|r| {
@@ -403,6 +421,10 @@ fn main() {
         runtime.block_on(outages());
         return;
     }
+    if only == "cluster" {
+        runtime.block_on(on_a_cluster(n, per_second, ideal));
+        return;
+    }
     if only == "fleet-down" {
         runtime.block_on(losing_redis(n, per_second, ideal));
         return;
@@ -491,6 +513,115 @@ fn start_redis() -> Option<(std::process::Child, String)> {
         std::thread::sleep(Duration::from_millis(10));
     }
     Some((child, format!("redis://127.0.0.1:{port}")))
+}
+
+/// Three `redis-server --cluster-enabled yes` masters on free loopback ports, made a
+/// cluster with `redis-cli --cluster create`; their processes, the nodes' URLs
+/// comma-separated, and the directory of their `nodes.conf` files.
+fn start_cluster() -> Option<(Vec<std::process::Child>, String, std::path::PathBuf)> {
+    use std::process::{Command, Stdio};
+    let dir = std::env::temp_dir().join(format!("goodput-cluster-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok()?;
+    let mut children = Vec::new();
+    let mut addrs = Vec::new();
+    for _ in 0..3 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--cluster-enabled",
+                "yes",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--cluster-config-file")
+            .arg(dir.join(format!("nodes-{port}.conf")))
+            .stdout(Stdio::null())
+            .spawn()
+            .ok()?;
+        children.push(child);
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        addrs.push(format!("127.0.0.1:{port}"));
+    }
+    let created = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdout(Stdio::null())
+        .status()
+        .ok()?;
+    if !created.success() {
+        return None;
+    }
+    // Until every node says the cluster is ok.
+    for addr in &addrs {
+        let port = addr.rsplit(':').next()?;
+        for _ in 0..600 {
+            let out = Command::new("redis-cli")
+                .args(["-p", port, "cluster", "info"])
+                .output()
+                .ok()?;
+            if String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let urls: Vec<String> = addrs.iter().map(|a| format!("redis://{a}")).collect();
+    Some((children, urls.join(","), dir))
+}
+
+/// The fleet of 4 on one quota, sharing through one Redis and through a Redis Cluster of
+/// three masters, beside four stacks each alone (`GOODPUT_ONLY=cluster`).
+async fn on_a_cluster(n: usize, per_second: u32, ideal: Duration) {
+    let (Some((mut single, redis)), Some((children, nodes, dir))) =
+        (start_redis(), start_cluster())
+    else {
+        println!("\n(no redis-server or redis-cli on the PATH: the cluster rows are skipped)");
+        return;
+    };
+    let quotas = [
+        (
+            "fixed window",
+            Quota::fixed_window(per_second, Duration::from_secs(1)),
+        ),
+        ("token bucket", Quota::token_bucket(per_second, per_second)),
+    ];
+    for (quota_name, quota) in quotas {
+        for in_flight in [16, 64] {
+            println!(
+                "\na fleet of 4 stacks on one quota, {quota_name}, {in_flight} in flight each\n"
+            );
+            println!("| row | 200s | makespan ÷ ideal | calls ÷ N | 429s sent | p50 | p99 |");
+            println!("|---|---:|---:|---:|---:|---:|---:|");
+            for (row, url) in [
+                (Row::InfoPlug, &redis),
+                (Row::Fleet, &redis),
+                (Row::ClusterFleet, &nodes),
+            ] {
+                let out = run(row, quota, n, in_flight, 4, Some(url)).await;
+                out.print(row, n, ideal, &out.throttled.to_string());
+            }
+        }
+    }
+    let _ = single.kill();
+    let _ = single.wait();
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// The fleet of 4 told the quota, fixed window, 16 in flight each, with Redis killed half

@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --example fleet --all-features -- --workers 4
 //! cargo run --example fleet --all-features -- --redis redis://127.0.0.1:6379 --workers 4
+//! cargo run --example fleet --all-features -- --redis-cluster redis://127.0.0.1:7001,redis://127.0.0.1:7002
 //! ```
 //!
 //! Starts the emulator on a free loopback port with a fixed-window quota, then runs the
@@ -29,17 +30,24 @@ use tower_infoplug::mock::{Emulator, Quota, TEST_KEY};
 use tower_infoplug::retry::RedisFleet;
 use tower_infoplug::{ApiKey, InfoPlugLayer, ReplayBody};
 
-const USAGE: &str = "usage: fleet [--redis URL] [--workers N] [--requests N] [--in-flight N] [--quota PER_SECOND] [--prefix NAME]
+const USAGE: &str = "usage: fleet [--redis URL | --redis-cluster URL[,URL...]] [--workers N] [--requests N] [--in-flight N] [--quota PER_SECOND] [--prefix NAME]
 
 Runs N requests (default 2000) from --workers workers (default 4), each with its own stack
 and --in-flight requests at a time (default 16), against the emulator with a fixed-window
 quota (default 200 a second). With --redis, the workers share gates, pacing and the retry
-budget through that Redis (keys under --prefix, default a fresh one per run); without, each
-keeps its own. Prints the requests that ended in a 200, the calls and 429s the server saw,
+budget through that Redis (keys under --prefix, default a fresh one per run); with
+--redis-cluster, through the Redis Cluster those nodes belong to (feature redis-cluster);
+without either, each keeps its own. Prints the requests that ended in a 200, the calls and 429s the server saw,
 and the makespan against the ideal (N over the quota).";
 
+/// Where the fleet's state is shared.
+enum Shared {
+    Redis(String),
+    Cluster(Vec<String>),
+}
+
 struct Args {
-    redis: Option<String>,
+    redis: Option<Shared>,
     workers: usize,
     requests: usize,
     in_flight: usize,
@@ -72,7 +80,11 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String>
                 .ok_or_else(|| format!("{flag}: {value:?} is not a number from 1 to {most}"))
         };
         match flag.as_str() {
-            "--redis" => parsed.redis = Some(value.clone()),
+            "--redis" => parsed.redis = Some(Shared::Redis(value.clone())),
+            "--redis-cluster" => {
+                let nodes = value.split(',').map(str::to_owned).collect();
+                parsed.redis = Some(Shared::Cluster(nodes));
+            }
             "--prefix" => parsed.prefix = Some(value.clone()),
             "--workers" => parsed.workers = number(64)?,
             "--requests" => parsed.requests = number(1_000_000)?,
@@ -117,12 +129,13 @@ async fn run() -> Result<(), String> {
     let mut fleets = Vec::new();
     for _ in 0..args.workers {
         let fleet = match &args.redis {
-            Some(url) => Some(
+            Some(Shared::Redis(url)) => Some(
                 RedisFleet::builder(url)
                     .prefix(&prefix)
                     .build()
                     .map_err(|e| format!("--redis: {e}"))?,
             ),
+            Some(Shared::Cluster(nodes)) => Some(cluster(nodes, &prefix)?),
             None => None,
         };
         let key = ApiKey::new(TEST_KEY).map_err(|e| e.to_string())?;
@@ -145,9 +158,7 @@ async fn run() -> Result<(), String> {
         None => "each worker's own".to_owned(),
         Some(fleet) if fleet.check().await => "shared through Redis".to_owned(),
         Some(_) => {
-            eprintln!(
-                "fleet: WARN: Redis did not answer at --redis: each worker plans alone until it does"
-            );
+            eprintln!("fleet: WARN: Redis did not answer: each worker plans alone until it does");
             "each worker's own (Redis did not answer; the workers join when it does)".to_owned()
         }
     };
@@ -213,4 +224,19 @@ async fn run() -> Result<(), String> {
         println!("fleet connected at the end: {}", fleet.is_connected());
     }
     Ok(())
+}
+
+/// A fleet on the cluster of `nodes`.
+#[cfg(feature = "redis-cluster")]
+fn cluster(nodes: &[String], prefix: &str) -> Result<RedisFleet, String> {
+    let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
+    RedisFleet::cluster(&nodes)
+        .prefix(prefix)
+        .build()
+        .map_err(|e| format!("--redis-cluster: {e}"))
+}
+
+#[cfg(not(feature = "redis-cluster"))]
+fn cluster(_: &[String], _: &str) -> Result<RedisFleet, String> {
+    Err("--redis-cluster needs the redis-cluster feature (--all-features)".to_owned())
 }
