@@ -28,6 +28,11 @@ pub enum ConfigError {
         /// The variable's name.
         name: String,
     },
+    /// Several environment variables are not set (`from_env` names every one at once).
+    MissingEnvVars {
+        /// The variables' names.
+        names: Vec<String>,
+    },
     /// The environment variable that should hold the API key is not valid Unicode.
     NonUnicodeEnvVar {
         /// The variable's name.
@@ -72,13 +77,29 @@ impl fmt::Display for ConfigError {
                 "the API key is {len} bytes long, more than the {} bytes allowed",
                 crate::MAX_KEY_LEN
             ),
-            Self::MissingEnvVar { name } if name == "INFOPLUG_BASE_URL" => write!(
-                f,
-                "the environment variable {name} is not set: set it to the API's base URL \
-                 (or an emulator's, such as http://127.0.0.1:3000)"
-            ),
             Self::MissingEnvVar { name } => {
-                write!(f, "the environment variable {name} is not set")
+                write!(
+                    f,
+                    "the environment variable {name} is not set: set it to {}",
+                    what_to_set(name)
+                )
+            }
+            Self::MissingEnvVars { names } => {
+                f.write_str("the environment variables ")?;
+                for (i, name) in names.iter().enumerate() {
+                    let sep = match i {
+                        0 => "",
+                        _ if i + 1 == names.len() => " and ",
+                        _ => ", ",
+                    };
+                    write!(f, "{sep}{name}")?;
+                }
+                f.write_str(" are not set: ")?;
+                for (i, name) in names.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { "; " };
+                    write!(f, "{sep}set {name} to {}", what_to_set(name))?;
+                }
+                Ok(())
             }
             Self::NonUnicodeEnvVar { name } => {
                 write!(f, "the environment variable {name} is not valid Unicode")
@@ -96,6 +117,16 @@ impl fmt::Display for ConfigError {
                 write!(f, "`{setting}` is out of range: expected {expected}")
             }
         }
+    }
+}
+
+/// What a variable `from_env` reads should hold.
+fn what_to_set(name: &str) -> &'static str {
+    // The preset's `BASE_URL_ENV`, which builds without the preset do not have.
+    if name == "INFOPLUG_BASE_URL" {
+        "the API's base URL (or an emulator's, such as http://127.0.0.1:3000)"
+    } else {
+        "your InfoPlug API key (the emulator's is tower_infoplug::mock::TEST_KEY)"
     }
 }
 
@@ -129,7 +160,22 @@ mod tests {
         };
         assert_eq!(
             format!("{err:?}"),
-            "the environment variable INFOPLUG_API_KEY is not set"
+            "the environment variable INFOPLUG_API_KEY is not set: set it to your InfoPlug \
+             API key (the emulator's is tower_infoplug::mock::TEST_KEY)"
+        );
+    }
+
+    #[test]
+    fn every_missing_variable_is_named_at_once_with_what_to_set() {
+        let err = ConfigError::MissingEnvVars {
+            names: vec!["INFOPLUG_API_KEY".into(), "INFOPLUG_BASE_URL".into()],
+        };
+        assert_eq!(
+            err.to_string(),
+            "the environment variables INFOPLUG_API_KEY and INFOPLUG_BASE_URL are not set: \
+             set INFOPLUG_API_KEY to your InfoPlug API key (the emulator's is \
+             tower_infoplug::mock::TEST_KEY); set INFOPLUG_BASE_URL to the API's base URL (or \
+             an emulator's, such as http://127.0.0.1:3000)"
         );
     }
 }

@@ -67,10 +67,23 @@ impl InfoPlugLayer {
         Self::builder(key, base_url).build()
     }
 
-    /// The key from `INFOPLUG_API_KEY` and the base URL from `INFOPLUG_BASE_URL`.
+    /// The key from `INFOPLUG_API_KEY` and the base URL from `INFOPLUG_BASE_URL`. With both
+    /// missing, the error names both, and what to set each to.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let base_url = crate::key::env_var(BASE_URL_ENV)?;
-        Self::new(crate::ApiKey::from_env()?, &base_url)
+        Self::from_vars(crate::key::env_var)
+    }
+
+    /// [`from_env`](Self::from_env) with the variables read by `var`.
+    fn from_vars(var: impl Fn(&str) -> Result<String, ConfigError>) -> Result<Self, ConfigError> {
+        let key = var(crate::API_KEY_ENV).and_then(crate::ApiKey::new);
+        match (key, var(BASE_URL_ENV)) {
+            (Ok(key), Ok(base_url)) => Self::new(key, &base_url),
+            (
+                Err(ConfigError::MissingEnvVar { name: a }),
+                Err(ConfigError::MissingEnvVar { name: b }),
+            ) => Err(ConfigError::MissingEnvVars { names: vec![a, b] }),
+            (Err(err), _) | (_, Err(err)) => Err(err),
+        }
     }
 
     /// Other settings.
@@ -209,5 +222,63 @@ impl fmt::Debug for InfoPlugBuilder {
             .field("retry", &self.retry)
             .field("classify", &self.classify)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// `from_env` over a made-up environment of `set` variables.
+    fn from(set: &[(&str, &str)]) -> Result<InfoPlugLayer, ConfigError> {
+        InfoPlugLayer::from_vars(|name| {
+            set.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+                .ok_or_else(|| ConfigError::MissingEnvVar {
+                    name: name.to_owned(),
+                })
+        })
+    }
+
+    #[test]
+    fn from_env_names_every_missing_variable_at_once() {
+        let err = from(&[]).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::MissingEnvVars {
+                names: vec![crate::API_KEY_ENV.into(), BASE_URL_ENV.into()]
+            }
+        );
+        assert!(
+            err.to_string()
+                .contains("set INFOPLUG_BASE_URL to the API's base URL")
+        );
+        // One missing: that one, with what to set it to.
+        let err = from(&[(BASE_URL_ENV, "https://api.test")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("INFOPLUG_API_KEY is not set: set it to your InfoPlug API key"),
+            "{err}"
+        );
+        let err = from(&[(crate::API_KEY_ENV, "ip_k")]).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::MissingEnvVar {
+                name: BASE_URL_ENV.into()
+            }
+        );
+        // A key that is set but unusable is that error, not a missing one.
+        let err = from(&[(crate::API_KEY_ENV, "bad key")]).unwrap_err();
+        assert!(matches!(err, ConfigError::InvalidApiKey { .. }), "{err}");
+        assert!(
+            from(&[
+                (crate::API_KEY_ENV, "ip_k"),
+                (BASE_URL_ENV, "https://api.test")
+            ])
+            .is_ok()
+        );
     }
 }
