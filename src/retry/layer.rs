@@ -549,10 +549,11 @@ impl RetryBuilder {
         self
     }
 
-    /// Calls `hook` when a 429 or 503 shuts its partition's gate or sets its pacing, with how
-    /// long the gate is shut and the rate it is paced at (default: none): the moment a
-    /// dashboard or an alert wants, once per throttling answer rather than once per request
-    /// held. Same rules as [`on_retry`](Self::on_retry).
+    /// Calls `hook` when a 429 or 503 shuts its partition's gate or sets its pacing, or the
+    /// partition's circuit breaker trips (`event.tripped`), with how long the gate is shut
+    /// and the rate it is paced at (default: none): the moment a dashboard or an alert
+    /// wants, once per throttling answer rather than once per request held. Same rules as
+    /// [`on_retry`](Self::on_retry).
     ///
     /// ```
     /// use tower_infoplug::retry::RetryLayer;
