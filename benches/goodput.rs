@@ -515,14 +515,14 @@ fn start_redis() -> Option<(std::process::Child, String)> {
     Some((child, format!("redis://127.0.0.1:{port}")))
 }
 
-/// Three `redis-server --cluster-enabled yes` masters on free loopback ports, made a
-/// cluster with `redis-cli --cluster create`; their processes, the nodes' URLs
-/// comma-separated, and the directory of their `nodes.conf` files.
-fn start_cluster() -> Option<(Vec<std::process::Child>, String, std::path::PathBuf)> {
+/// Three `redis-server --cluster-enabled yes` masters on free loopback ports (their processes
+/// pushed on `children`, for the caller to stop whatever happens), made a cluster with
+/// `redis-cli --cluster create`; the nodes' URLs comma-separated, and the directory of their
+/// `nodes.conf` files.
+fn start_cluster(children: &mut Vec<std::process::Child>) -> Option<(String, std::path::PathBuf)> {
     use std::process::{Command, Stdio};
     let dir = std::env::temp_dir().join(format!("goodput-cluster-{}", std::process::id()));
     std::fs::create_dir_all(&dir).ok()?;
-    let mut children = Vec::new();
     let mut addrs = Vec::new();
     for _ in 0..3 {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -579,16 +579,23 @@ fn start_cluster() -> Option<(Vec<std::process::Child>, String, std::path::PathB
         }
     }
     let urls: Vec<String> = addrs.iter().map(|a| format!("redis://{a}")).collect();
-    Some((children, urls.join(","), dir))
+    Some((urls.join(","), dir))
 }
 
 /// The fleet of 4 on one quota, sharing through one Redis and through a Redis Cluster of
 /// three masters, beside four stacks each alone (`GOODPUT_ONLY=cluster`).
 async fn on_a_cluster(n: usize, per_second: u32, ideal: Duration) {
-    let (Some((mut single, redis)), Some((children, nodes, dir))) =
-        (start_redis(), start_cluster())
-    else {
-        println!("\n(no redis-server or redis-cli on the PATH: the cluster rows are skipped)");
+    let Some((mut single, redis)) = start_redis() else {
+        println!("\n(no redis-server on the PATH: the cluster rows are skipped)");
+        return;
+    };
+    let mut children = Vec::new();
+    let Some((nodes, dir)) = start_cluster(&mut children) else {
+        for mut child in children.into_iter().chain([single]) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        println!("\n(no Redis Cluster could be made: the cluster rows are skipped)");
         return;
     };
     let quotas = [
