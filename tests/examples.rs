@@ -303,6 +303,13 @@ impl Server {
         }
     }
 
+    /// A GET of `path` on it.
+    fn get(&self, path: &str) -> Request<Full<Bytes>> {
+        Request::get(format!("{}{path}", self.base))
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    }
+
     /// Sends SIGINT, as Ctrl-C does, and waits for a clean exit.
     async fn interrupt(mut self) {
         let pid = self.child.id().unwrap().to_string();
@@ -430,12 +437,7 @@ async fn the_gateway_refuses_locally_while_the_api_asks_for_an_hour_then_probes(
     let upstream = api.serve().await.unwrap();
     let gateway = start_gateway(&upstream.base_url(), &["--max-retry-after", "0.3"]).await;
     let client = http_client();
-    let get = || {
-        let req = Request::get(format!("{}/v1/profile", gateway.base))
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        client.request(req)
-    };
+    let get = || client.request(gateway.get("/v1/profile"));
 
     // The upstream asks for an hour: its own answer comes back at once.
     api.push(Reply::rate_limited(3600));
@@ -476,12 +478,7 @@ async fn the_gateway_answers_a_tripped_breaker_with_a_503_and_its_probe_time() {
     let upstream = api.serve().await.unwrap();
     let gateway = start_gateway(&upstream.base_url(), &["--max-attempts", "1"]).await;
     let client = http_client();
-    let get = || {
-        let req = Request::get(format!("{}/v1/profile", gateway.base))
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        client.request(req)
-    };
+    let get = || client.request(gateway.get("/v1/profile"));
     api.set_outage(Some(Reply::status(500)));
     for _ in 0..10 {
         assert_eq!(get().await.unwrap().status(), 500);

@@ -327,28 +327,10 @@ async fn redis_killed_and_restarted_loses_nothing_and_rejoins() {
 
     // Back on the same port: each process rejoins on its own, and a gate is shared again.
     let _redis = RedisServer::on(port);
-    for (fleet, stack) in [(&fa, &a), (&fb, &b)] {
-        let started = Instant::now();
-        while !fleet.is_connected() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "never rejoined"
-            );
-            stack.clone().oneshot(get(URL)).await.unwrap();
-            tokio::time::sleep(50 * MS).await;
-        }
-    }
+    rejoined([(&fa, &a), (&fb, &b)], Duration::from_secs(10)).await;
     assert!(warned("Redis answers") >= 1, "{}", capture.text());
     tokio::time::sleep(150 * MS).await;
-    api.take_requests();
-    api.push(Reply::status(429).header("retry-after-ms", "800"));
-    let start = Instant::now();
-    let first = tokio::spawn(a.clone().oneshot(get(URL)));
-    tokio::time::sleep(150 * MS).await;
-    b.clone().oneshot(get(URL)).await.unwrap();
-    first.await.unwrap().unwrap();
-    let seen = arrivals_after(&api, start);
-    assert!(seen[1..].iter().all(|t| *t >= 790 * MS), "{seen:?}");
+    shared_gate("after Redis came back", &api, (&fa, &a), (&fb, &b)).await;
 }
 
 /// A TCP proxy to `upstream` that holds each chunk from the client for `delay` ms.
@@ -628,17 +610,7 @@ async fn a_cluster_fleet_shares_a_gate_outlives_its_master_and_rejoins() {
 
     cluster.restart(master);
     cluster.wait_ok();
-    for (fleet, stack) in [(&fa, &a), (&fb, &b)] {
-        let started = Instant::now();
-        while !fleet.is_connected() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "never rejoined"
-            );
-            stack.clone().oneshot(get(URL)).await.unwrap();
-            tokio::time::sleep(50 * MS).await;
-        }
-    }
+    rejoined([(&fa, &a), (&fb, &b)], Duration::from_secs(20)).await;
     // The cluster's clients may drop a connection or two to the restarted node in its first
     // seconds (each drop plans alone for a second): three seconds of requests first.
     for _ in 0..30 {
@@ -650,8 +622,19 @@ async fn a_cluster_fleet_shares_a_gate_outlives_its_master_and_rejoins() {
     shared_gate("after the master came back", &api, (&fa, &a), (&fb, &b)).await;
 }
 
+/// Sends requests through each process until its fleet answers again, within `within`.
+async fn rejoined<const N: usize>(processes: [(&RedisFleet, &Stack); N], within: Duration) {
+    for (fleet, stack) in processes {
+        let started = Instant::now();
+        while !fleet.is_connected() {
+            assert!(started.elapsed() < within, "never rejoined");
+            stack.clone().oneshot(get(URL)).await.unwrap();
+            tokio::time::sleep(50 * MS).await;
+        }
+    }
+}
+
 /// A 429 asking for 800 ms met by `a`: `b`, 150 ms later, must wait for it too.
-#[cfg(feature = "redis-cluster")]
 async fn shared_gate(
     when: &str,
     api: &Emulator,

@@ -723,20 +723,22 @@ mod tests {
         assert_eq!(decisions, [Retry, Stop]);
     }
 
+    /// A client's error around the one it met, as hyper-util's wraps the connector's.
+    #[derive(Debug)]
+    struct Wrapper<E>(E);
+    impl<E> fmt::Display for Wrapper<E> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("client error (Connect)")
+        }
+    }
+    impl<E: Error + 'static> Error for Wrapper<E> {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
     #[test]
     fn failures_are_read_from_the_error_chain() {
-        #[derive(Debug)]
-        struct Wrapper(io::Error);
-        impl fmt::Display for Wrapper {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("client error (Connect)")
-            }
-        }
-        impl Error for Wrapper {
-            fn source(&self) -> Option<&(dyn Error + 'static)> {
-                Some(&self.0)
-            }
-        }
         let refused = Wrapper(io::Error::from(io::ErrorKind::ConnectionRefused));
         assert_eq!(Failure::of(&refused), Failure::NeverSent);
         let timeout = io::Error::from(io::ErrorKind::TimedOut);
@@ -758,18 +760,6 @@ mod tests {
         impl Error for Said {
             fn source(&self) -> Option<&(dyn Error + 'static)> {
                 self.1.as_ref().map(|e| e as _)
-            }
-        }
-        #[derive(Debug)]
-        struct Wrapper(Said);
-        impl fmt::Display for Wrapper {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("client error (Connect)")
-            }
-        }
-        impl Error for Wrapper {
-            fn source(&self) -> Option<&(dyn Error + 'static)> {
-                Some(&self.0)
             }
         }
         let unsendable = [

@@ -20,6 +20,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits until something listens on loopback `port` (a `redis-server` just spawned).
+fn listening(port: u16) {
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "redis-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A `redis-server` on a loopback port, killed when dropped.
 pub struct RedisServer {
     child: Child,
@@ -39,14 +51,7 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is on the PATH (these tests are ignored unless asked for)");
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        listening(port);
         Self { child, port }
     }
 
@@ -127,14 +132,7 @@ impl RedisCluster {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is on the PATH (these tests are ignored unless asked for)");
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        listening(port);
         child
     }
 
