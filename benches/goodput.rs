@@ -72,7 +72,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 use tower_infoplug::mock::{Emulator, Quota, TEST_KEY};
-use tower_infoplug::retry::{Jitter, RandomJitter, RedisFleet};
+use tower_infoplug::retry::{Jitter, RandomJitter, RedisFleet, RetryBuilder};
 use tower_infoplug::{ApiKey, AuthLayer, InfoPlugLayer};
 
 #[path = "../tests/common/nginx.rs"]
@@ -691,83 +691,15 @@ impl Guard {
         }
     }
 
-    /// A client of `base` whose transport counts every attempt it is given in `sent`.
-    fn client(self, base: &str, sent: Arc<AtomicUsize>) -> Sender {
-        use tower::ServiceBuilder;
-        /// Counts each request it passes on, in `sent`.
-        fn counting<B>(
-            sent: &Arc<AtomicUsize>,
-        ) -> impl Fn(Request<B>) -> Request<B> + Clone + use<B> {
-            let sent = Arc::clone(sent);
-            move |req| {
-                sent.fetch_add(1, Ordering::Relaxed);
-                req
-            }
-        }
+    /// A client of `base` whose every attempt and answer below its retries is counted in
+    /// `counts` (as the nginx rows count theirs).
+    fn client(self, base: &str, counts: Arc<Counts>) -> Sender {
         match self {
-            Guard::TowerRetry => boxed(
-                tower::retry::RetryLayer::new(Backoff::default()).layer(
-                    ServiceBuilder::new()
-                        .layer(AuthLayer::new(ApiKey::new(TEST_KEY).unwrap()))
-                        .map_request(counting(&sent))
-                        .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>()),
-                ),
-            ),
-            Guard::ReqwestRetry => {
-                use reqwest_retry::{RetryTransientMiddleware, policies::ExponentialBackoff};
-                let policy = ExponentialBackoff::builder().build_with_max_retries(3);
-                let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-                    .with(RetryTransientMiddleware::new_with_policy(policy))
-                    .with(CountAttempts(sent))
-                    .build();
-                Arc::new(move |uri: String| {
-                    let client = client.clone();
-                    Box::pin(async move {
-                        let res = client
-                            .get(uri)
-                            .header("x-infoplug-api-key", TEST_KEY)
-                            .send()
-                            .await
-                            .ok()?;
-                        let status = res.status();
-                        res.bytes().await.ok()?;
-                        Some(status)
-                    })
-                })
-            }
-            Guard::Breaker | Guard::NoBreaker => {
-                let layer = InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), base)
-                    .retry(|r| match self {
-                        Guard::NoBreaker => r.no_circuit_breaker(),
-                        _ => r,
-                    })
-                    .build()
-                    .unwrap();
-                boxed(
-                    layer.layer(
-                        ServiceBuilder::new()
-                            .map_request(counting(&sent))
-                            .service(Client::builder(TokioExecutor::new()).build_http()),
-                    ),
-                )
-            }
+            Guard::TowerRetry => counted(Row::TowerRetry, base, counts, |r| r),
+            Guard::ReqwestRetry => counted(Row::ReqwestRetry, base, counts, |r| r),
+            Guard::Breaker => counted(Row::InfoPlug, base, counts, |r| r),
+            Guard::NoBreaker => counted(Row::InfoPlug, base, counts, |r| r.no_circuit_breaker()),
         }
-    }
-}
-
-/// Counts each attempt below reqwest-retry.
-struct CountAttempts(Arc<AtomicUsize>);
-
-#[async_trait::async_trait]
-impl reqwest_middleware::Middleware for CountAttempts {
-    async fn handle(
-        &self,
-        req: reqwest::Request,
-        extensions: &mut http::Extensions,
-        next: reqwest_middleware::Next<'_>,
-    ) -> reqwest_middleware::Result<reqwest::Response> {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        next.run(req, extensions).await
     }
 }
 
@@ -812,8 +744,9 @@ async fn outage_row(guard: Guard, refused: bool, callers: usize, outage: Duratio
     let mut server = Some(api.serve().await.unwrap());
     let addr = server.as_ref().unwrap().addr();
     let base = format!("http://{addr}");
-    let sent = Arc::new(AtomicUsize::new(0));
-    let client = guard.client(&base, Arc::clone(&sent));
+    let counts = Arc::new(Counts::default());
+    let client = guard.client(&base, Arc::clone(&counts));
+    let sent = || counts.attempts.load(Ordering::Relaxed);
     let uri = format!("{base}/v1/profile");
     if refused {
         server.take().unwrap().shutdown().await;
@@ -841,9 +774,9 @@ async fn outage_row(guard: Guard, refused: bool, callers: usize, outage: Duratio
         })
         .collect();
     tokio::time::sleep_until(counted_from).await;
-    let sent_before = sent.load(Ordering::Relaxed);
+    let sent_before = sent();
     tokio::time::sleep_until(recovered).await;
-    let sent_in_outage = sent.load(Ordering::Relaxed) - sent_before;
+    let sent_in_outage = sent() - sent_before;
     if refused {
         server = Some(api.serve_on(addr).await.unwrap());
     } else {
@@ -925,7 +858,7 @@ async fn against_nginx() {
 /// retry middleware).
 async fn nginx_run(row: Row, base: &str, n: usize, in_flight: usize) -> Outcome {
     let counts = Arc::new(Counts::default());
-    let client = counted(row, base, Arc::clone(&counts));
+    let client = counted(row, base, Arc::clone(&counts), |r| r);
     let uri = format!("{base}/data.json");
     let (ok, makespan, latencies) = drive(row, &[client], &uri, n, in_flight).await;
     Outcome {
@@ -937,9 +870,11 @@ async fn nginx_run(row: Row, base: &str, n: usize, in_flight: usize) -> Outcome 
     }
 }
 
-/// The answers a client got from the server.
+/// What a client sent and got below its retries: its attempts (answered or not), and the
+/// answers it got (the calls the server saw) and how many were 429s.
 #[derive(Default)]
 struct Counts {
+    attempts: AtomicUsize,
     calls: AtomicUsize,
     refused: AtomicUsize,
 }
@@ -953,10 +888,26 @@ impl Counts {
     }
 }
 
-/// `row`'s client with every answer of its transport counted.
-fn counted(row: Row, base: &str, counts: Arc<Counts>) -> Sender {
+/// Counts each request it passes on, in `counts.attempts`.
+fn attempt_counter<B>(counts: &Arc<Counts>) -> impl Fn(Request<B>) -> Request<B> + Clone + use<B> {
+    let counts = Arc::clone(counts);
+    move |req| {
+        counts.attempts.fetch_add(1, Ordering::Relaxed);
+        req
+    }
+}
+
+/// `row`'s client (the `InfoPlugLayer` ones with `retry`'s settings) with every attempt and
+/// every answer of its transport counted.
+fn counted(
+    row: Row,
+    base: &str,
+    counts: Arc<Counts>,
+    retry: impl FnOnce(RetryBuilder) -> RetryBuilder,
+) -> Sender {
     use tower::ServiceBuilder;
     let middleware = CountAnswers(Arc::clone(&counts));
+    let attempts = Arc::clone(&counts);
     let count = move |res: Response<hyper::body::Incoming>| {
         counts.answer(res.status());
         res
@@ -966,6 +917,7 @@ fn counted(row: Row, base: &str, counts: Arc<Counts>) -> Sender {
             tower::retry::RetryLayer::new(Backoff::default()).layer(
                 ServiceBuilder::new()
                     .layer(AuthLayer::new(ApiKey::new(TEST_KEY).unwrap()))
+                    .map_request(attempt_counter(&attempts))
                     .map_response(count)
                     .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>()),
             ),
@@ -980,7 +932,12 @@ fn counted(row: Row, base: &str, counts: Arc<Counts>) -> Sender {
             Arc::new(move |uri: String| {
                 let client = client.clone();
                 Box::pin(async move {
-                    let res = client.get(uri).send().await.ok()?;
+                    let res = client
+                        .get(uri)
+                        .header("x-infoplug-api-key", TEST_KEY)
+                        .send()
+                        .await
+                        .ok()?;
                     let status = res.status();
                     res.bytes().await.ok()?;
                     Some(status)
@@ -989,11 +946,13 @@ fn counted(row: Row, base: &str, counts: Arc<Counts>) -> Sender {
         }
         _ => {
             let layer = InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), base)
+                .retry(retry)
                 .build()
                 .unwrap();
             boxed(
                 layer.layer(
                     ServiceBuilder::new()
+                        .map_request(attempt_counter(&attempts))
                         .map_response(count)
                         .service(Client::builder(TokioExecutor::new()).build_http()),
                 ),
@@ -1002,7 +961,7 @@ fn counted(row: Row, base: &str, counts: Arc<Counts>) -> Sender {
     }
 }
 
-/// Counts each answer below reqwest-retry (every attempt's).
+/// Counts each attempt and each answer below reqwest-retry.
 struct CountAnswers(Arc<Counts>);
 
 #[async_trait::async_trait]
@@ -1013,6 +972,7 @@ impl reqwest_middleware::Middleware for CountAnswers {
         extensions: &mut http::Extensions,
         next: reqwest_middleware::Next<'_>,
     ) -> reqwest_middleware::Result<reqwest::Response> {
+        self.0.attempts.fetch_add(1, Ordering::Relaxed);
         let res = next.run(req, extensions).await?;
         self.0.answer(res.status());
         Ok(res)
