@@ -158,20 +158,7 @@ impl Row {
                 let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
                     .with(RetryTransientMiddleware::new_with_policy(policy))
                     .build();
-                Arc::new(move |uri: String| {
-                    let client = client.clone();
-                    Box::pin(async move {
-                        let res = client
-                            .get(uri)
-                            .header("x-infoplug-api-key", TEST_KEY)
-                            .send()
-                            .await
-                            .ok()?;
-                        let status = res.status();
-                        res.bytes().await.ok()?;
-                        Some(status)
-                    })
-                })
+                reqwest_sender(client)
             }
             Row::Unpaced
             | Row::InfoPlug
@@ -228,6 +215,24 @@ where
             let res = svc.oneshot(req).await.ok()?;
             let status = res.status();
             res.into_body().collect().await.ok()?;
+            Some(status)
+        })
+    })
+}
+
+/// A reqwest-middleware client as a [`Sender`], sending the key.
+fn reqwest_sender(client: reqwest_middleware::ClientWithMiddleware) -> Sender {
+    Arc::new(move |uri: String| {
+        let client = client.clone();
+        Box::pin(async move {
+            let res = client
+                .get(uri)
+                .header("x-infoplug-api-key", TEST_KEY)
+                .send()
+                .await
+                .ok()?;
+            let status = res.status();
+            res.bytes().await.ok()?;
             Some(status)
         })
     })
@@ -929,20 +934,7 @@ fn counted(
                 .with(RetryTransientMiddleware::new_with_policy(policy))
                 .with(middleware)
                 .build();
-            Arc::new(move |uri: String| {
-                let client = client.clone();
-                Box::pin(async move {
-                    let res = client
-                        .get(uri)
-                        .header("x-infoplug-api-key", TEST_KEY)
-                        .send()
-                        .await
-                        .ok()?;
-                    let status = res.status();
-                    res.bytes().await.ok()?;
-                    Some(status)
-                })
-            })
+            reqwest_sender(client)
         }
         _ => {
             let layer = InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), base)

@@ -20,6 +20,23 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A `redis-server` on loopback `port` (no persistence), with what `configure` adds, once it
+/// listens.
+fn redis_server(port: u16, configure: impl FnOnce(&mut Command)) -> Child {
+    let mut command = Command::new("redis-server");
+    command
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    configure(&mut command);
+    let child = command
+        .spawn()
+        .expect("redis-server is on the PATH (these tests are ignored unless asked for)");
+    listening(port);
+    child
+}
+
 /// Waits until something listens on loopback `port` (a `redis-server` just spawned).
 fn listening(port: u16) {
     let started = std::time::Instant::now();
@@ -44,14 +61,7 @@ impl RedisServer {
     }
 
     pub fn on(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is on the PATH (these tests are ignored unless asked for)");
-        listening(port);
+        let child = redis_server(port, |_| {});
         Self { child, port }
     }
 
@@ -120,20 +130,14 @@ impl RedisCluster {
     }
 
     fn spawn(&self, port: u16) -> Child {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
-            .arg("--cluster-config-file")
-            .arg(self.dir.join(format!("nodes-{port}.conf")))
-            .arg("--dir")
-            .arg(&self.dir)
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is on the PATH (these tests are ignored unless asked for)");
-        listening(port);
-        child
+        redis_server(port, |command| {
+            command
+                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
+                .arg("--cluster-config-file")
+                .arg(self.dir.join(format!("nodes-{port}.conf")))
+                .arg("--dir")
+                .arg(&self.dir);
+        })
     }
 
     /// Waits until every running node says `cluster_state:ok`.
