@@ -71,9 +71,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
-use tower_infoplug::mock::{Emulator, Quota, TEST_KEY};
 use tower_infoplug::retry::{Jitter, RandomJitter, RedisFleet, RetryBuilder};
 use tower_infoplug::{ApiKey, AuthLayer, InfoPlugLayer};
+use tower_infoplug_mock::{Emulator, Quota, TEST_KEY};
 
 #[path = "../tests/common/nginx.rs"]
 mod nginx;
@@ -756,7 +756,7 @@ async fn outage_row(guard: Guard, refused: bool, callers: usize, outage: Duratio
     if refused {
         server.take().unwrap().shutdown().await;
     } else {
-        api.set_outage(Some(tower_infoplug::mock::Reply::status(500)));
+        api.set_outage(Some(tower_infoplug_mock::Reply::status(500)));
     }
     let start = Instant::now();
     let (counted_from, recovered) = (start + Duration::from_secs(1), start + outage);

@@ -29,10 +29,10 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, ServiceExt, service_fn};
-use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
 use tower_infoplug::reqwest::ReqwestTransport;
 use tower_infoplug::retry::ReplayBody;
 use tower_infoplug::{ApiKey, InfoPlugLayer, ResponseExt};
+use tower_infoplug_mock::{Emulator, Reply, TEST_KEY};
 
 const USAGE: &str = "usage: custom_transport
 

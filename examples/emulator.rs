@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tower_infoplug::mock::{Emulator, TEST_KEY};
+use tower_infoplug_mock::{Emulator, TEST_KEY};
 
 #[tokio::main]
 async fn main() -> ExitCode {

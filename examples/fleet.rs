@@ -26,9 +26,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 use tower::{Layer, ServiceExt};
-use tower_infoplug::mock::{Emulator, Quota, TEST_KEY};
 use tower_infoplug::retry::RedisFleet;
 use tower_infoplug::{ApiKey, InfoPlugLayer, ReplayBody};
+use tower_infoplug_mock::{Emulator, Quota, TEST_KEY};
 
 const USAGE: &str = "usage: fleet [--redis URL | --redis-cluster URL[,URL...]] [--workers N] [--requests N] [--in-flight N] [--quota PER_SECOND] [--prefix NAME]
 

@@ -20,9 +20,9 @@ use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{Layer, ServiceExt};
-use tower_infoplug::mock::{Emulator, TEST_KEY};
 use tower_infoplug::retry::ReplayBody;
 use tower_infoplug::{ApiKey, InfoPlugLayer, ResponseExt};
+use tower_infoplug_mock::{Emulator, TEST_KEY};
 
 const USAGE: &str = "usage: hyper_client
 

@@ -126,7 +126,7 @@ fn what_to_set(name: &str) -> &'static str {
     if name == "INFOPLUG_BASE_URL" {
         "the API's base URL (or an emulator's, such as http://127.0.0.1:3000)"
     } else {
-        "your InfoPlug API key (the emulator's is tower_infoplug::mock::TEST_KEY)"
+        "your InfoPlug API key (the emulator's is tower_infoplug_mock::TEST_KEY)"
     }
 }
 
@@ -161,7 +161,7 @@ mod tests {
         assert_eq!(
             format!("{err:?}"),
             "the environment variable INFOPLUG_API_KEY is not set: set it to your InfoPlug \
-             API key (the emulator's is tower_infoplug::mock::TEST_KEY)"
+             API key (the emulator's is tower_infoplug_mock::TEST_KEY)"
         );
     }
 
@@ -174,7 +174,7 @@ mod tests {
             err.to_string(),
             "the environment variables INFOPLUG_API_KEY and INFOPLUG_BASE_URL are not set: \
              set INFOPLUG_API_KEY to your InfoPlug API key (the emulator's is \
-             tower_infoplug::mock::TEST_KEY); set INFOPLUG_BASE_URL to the API's base URL (or \
+             tower_infoplug_mock::TEST_KEY); set INFOPLUG_BASE_URL to the API's base URL (or \
              an emulator's, such as http://127.0.0.1:3000)"
         );
     }

@@ -71,15 +71,15 @@
 //! | `classify` | yes | [`ClassifyLayer`], [`ApiError`] (pulls `tokio` with its timer, `serde`, `serde_json`) |
 //! | `retry` | yes | [`RetryLayer`] (needs `classify`; pulls `httpdate`), and with `auth` the [`InfoPlugLayer`] preset |
 //! | `tracing` | yes | `tracing` events for the layers' decisions (never with the key) |
-//! | `mock` | no | [`mock`]: the embedded emulator, in process and on loopback |
 //! | `decompress` | no | the classifier decodes gzip-, deflate- and br-encoded error bodies (pulls `flate2`, `brotli-decompressor`) |
 //! | `metrics` | no | counters, a histogram and a gauge of the retry layer's decisions through the `metrics` facade (pulls `metrics`; names in the README) |
 //! | `redis` | no | [`RetryBuilder::fleet`](retry::RetryBuilder::fleet): gates, pacing and the retry budget shared by every process on one key through Redis (pulls `redis`, `sha1_smol`) |
 //! | `reqwest` | no | [`reqwest`](mod@reqwest): a transport over `reqwest::Client` and a `reqwest_middleware::Middleware` (pulls `reqwest` without TLS, `reqwest-middleware`) |
 //! | `full` | no | all of the above |
 //!
-//! The embedded emulator (`mock`) is what the examples and the integration tests run
-//! against; run them with `cargo test --all-features`.
+//! The emulator the examples and the tests run against is a crate of its own,
+//! `tower-infoplug-mock`: add it as a dev-dependency to test your code against the API's
+//! contract with no network and no real key.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -100,8 +100,6 @@ pub mod fuzzing;
 #[cfg(feature = "classify")]
 mod handoff;
 mod key;
-#[cfg(feature = "mock")]
-pub mod mock;
 mod origin;
 #[cfg(all(feature = "auth", feature = "retry"))]
 mod preset;

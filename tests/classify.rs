@@ -23,8 +23,8 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tower::{Layer, ServiceExt, service_fn};
 use tower_infoplug::classify::ClassifyBody;
-use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
 use tower_infoplug::{BodyIssue, ClassifyLayer, ErrorCode, ResponseExt};
+use tower_infoplug_mock::{Emulator, Reply, TEST_KEY};
 
 /// A body that yields scripted frames and counts how often it was polled.
 struct Scripted {

@@ -15,7 +15,7 @@ use common::{empty, http_client, read_body};
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use tower::ServiceExt;
-use tower_infoplug::mock::{Emulator, Quota, Reply, TEST_KEY};
+use tower_infoplug_mock::{Emulator, Quota, Reply, TEST_KEY};
 
 fn request(method: Method, uri: &str, body: &'static str) -> Request<Full<Bytes>> {
     Request::builder()

@@ -21,7 +21,7 @@ use http::Request;
 use http_body_util::Full;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
+use tower_infoplug_mock::{Emulator, Reply, TEST_KEY};
 
 /// Runs an example to its end (within a minute), returning its standard output.
 async fn run_to_end(name: &str) -> String {

@@ -29,11 +29,11 @@ use http_body_util::Full;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use tokio::time::Instant;
 use tower::{Layer, ServiceBuilder, ServiceExt, service_fn};
-use tower_infoplug::mock::{Emulator, EmulatorServer, Reply, TEST_KEY};
 use tower_infoplug::retry::{Deadline, ReplayBody, RetryBuilder, RetryLayer, StopReason};
 use tower_infoplug::{
     ApiKey, AuthLayer, BodyIssue, ClassifyLayer, InfoPlugLayer, InfoPlugService, ResponseExt,
 };
+use tower_infoplug_mock::{Emulator, EmulatorServer, Reply, TEST_KEY};
 
 const S: Duration = Duration::from_secs(1);
 const MS: Duration = Duration::from_millis(1);

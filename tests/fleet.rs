@@ -30,9 +30,9 @@ use redis_server::RedisServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tower::{Layer, ServiceExt};
-use tower_infoplug::mock::{Emulator, Quota, Reply, TEST_KEY};
 use tower_infoplug::retry::{RedisFleet, RetryBuilder};
 use tower_infoplug::{ApiKey, InfoPlugLayer, InfoPlugService, RetryError, StopReason};
+use tower_infoplug_mock::{Emulator, Quota, Reply, TEST_KEY};
 
 const MS: Duration = Duration::from_millis(1);
 const URL: &str = "http://api.test/v1/x";

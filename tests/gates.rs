@@ -19,9 +19,9 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tokio::time::Instant;
 use tower::{ServiceBuilder, ServiceExt};
-use tower_infoplug::mock::{Emulator, Quota, Reply, TEST_KEY};
 use tower_infoplug::retry::{RetryError, RetryLayer, StopReason};
 use tower_infoplug::{ApiKey, AuthLayer, ClassifyLayer};
+use tower_infoplug_mock::{Emulator, Quota, Reply, TEST_KEY};
 
 const S: Duration = Duration::from_secs(1);
 const MS: Duration = Duration::from_millis(1);
@@ -33,7 +33,7 @@ fn stack_of(
     api: &Emulator,
 ) -> impl tower::Service<
     Request<Full<Bytes>>,
-    Response = Response<tower_infoplug::classify::ClassifyBody<tower_infoplug::mock::MockBody>>,
+    Response = Response<tower_infoplug::classify::ClassifyBody<tower_infoplug_mock::MockBody>>,
     Error = RetryError<std::convert::Infallible>,
     Future: Send,
 > + Clone
@@ -266,7 +266,7 @@ where
     S: tower::Service<
             Request<Full<Bytes>>,
             Response = Response<
-                tower_infoplug::classify::ClassifyBody<tower_infoplug::mock::MockBody>,
+                tower_infoplug::classify::ClassifyBody<tower_infoplug_mock::MockBody>,
             >,
             Error = RetryError<std::convert::Infallible>,
             Future: Send,

@@ -20,9 +20,9 @@ use http::Response;
 use http_body_util::Full;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use tower::{Layer, ServiceExt, service_fn};
-use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
 use tower_infoplug::retry::RetryBuilder;
 use tower_infoplug::{ApiKey, InfoPlugLayer, ReplayBody};
+use tower_infoplug_mock::{Emulator, Reply, TEST_KEY};
 
 const S: Duration = Duration::from_secs(1);
 

@@ -20,12 +20,12 @@ use http::{Extensions, Method, Request};
 use http_body_util::Full;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
 use tower::{Layer, ServiceExt};
-use tower_infoplug::mock::{Emulator, EmulatorServer, Reply, TEST_KEY};
 use tower_infoplug::reqwest::{InfoPlugMiddleware, ReqwestTransport, redirect_policy};
 use tower_infoplug::retry::RetryBuilder;
 use tower_infoplug::{
     ApiKey, ErrorCode, InfoPlugLayer, ReplayBody, ResponseExt, RetryError, StopReason,
 };
+use tower_infoplug_mock::{Emulator, EmulatorServer, Reply, TEST_KEY};
 
 async fn served() -> EmulatorServer {
     Emulator::new().serve().await.unwrap()

@@ -29,11 +29,11 @@ use tower_http::trace::{
     DefaultMakeSpan, DefaultOnBodyChunk, DefaultOnEos, DefaultOnFailure, DefaultOnRequest,
     DefaultOnResponse, TraceLayer,
 };
-use tower_infoplug::mock::{Emulator, EmulatorServer, Reply, TEST_KEY};
 use tower_infoplug::retry::ReplayBody;
 use tower_infoplug::{
     ApiKey, AuthHeader, InfoPlugLayer, KeyHandle, ResponseExt, X_INFOPLUG_API_KEY,
 };
+use tower_infoplug_mock::{Emulator, EmulatorServer, Reply, TEST_KEY};
 use tracing::Level;
 
 /// A real HTTP/1.1 client for the bodies the retry layer sends.

@@ -29,9 +29,9 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tower::{Layer, ServiceExt};
-use tower_infoplug::mock::{Emulator, EmulatorServer, Reply, TEST_KEY};
 use tower_infoplug::retry::{ReplayBody, RetryLayer};
 use tower_infoplug::{ApiKey, InfoPlugLayer};
+use tower_infoplug_mock::{Emulator, EmulatorServer, Reply, TEST_KEY};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;

@@ -13,10 +13,10 @@ use common::{empty, http_client, read_body};
 use http::{Request, Uri};
 use http_body_util::Full;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
-use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
 use tower_infoplug::{
     ApiKey, AuthHeader, AuthLayer, ClassifyLayer, ErrorCode, KeyHandle, ResponseExt,
 };
+use tower_infoplug_mock::{Emulator, Reply, TEST_KEY};
 
 fn get(uri: Uri) -> Request<Full<Bytes>> {
     Request::get(uri).body(empty()).unwrap()

@@ -16,8 +16,8 @@ use common::Capture;
 use http::Request;
 use http_body_util::Full;
 use tower::{Layer, ServiceExt};
-use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
 use tower_infoplug::{ApiKey, AuthHeader, InfoPlugLayer};
+use tower_infoplug_mock::{Emulator, Reply, TEST_KEY};
 
 #[tokio::test(start_paused = true)]
 async fn decisions_are_traced_without_the_key() {

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use http::Method;
-use tower_infoplug::mock::{Emulator, EmulatorServer, Reply, TEST_KEY};
 use tower_infoplug::{ApiError, ApiKey, InfoPlugLayer, RetryInfo};
+use tower_infoplug_mock::{Emulator, EmulatorServer, Reply, TEST_KEY};
 
 /// The emulator on a free loopback port (an account with 4 credits, so the script ends in a
 /// 402), and the layer both quickstarts send through: retries honouring `Retry-After`, error

@@ -41,8 +41,7 @@ where
 }
 
 /// When each request reached the emulator, from the first.
-#[cfg(feature = "mock")]
-pub fn arrivals(api: &tower_infoplug::mock::Emulator) -> Vec<std::time::Duration> {
+pub fn arrivals(api: &tower_infoplug_mock::Emulator) -> Vec<std::time::Duration> {
     let seen = api.requests();
     seen.iter()
         .map(|r| r.at.saturating_duration_since(seen[0].at))

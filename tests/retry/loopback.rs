@@ -20,7 +20,7 @@ type HttpClient = hyper_util::client::legacy::Client<
 
 fn client(
     retry: RetryBuilder,
-    server: &tower_infoplug::mock::EmulatorServer,
+    server: &tower_infoplug_mock::EmulatorServer,
 ) -> InfoPlugService<HttpClient> {
     InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), &server.base_url())
         .retry(|_| retry.backoff(MS, 5 * MS))

@@ -39,13 +39,13 @@ use tokio::time::Instant;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_infoplug::auth::Auth;
 use tower_infoplug::classify::Classify;
-use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
 use tower_infoplug::retry::Retry;
 use tower_infoplug::retry::{
     Deadline, DefaultPolicy, Jitter, ReplayBody, ResetFormat, RetryBuilder, RetryError, RetryLayer,
     StopReason, VerdictHeaders,
 };
 use tower_infoplug::{ApiKey, AuthLayer, ClassifyLayer, ErrorCode, InfoPlugLayer, ResponseExt};
+use tower_infoplug_mock::{Emulator, Reply, TEST_KEY};
 
 const S: Duration = Duration::from_secs(1);
 const MS: Duration = Duration::from_millis(1);

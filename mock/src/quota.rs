@@ -12,7 +12,7 @@ use tokio::time::Instant;
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_infoplug::mock::{Emulator, Quota};
+/// use tower_infoplug_mock::{Emulator, Quota};
 ///
 /// let api = Emulator::builder()
 ///     .quota(Quota::token_bucket(200, 50))

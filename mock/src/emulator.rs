@@ -15,14 +15,14 @@ use http_body_util::BodyExt;
 use tokio::time::Instant;
 use tower_service::Service;
 
-use super::quota::{Limiter, Quota, Refusal, Verdict, ceil_secs};
-use super::reply::{MockBody, Reply};
-use crate::{ApiKey, X_INFOPLUG_API_KEY};
+use crate::quota::{Limiter, Quota, Refusal, Verdict, ceil_secs};
+use crate::reply::{MockBody, Reply};
+use tower_infoplug::{ApiKey, X_INFOPLUG_API_KEY};
 
 /// The key an [`Emulator`] accepts unless told otherwise.
 pub const TEST_KEY: &str = "ip_test_emulator_key";
 
-/// An in-process InfoPlug API, scriptable and recording. See the [module docs](crate::mock).
+/// An in-process InfoPlug API, scriptable and recording. See the [crate docs](crate).
 ///
 /// Clones share one state: script a reply on one clone, and the server or service built from
 /// another answers with it.
@@ -30,7 +30,7 @@ pub const TEST_KEY: &str = "ip_test_emulator_key";
 /// ```
 /// use http::Request;
 /// use tower::ServiceExt;
-/// use tower_infoplug::mock::{Emulator, Reply, TEST_KEY};
+/// use tower_infoplug_mock::{Emulator, Reply, TEST_KEY};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -345,14 +345,15 @@ impl Emulator {
             return None;
         }
         let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-        Some(crate::key::bearer_token(value).unwrap_or_else(|| value.trim()))
+        Some(bearer_token(value).unwrap_or_else(|| value.trim()))
     }
 
     /// The API's own behaviour: key, rate limit, parameters, credits, in that order.
     fn behave(&self, state: &mut State, req: &Recorded, now: Instant) -> Reply {
         let config = &self.shared.config;
-        let expected = config.key.raw();
-        let Some(key) = self.presented_key(&req.headers).filter(|k| *k == expected) else {
+        let Some(key) = (self.presented_key(&req.headers))
+            .filter(|presented| config.key.matches(presented.as_bytes()))
+        else {
             return Reply::status(401);
         };
         let mut rate_limit = None;
@@ -528,6 +529,16 @@ where
     }
 }
 
+/// The token of a `Bearer <token>` credential (the scheme in any case), trimmed; `None` for
+/// any other credential.
+fn bearer_token(credential: &str) -> Option<&str> {
+    let scheme = credential.get(..7)?;
+    scheme
+        .eq_ignore_ascii_case("bearer ")
+        .then(|| credential.get(7..).map(str::trim))
+        .flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,7 +546,7 @@ mod tests {
     #[test]
     fn the_test_key_is_valid() {
         assert!(ApiKey::new(TEST_KEY).is_ok());
-        assert_eq!(Emulator::new().key().raw(), TEST_KEY);
+        assert!(Emulator::new().key().matches(TEST_KEY.as_bytes()));
     }
 
     #[test]
@@ -555,5 +566,15 @@ mod tests {
         let shown = format!("{recorded:?}");
         assert!(!shown.contains("secret"), "{shown}");
         assert!(shown.contains("visible"), "{shown}");
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_in_any_case() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bEaReR  abc "), Some("abc"));
+        assert_eq!(bearer_token("Bearer "), Some(""));
+        assert_eq!(bearer_token("abc"), None);
+        assert_eq!(bearer_token("Basic abcdef"), None);
+        assert_eq!(bearer_token("Beare\u{e9}x"), None);
     }
 }

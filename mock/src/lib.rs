@@ -40,7 +40,7 @@
 //! use http::Request;
 //! use http_body_util::Empty;
 //! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-//! use tower_infoplug::mock::{Emulator, Reply};
+//! use tower_infoplug_mock::{Emulator, Reply};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {

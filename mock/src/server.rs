@@ -8,8 +8,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::Emulator;
-use crate::Origin;
+use tower_infoplug::Origin;
+
+use crate::Emulator;
 
 /// An [`Emulator`] served over HTTP/1.1 on loopback; built by [`Emulator::serve`].
 ///

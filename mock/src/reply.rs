@@ -18,7 +18,7 @@ use tokio::time::Sleep;
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_infoplug::mock::Reply;
+/// use tower_infoplug_mock::Reply;
 ///
 /// let storm = [
 ///     Reply::rate_limited(2),
