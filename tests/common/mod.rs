@@ -73,7 +73,7 @@ pub fn example(name: &str) -> std::path::PathBuf {
     let edited = std::fs::metadata(&source)
         .and_then(|m| m.modified())
         .unwrap();
-    // `cargo test --test examples` alone does not rebuild the examples: refuse to test an old
+    // `cargo test --test it` alone does not rebuild the examples: refuse to test an old
     // binary rather than pass or fail on code that is no longer there.
     match built {
         Ok(built) if built >= edited => path,

@@ -2,15 +2,7 @@
 //! `reqwest_middleware` middleware, against the emulator over loopback HTTP. Both run the
 //! same decision table as the tower layer over hyper's client, row by row.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-#[path = "common/mod.rs"]
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

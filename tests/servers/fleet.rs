@@ -1,22 +1,14 @@
 //! A fleet on one key shares its gates, pacing and budget through a real `redis-server`,
 //! started by each test on a free loopback port and stopped when it ends. The tests need the
-//! binary, so they are ignored by default: `cargo test --all-features -- --include-ignored`
+//! binary, so they are ignored by default: `cargo test --all-features --test servers --
+//! --include-ignored`
 //! runs them (`.ci/run` installs `redis-server` and does).
 //!
 //! They run in real time (Redis's clock and sockets do not pause), with margins far wider
 //! than the waits they check.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-#[path = "common/mod.rs"]
-mod common;
-#[path = "common/redis.rs"]
-mod redis_server;
+use crate::common;
+use crate::redis_server;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

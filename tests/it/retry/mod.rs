@@ -2,15 +2,7 @@
 //! time in memory and over loopback HTTP against the emulator; one file per subject, sharing
 //! the helpers below.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-#[path = "../common/mod.rs"]
-mod common;
+use crate::common;
 
 mod bodies;
 mod breaker;

@@ -1,13 +1,6 @@
 //! Every retry decision is a `tracing` event, and no event carries the key.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

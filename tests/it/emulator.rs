@@ -1,12 +1,5 @@
 //! The emulator behaves like the API's contract, in process and over loopback HTTP.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

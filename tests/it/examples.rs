@@ -3,14 +3,7 @@
 //! `cargo test --all-features` builds the examples before it runs the tests; these tests find
 //! the binaries next to their own.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::Duration;

@@ -5,14 +5,7 @@
 //! Everything runs over loopback HTTP against the emulator, on one thread, so that the
 //! thread-local capturing subscriber sees the server's, the client's and the stack's events.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

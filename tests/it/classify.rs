@@ -1,12 +1,5 @@
 //! The classifier reads error bodies within its bounds and hands every byte on.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
+use crate::common;
 
 use std::collections::VecDeque;
 use std::convert::Infallible;

@@ -1,12 +1,5 @@
 //! The auth layer and the classifier, alone and together, over loopback HTTP and in memory.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::{empty, http_client, read_body};

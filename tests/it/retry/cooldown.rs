@@ -1,5 +1,5 @@
 //! The shared gate as the retry tests first pinned it: held requests, fail-fast past the
-//! cap, per origin, and off. (`tests/gates.rs` has the gate's caps, probes and pacing.)
+//! cap, per origin, and off. (`tests/it/gates.rs` has the gate's caps, probes and pacing.)
 
 use super::*;
 

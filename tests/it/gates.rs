@@ -1,14 +1,7 @@
 //! The shared gate and the pacing: no hint locks an origin out, no request sleeps past its cap,
 //! one tenant's 429 holds no other, and a quota is paced rather than hit. Paused time, against
 //! the emulator in memory.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,14 +5,7 @@
 //! with every wait a fraction of a second (hints are HTTP-dates read against a wall clock set
 //! just before them), and in memory under paused time where the rule is about time.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::pin::Pin;

@@ -3,18 +3,11 @@
 //! path inside a temporary folder, and stopped when it ends.
 //!
 //! The tests need `/usr/sbin/nginx`, so they are ignored by default:
-//! `cargo test --all-features --test nginx -- --include-ignored` runs them (`.ci/run`
+//! `cargo test --all-features --test servers -- --include-ignored` runs them (`.ci/run`
 //! installs Debian's `nginx` package, never started as a service).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
-#[path = "common/nginx.rs"]
-mod nginx;
+use crate::common;
+use crate::nginx_server as nginx;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

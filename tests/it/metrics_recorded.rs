@@ -1,15 +1,7 @@
 //! The `metrics` feature: what each decision counts, read with the `metrics` debugging
 //! recorder, under paused time against the in-process emulator.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-#[path = "common/mod.rs"]
-mod common;
+use crate::common;
 
 use std::io;
 use std::time::Duration;
