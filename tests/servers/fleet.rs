@@ -97,13 +97,20 @@ async fn two_processes_share_a_gate() {
     api.push(Reply::status(429).header("retry-after-ms", "800"));
     let start = Instant::now();
     let first = tokio::spawn(a.clone().oneshot(get(URL)));
+    // A's attempt has reached the server (no wall-clock premise), then A has time to write
+    // the gate.
+    for _ in 0..200 {
+        if api.request_count() > 0 {
+            break;
+        }
+        tokio::time::sleep(5 * MS).await;
+    }
     tokio::time::sleep(150 * MS).await;
     let res = b.clone().oneshot(get(URL)).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
     let seen = arrivals_after(&api, start);
     assert_eq!(seen.len(), 3, "{seen:?}");
-    assert!(seen[0] < 150 * MS, "{seen:?}");
     for later in &seen[1..] {
         assert!(*later >= 790 * MS, "sent inside the fleet's gate: {seen:?}");
     }
@@ -386,18 +393,22 @@ async fn a_slow_redis_delays_no_request_beyond_the_timeout() {
     let start = Instant::now();
     let res = b.clone().oneshot(get(URL)).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    // Wall clock (real sockets): the store answers after 1 s; the bound sits between that and
+    // the 50 ms timeout, far from both.
     assert!(
-        start.elapsed() < 400 * MS,
+        start.elapsed() < 700 * MS,
         "waited {:?} on a slow store",
         start.elapsed()
     );
     assert!(!fb.is_connected());
     // While the store is known to be down, requests do not ask it at all.
+    // Wall clock: asking would cost at least the 50 ms timeout each, 1 s for the 20; answered
+    // without asking they take a few milliseconds.
     let start = Instant::now();
-    for _ in 0..5 {
+    for _ in 0..20 {
         b.clone().oneshot(get(URL)).await.unwrap();
     }
-    assert!(start.elapsed() < 200 * MS, "{:?}", start.elapsed());
+    assert!(start.elapsed() < 600 * MS, "{:?}", start.elapsed());
     first.await.unwrap().unwrap();
 }
 
@@ -592,8 +603,10 @@ async fn a_cluster_fleet_shares_a_gate_outlives_its_master_and_rejoins() {
         let start = Instant::now();
         let res = a.clone().oneshot(get(URL)).await.unwrap();
         assert_eq!(res.status(), StatusCode::OK, "request {i}");
+        // Wall clock (real sockets), widened: a request that waited on the lost master would
+        // take the fleet's reconnect, seconds.
         assert!(
-            start.elapsed() < 500 * MS,
+            start.elapsed() < 1000 * MS,
             "request {i} took {:?}",
             start.elapsed()
         );
