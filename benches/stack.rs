@@ -1,5 +1,5 @@
 //! What each layer costs, next to the tower and tower-http building blocks that do the nearest
-//! thing, all measured in one run; then the table of ratios the README shows.
+//! thing, all measured in one run; then the table of ratios benches/README.md shows.
 //!
 //! ```text
 //! cargo bench --bench stack --all-features
@@ -264,7 +264,7 @@ fn mean_ns(id: &str) -> Option<f64> {
     json["mean"]["point_estimate"].as_f64()
 }
 
-/// Prints the README's table: each row, its ratio to the floor, and to its tower/tower-http
+/// Prints the table of benches/README.md: each row, its ratio to the floor, and to its tower/tower-http
 /// equivalent, from the estimates this run wrote.
 fn print_table() {
     let rows: [(&str, &str, &str, Option<&str>); 21] = [

@@ -25,7 +25,55 @@
 //! header values, redacting `Debug`, and an error body that echoes the key is redacted before
 //! it is stored), never sent to another origin, and no order retries more than configured.
 //!
-//! # Example
+//! # Quick start
+//!
+//! The preset, [`InfoPlugLayer`], over hyper-util's client: the real client type, with the
+//! body type the retry layer needs ([`ReplayBody`] around yours, so a request can be sent
+//! again). Here it talks to the emulator (the `tower-infoplug-mock` crate, a dev-dependency)
+//! on a loopback port; an application reads its key and base URL from the environment with
+//! [`InfoPlugLayer::from_env`] (`INFOPLUG_API_KEY`, `INFOPLUG_BASE_URL`).
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http::Request;
+//! use http_body_util::Empty;
+//! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_infoplug::{ApiKey, ErrorCode, InfoPlugLayer, ReplayBody, ResponseExt};
+//! use tower_infoplug_mock::{Emulator, TEST_KEY};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let emulator = Emulator::new();
+//! let server = emulator.serve().await?;
+//!
+//! // In an application: `InfoPlugLayer::from_env()?`.
+//! let infoplug = InfoPlugLayer::new(ApiKey::new(TEST_KEY)?, &server.base_url())?;
+//! let url = infoplug.uri("/v1/profile")?; // one `/` between base and path, always
+//! let out_of_range = infoplug.uri("/v1/search?limit=0")?;
+//! let client = ServiceBuilder::new()
+//!     .layer(infoplug)
+//!     .service(Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Empty<Bytes>>>());
+//!
+//! // A 200: one attempt.
+//! let res = client.clone().oneshot(Request::get(url).body(Empty::new())?).await?;
+//! assert_eq!(res.status(), 200);
+//! assert_eq!(res.retry_info().attempts(), 1);
+//!
+//! // A 400 the API explains: not retried, read into a typed error.
+//! let res = client.oneshot(Request::get(out_of_range).body(Empty::new())?).await?;
+//! let err = res.api_error().expect("a 400 is classified");
+//! assert_eq!(err.code(), &ErrorCode::LimitOutOfRange);
+//! assert_eq!(err.parameter(), Some("limit"));
+//! assert_eq!(res.retry_info().attempts(), 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Over any transport
+//!
+//! The layers need nothing of a transport but `tower::Service<http::Request<B>>`: here a
+//! `service_fn` stands in for the network.
 //!
 //! ```
 //! use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,14 +120,26 @@
 //! | `retry` | yes | [`RetryLayer`] (needs `classify`; pulls `httpdate`), and with `auth` the [`InfoPlugLayer`] preset |
 //! | `tracing` | yes | `tracing` events for the layers' decisions (never with the key) |
 //! | `decompress` | no | the classifier decodes gzip-, deflate- and br-encoded error bodies (pulls `flate2`, `brotli-decompressor`) |
-//! | `metrics` | no | counters, a histogram and a gauge of the retry layer's decisions through the `metrics` facade (pulls `metrics`; names in the README) |
+//! | `metrics` | no | counters, histograms and a gauge of the retry layer's decisions through the `metrics` facade (pulls `metrics`; names in [`guide::telemetry`]) |
 //! | `redis` | no | [`RetryBuilder::fleet`](retry::RetryBuilder::fleet): gates, pacing and the retry budget shared by every process on one key through Redis (pulls `redis`, `sha1_smol`) |
 //! | `reqwest` | no | [`reqwest`](mod@reqwest): a transport over `reqwest::Client` and a `reqwest_middleware::Middleware` (pulls `reqwest` without TLS, `reqwest-middleware`) |
+//! | `redis-cluster` | no | [`RedisFleet::cluster`](retry::RedisFleet): the fleet on a Redis Cluster |
+//! | `http2` | no | HTTP/2 streams the server refused (`REFUSED_STREAM`, a graceful `GOAWAY`) are sent again, a POST included (reads `h2`'s errors) |
+//! | `hyper` | no | requests hyper canceled before sending them are sent again, a POST included (reads `hyper::Error`) |
 //! | `full` | no | all of the above |
 //!
 //! The emulator the examples and the tests run against is a crate of its own,
 //! `tower-infoplug-mock`: add it as a dev-dependency to test your code against the API's
 //! contract with no network and no real key.
+//!
+//! # Guides
+//!
+//! - [`guide::contract`]: what the API answers, what each layer reads, the layers' order;
+//! - [`guide::rate_limits`]: gates, probes, pacing, configured quotas, the circuit breaker,
+//!   fleets through Redis;
+//! - [`guide::telemetry`]: spans, events, metric names and hooks;
+//! - [`guide::hostile_conditions`]: each promise under faults and the test that holds it;
+//! - [`guide::pitfalls`]: what goes wrong most often, and what to do instead.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -109,6 +169,22 @@ pub mod reqwest;
 pub mod retry;
 mod trace;
 
+/// The guides: the pages of the repository's `docs/` folder, here so they are versioned with
+/// the crate and their examples are compiled as doctests.
+pub mod guide {
+    #[doc = include_str!("../docs/contract.md")]
+    pub mod contract {}
+    // Its fleet example needs the `redis` feature: compiled as a doctest only with it.
+    #[cfg_attr(any(not(doctest), feature = "redis"), doc = include_str!("../docs/rate-limits.md"))]
+    pub mod rate_limits {}
+    #[doc = include_str!("../docs/telemetry.md")]
+    pub mod telemetry {}
+    #[doc = include_str!("../docs/hostile-conditions.md")]
+    pub mod hostile_conditions {}
+    #[doc = include_str!("../docs/pitfalls.md")]
+    pub mod pitfalls {}
+}
+
 #[cfg(feature = "auth")]
 pub use auth::{AuthHeader, AuthLayer, KeyGuardLayer};
 #[cfg(feature = "classify")]
@@ -124,7 +200,8 @@ pub use retry::{
     StopReason,
 };
 
-/// The README's examples, compiled as doctests so they cannot rot.
-#[cfg(doctest)]
+/// The README's examples, compiled as doctests so they cannot rot (its reqwest example needs
+/// the `reqwest` feature).
+#[cfg(all(doctest, feature = "reqwest"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

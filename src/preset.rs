@@ -15,6 +15,34 @@ pub const BASE_URL_ENV: &str = "INFOPLUG_BASE_URL";
 /// The service [`InfoPlugLayer`] makes of a transport `S`, to name in a struct field or an
 /// axum `State`: `InfoPlugService<Client<HttpConnector, ReplayBody<Body>>>`. Its response is
 /// `http::Response<ClassifyBody<S's response body>>` and its error [`RetryError<S::Error>`](crate::RetryError).
+///
+/// A field that must not name the transport holds the stack boxed: tower's
+/// `BoxCloneSyncService` is `Clone + Send + Sync`, as axum's `State` asks.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::Empty;
+/// use hyper_util::client::legacy::Client;
+/// use hyper_util::rt::TokioExecutor;
+/// use tower::util::BoxCloneSyncService;
+/// use tower::{BoxError, Layer, ServiceExt};
+/// use tower_infoplug::{ApiKey, ClassifyBody, InfoPlugLayer};
+///
+/// type Api = BoxCloneSyncService<
+///     http::Request<Empty<Bytes>>,
+///     http::Response<ClassifyBody<hyper::body::Incoming>>,
+///     BoxError,
+/// >;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let infoplug = InfoPlugLayer::new(ApiKey::new("ip_live_key")?, "http://127.0.0.1:3000")?;
+/// let stack = infoplug.layer(Client::builder(TokioExecutor::new()).build_http());
+/// let api: Api = BoxCloneSyncService::new(stack.map_err(BoxError::from));
+/// # let _ = api;
+/// # Ok(())
+/// # }
+/// ```
 pub type InfoPlugService<S> = Retry<Auth<Classify<S>>>;
 
 /// The recommended stack in one layer: [`RetryLayer`] over [`AuthLayer`] over

@@ -7,7 +7,7 @@
 //!
 //! `cargo test --all-features --test soak` runs it for a few seconds (CI does);
 //! `cargo test --all-features --test soak -- --ignored --nocapture` runs it for a
-//! minute and prints the figures the README reports.
+//! minute and prints the figures docs/hostile-conditions.md reports.
 
 #![allow(
     clippy::unwrap_used,

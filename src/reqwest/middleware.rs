@@ -46,6 +46,22 @@ impl InfoPlugMiddleware {
     pub fn layer(&self) -> &InfoPlugLayer {
         &self.layer
     }
+
+    /// The URL of `path_and_query` under the base URL, as reqwest's `get` and `post` take it,
+    /// with exactly one `/` between them whatever slashes the two bring (see
+    /// [`InfoPlugLayer::uri`]): a base URL ending in `/` does not send `//v1/profile`.
+    ///
+    /// ```
+    /// use tower_infoplug::{ApiKey, InfoPlugLayer, reqwest::InfoPlugMiddleware};
+    ///
+    /// let layer = InfoPlugLayer::new(ApiKey::new("ip_live_key")?, "https://api.infoplug.io/")?;
+    /// let infoplug = InfoPlugMiddleware::new(layer);
+    /// assert_eq!(infoplug.url("/v1/profile")?, "https://api.infoplug.io/v1/profile");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn url(&self, path_and_query: &str) -> Result<String, http::uri::InvalidUri> {
+        self.layer.uri(path_and_query).map(|uri| uri.to_string())
+    }
 }
 
 impl From<InfoPlugLayer> for InfoPlugMiddleware {

@@ -483,7 +483,7 @@ async fn a_response_says_what_is_left_of_the_quota() {
 /// call in ten is refused; before, the retry budget ran out on the 429s and 388 of 400 ended
 /// in a 429. With a constant `Retry-After: 1` (a second's gate on every refusal) every request
 /// ends in a 200 too, at most one call in twenty refused, within 1.5 times the ideal (before:
-/// 419 s and 399 refusals; each refusal still shuts the gate for its second, see the README).
+/// 419 s and 399 refusals; each refusal still shuts the gate for its second, see benches/README.md).
 #[tokio::test(start_paused = true)]
 async fn a_leaky_bucket_is_paced_to_its_rate_with_or_without_hints() {
     let ideal = 20 * S;
