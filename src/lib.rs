@@ -165,6 +165,8 @@ mod origin;
 mod preset;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
+#[cfg(feature = "classify")]
+mod response;
 #[cfg(feature = "retry")]
 pub mod retry;
 mod trace;
@@ -188,12 +190,14 @@ pub mod guide {
 #[cfg(feature = "auth")]
 pub use auth::{AuthHeader, AuthLayer, KeyGuardLayer};
 #[cfg(feature = "classify")]
-pub use classify::{ApiError, BodyIssue, ClassifyBody, ClassifyLayer, ErrorCode, ResponseExt};
+pub use classify::{ApiError, BodyIssue, ClassifyBody, ClassifyLayer, ErrorCode};
 pub use error::ConfigError;
 pub use key::{API_KEY_ENV, ApiKey, KeyHandle, KeySource, MAX_KEY_LEN, X_INFOPLUG_API_KEY};
 pub use origin::Origin;
 #[cfg(all(feature = "auth", feature = "retry"))]
 pub use preset::{BASE_URL_ENV, InfoPlugBuilder, InfoPlugLayer, InfoPlugService};
+#[cfg(feature = "classify")]
+pub use response::ResponseExt;
 #[cfg(feature = "retry")]
 pub use retry::{
     BoxError, DefaultPolicy, RateLimitStatus, ReplayBody, RetryError, RetryInfo, RetryLayer,

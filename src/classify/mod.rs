@@ -81,7 +81,7 @@ pub(crate) mod parse;
 mod service;
 
 pub use body::ClassifyBody;
-pub use error::{ApiError, BodyIssue, ErrorCode, ResponseExt};
+pub use error::{ApiError, BodyIssue, ErrorCode};
 pub use future::ResponseFuture;
 pub use layer::{
     ClassifyBuilder, ClassifyLayer, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, MAX_BODY_LIMIT,

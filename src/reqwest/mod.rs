@@ -43,7 +43,7 @@ use ::reqwest::redirect::{Attempt, Policy};
 
 // The same reading of a `reqwest::Response` the middleware returns as of an
 // `http::Response`.
-crate::classify::error::impl_response_ext!(::reqwest::Response);
+crate::response::impl_response_ext!(::reqwest::Response);
 
 /// A redirect policy for a `reqwest::Client` under the stack: follows at most 10 redirects
 /// within one origin (scheme, host and port) and stops at the first hop to another, returning
