@@ -71,7 +71,7 @@ pub(crate) fn into_bytes<D: Buf>(mut data: D) -> Bytes {
 /// A body's data as `Bytes`, and whether that took no copy: `true` when the data already was
 /// `Bytes` (or another type whose `copy_to_bytes` shares its storage), so holding on to it
 /// costs a reference count, not memory.
-#[cfg_attr(not(feature = "retry"), allow(dead_code))]
+#[cfg(feature = "retry")]
 pub(crate) fn into_bytes_shared<D: Buf>(mut data: D) -> (Bytes, bool) {
     let len = data.remaining();
     let chunk = data.chunk();
@@ -125,6 +125,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "retry")]
     fn bytes_are_taken_by_reference_and_other_data_is_copied() {
         let bytes = Bytes::from(vec![7u8; 100]);
         let (taken, shared) = into_bytes_shared(bytes.clone());

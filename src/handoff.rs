@@ -12,10 +12,7 @@
 //!
 //! Only the first is private, and only this module creates or reads it.
 
-use http::{HeaderValue, Response};
-
-use crate::ApiError;
-use crate::classify::parse::is_classified;
+use http::HeaderValue;
 
 /// The credential the auth layer sent with the request of an error response. Private to the
 /// crate, so no one outside can read it from the extensions; the classifier removes it.
@@ -26,8 +23,11 @@ pub(crate) struct SentCredential(pub(crate) HeaderValue);
 /// from the error: redacts an [`ApiError`] that is already there (classifier inside the auth
 /// layer, as in `InfoPlugLayer`) and leaves a note for one that comes later (classifier
 /// outside).
-#[cfg_attr(not(feature = "auth"), allow(dead_code))]
-pub(crate) fn note_sent_credential<B>(res: &mut Response<B>, sent: HeaderValue) {
+#[cfg(feature = "auth")]
+pub(crate) fn note_sent_credential<B>(res: &mut http::Response<B>, sent: HeaderValue) {
+    use crate::ApiError;
+    use crate::classify::parse::is_classified;
+
     if !is_classified(res.status()) {
         return;
     }

@@ -5,9 +5,18 @@ use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
 
 use crate::ConfigError;
+
+/// Finding a credential in text a server sent back: for the classifier's redaction and the
+/// auth layer's marking of echoed headers.
+#[cfg(any(feature = "auth", feature = "classify"))]
+mod secrets;
+#[cfg(feature = "auth")]
+pub(crate) use secrets::mark_echoes;
+#[cfg(feature = "classify")]
+pub(crate) use secrets::{Secrets, occurs};
 
 /// The environment variable [`ApiKey::from_env`] reads.
 pub const API_KEY_ENV: &str = "INFOPLUG_API_KEY";
@@ -37,9 +46,10 @@ pub const MAX_KEY_LEN: usize = 4096;
 /// # Ok::<(), tower_infoplug::ConfigError>(())
 /// ```
 #[derive(Clone)]
-#[cfg_attr(not(feature = "auth"), allow(dead_code))] // read by the auth layer
 pub struct ApiKey {
     raw: HeaderValue,
+    /// `Bearer <key>`, made once: only the auth layer sends it.
+    #[cfg(feature = "auth")]
     bearer: HeaderValue,
 }
 
@@ -48,12 +58,10 @@ impl ApiKey {
     pub fn new(key: impl Into<String>) -> Result<Self, ConfigError> {
         let key = key.into();
         validate(key.as_bytes())?;
-        let mut bearer = Vec::with_capacity(key.len() + 7);
-        bearer.extend_from_slice(b"Bearer ");
-        bearer.extend_from_slice(key.as_bytes());
         Ok(Self {
+            #[cfg(feature = "auth")]
+            bearer: prepared([&b"Bearer "[..], key.as_bytes()].concat())?,
             raw: prepared(key.into_bytes())?,
-            bearer: prepared(bearer)?,
         })
     }
 
@@ -84,13 +92,13 @@ impl ApiKey {
     }
 
     /// The key as a header value (`<key>`), marked sensitive.
-    #[cfg_attr(not(feature = "auth"), allow(dead_code))]
+    #[cfg(feature = "auth")]
     pub(crate) fn raw(&self) -> &HeaderValue {
         &self.raw
     }
 
     /// The key as a bearer credential (`Bearer <key>`), marked sensitive.
-    #[cfg_attr(not(feature = "auth"), allow(dead_code))]
+    #[cfg(feature = "auth")]
     pub(crate) fn bearer(&self) -> &HeaderValue {
         &self.bearer
     }
@@ -186,6 +194,7 @@ impl fmt::Debug for KeyHandle {
 pub struct KeySource(Source);
 
 #[derive(Clone)]
+#[cfg_attr(not(feature = "auth"), allow(dead_code))] // read by the auth layer only
 enum Source {
     Fixed(ApiKey),
     Shared(KeyHandle),
@@ -193,7 +202,7 @@ enum Source {
 
 impl KeySource {
     /// Calls `f` with the key in force now, without copying it.
-    #[cfg_attr(not(feature = "auth"), allow(dead_code))]
+    #[cfg(feature = "auth")]
     pub(crate) fn with_key<T>(&self, f: impl FnOnce(&ApiKey) -> T) -> T {
         match &self.0 {
             Source::Fixed(key) => f(key),
@@ -202,7 +211,7 @@ impl KeySource {
     }
 
     /// Whether `f` holds for the key in force or for one it replaced (and remembers).
-    #[cfg_attr(not(feature = "auth"), allow(dead_code))]
+    #[cfg(feature = "auth")]
     pub(crate) fn any_key(&self, f: impl Fn(&ApiKey) -> bool) -> bool {
         match &self.0 {
             Source::Fixed(key) => f(key),
@@ -254,94 +263,6 @@ pub(crate) fn env_var(name: &str) -> Result<String, ConfigError> {
     })
 }
 
-/// The secret parts of a credential header value, trimmed: the value itself, and the token
-/// of a `Bearer <token>` value. Bytes, so an opaque (non-ASCII) credential has its secrets
-/// too.
-#[derive(Clone, Copy)]
-pub(crate) struct Secrets<'a> {
-    full: &'a [u8],
-    token: Option<&'a [u8]>,
-}
-
-impl<'a> Secrets<'a> {
-    pub(crate) fn of(credential: &'a HeaderValue) -> Self {
-        let full = credential.as_bytes().trim_ascii();
-        let token = full
-            .get(..7)
-            .filter(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
-            .and_then(|_| full.get(7..))
-            .map(<[u8]>::trim_ascii);
-        Self { full, token }
-    }
-
-    /// Each secret; never an empty one.
-    #[cfg_attr(not(feature = "classify"), allow(dead_code))]
-    pub(crate) fn iter(self) -> impl Iterator<Item = &'a [u8]> {
-        [Some(self.full), self.token]
-            .into_iter()
-            .flatten()
-            .filter(|secret| !secret.is_empty())
-    }
-
-    /// Whether any secret occurs in `text`.
-    pub(crate) fn occur_in(self, text: &[u8]) -> bool {
-        // The token is the shorter secret, and inside the full value: it is the one to find.
-        match self.token {
-            Some(token) if !token.is_empty() => occurs(text, token),
-            _ => !self.full.is_empty() && occurs(text, self.full),
-        }
-    }
-}
-
-/// Whether `needle` occurs in `hay`: a plain scan that skips to candidates by their first
-/// byte. For the short texts it is used on (header values, an error body's fields of a few
-/// dozen bytes) it costs a fraction of setting up a linear-time searcher; `str::contains`
-/// takes over past [`SCAN_LIMIT`] bytes, where the plain scan's worst case would grow with
-/// the product of the lengths.
-pub(crate) fn occurs(hay: &[u8], needle: &[u8]) -> bool {
-    let Some((&first, rest)) = needle.split_first() else {
-        return true;
-    };
-    if hay.len() < needle.len() {
-        return false;
-    }
-    if hay.len() > SCAN_LIMIT
-        && let (Ok(hay), Ok(needle)) = (std::str::from_utf8(hay), std::str::from_utf8(needle))
-    {
-        return hay.contains(needle);
-    }
-    // Candidates are where the first byte is; `position` on a slice is a tight loop.
-    let starts = hay.get(..=hay.len() - needle.len()).unwrap_or_default();
-    let mut from = 0;
-    while let Some(offset) = starts
-        .get(from..)
-        .and_then(|tail| tail.iter().position(|&b| b == first))
-    {
-        let at = from + offset;
-        if hay.get(at + 1..at + needle.len()) == Some(rest) {
-            return true;
-        }
-        from = at + 1;
-    }
-    false
-}
-
-/// See [`occurs`].
-const SCAN_LIMIT: usize = 256;
-
-/// Marks as sensitive every header whose value contains a secret part of `credential`, so a
-/// server that echoes the key in a header (`www-authenticate`, say) does not get it printed
-/// by whatever logs headers above (tower-http's `TraceLayer`).
-#[cfg_attr(not(feature = "auth"), allow(dead_code))]
-pub(crate) fn mark_echoes(headers: &mut HeaderMap, credential: &HeaderValue) {
-    let secrets = Secrets::of(credential);
-    for value in headers.values_mut() {
-        if !value.is_sensitive() && secrets.occur_in(value.as_bytes()) {
-            value.set_sensitive(true);
-        }
-    }
-}
-
 /// Checks key material: non-empty, bounded, visible ASCII only.
 fn validate(key: &[u8]) -> Result<(), ConfigError> {
     if key.is_empty() {
@@ -371,34 +292,9 @@ fn prepared(bytes: Vec<u8>) -> Result<HeaderValue, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        // Short and long haystacks (either side of SCAN_LIMIT), over a small alphabet so that
-        // matches and near-matches are common; non-UTF-8 bytes take the plain scan throughout.
-        #[test]
-        fn occurs_agrees_with_a_window_search(
-            hay in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(0xff)], 0..600),
-            needle in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(0xff)], 0..6),
-        ) {
-            let expected = needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle.as_slice());
-            prop_assert_eq!(occurs(&hay, &needle), expected);
-        }
-    }
 
     #[test]
-    fn occurs_finds_a_secret_at_either_end_and_nowhere_else() {
-        assert!(occurs(b"k-123", b"k-123"));
-        assert!(occurs(b"xk-123", b"k-123"));
-        assert!(occurs(b"k-123x", b"k-123"));
-        assert!(!occurs(b"k-12", b"k-123"));
-        assert!(!occurs(b"k-12k-13", b"k-123"));
-        let long = format!("{}k-123", "k-12".repeat(100));
-        assert!(occurs(long.as_bytes(), b"k-123"));
-        assert!(!occurs(long.as_bytes().get(..400).unwrap(), b"k-123"));
-    }
-
-    #[test]
+    #[cfg(feature = "auth")] // the prepared values are the auth layer's
     fn a_handle_remembers_the_keys_it_replaced_up_to_a_bound() {
         let key = |n: usize| ApiKey::new(format!("key-{n}")).unwrap();
         let handle = KeyHandle::new(key(0));
@@ -418,6 +314,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "auth")] // the prepared values are the auth layer's
     fn visible_ascii_keys_are_accepted_and_prepared_sensitive() {
         let key = ApiKey::new("abc-DEF_123.~!").unwrap();
         assert_eq!(key.raw().as_bytes(), b"abc-DEF_123.~!");
@@ -467,6 +364,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "auth")] // the prepared values are the auth layer's
     fn rotation_is_seen_by_every_clone_of_a_handle() {
         let handle = KeyHandle::new(ApiKey::new("one").unwrap());
         let source = KeySource::from(&handle);
@@ -477,6 +375,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "auth")] // the prepared values are the auth layer's
     fn a_set_variable_is_read_validated_and_prepared() {
         // Cargo sets CARGO_PKG_NAME for the test process: a set variable we need not (and,
         // with `unsafe` forbidden, cannot) set ourselves.

@@ -169,6 +169,7 @@ pub mod reqwest;
 mod response;
 #[cfg(feature = "retry")]
 pub mod retry;
+#[cfg(any(feature = "auth", feature = "classify"))]
 mod trace;
 
 /// The guides: the pages of the repository's `docs/` folder, here so they are versioned with

@@ -2,10 +2,16 @@
 
 use std::fmt;
 
-use http::uri::Scheme;
-use http::{HeaderMap, Uri, header::HOST};
+use http::Uri;
 
 use crate::ConfigError;
+
+#[cfg(feature = "auth")]
+mod scope;
+#[cfg(feature = "retry")]
+mod site;
+#[cfg(feature = "retry")]
+pub(crate) use site::Site;
 
 /// The origin of an API: scheme, host and port, as browsers compare them.
 ///
@@ -79,52 +85,6 @@ impl Origin {
     pub fn port(&self) -> u16 {
         self.port
     }
-
-    /// Whether a request for `uri` (with `headers`) goes to this origin.
-    ///
-    /// An absolute URI is compared by scheme, host and port. A URI without an authority (a
-    /// relative request for a transport that adds the base URL itself) is compared by its
-    /// `Host` header when it has one, and is taken as same-origin when it has none: such a
-    /// request has no other destination than the one the transport is built for.
-    #[cfg_attr(not(feature = "auth"), allow(dead_code))]
-    pub(crate) fn matches(&self, uri: &Uri, headers: &HeaderMap) -> bool {
-        if let Some(authority) = uri.authority() {
-            // `http::Scheme` compares its two standard schemes without looking at text, and
-            // any spelling of them parses to those.
-            let https = match uri.scheme() {
-                Some(s) if *s == Scheme::HTTPS => true,
-                Some(s) if *s == Scheme::HTTP => false,
-                // Another scheme (ws, ftp, ...) is never the API.
-                Some(_) => return false,
-                // Authority form (`CONNECT host:port`): no scheme to compare.
-                None => self.https,
-            };
-            if https != self.https {
-                return false;
-            }
-            // The common case, without parsing: the authority is spelled as ours (exactly, which
-            // is a memcmp, then ignoring case).
-            let raw = authority.as_str();
-            let spelled = |ours: &str| raw == ours || raw.eq_ignore_ascii_case(ours);
-            // Without the port first: how a request for the default port is usually spelled.
-            if self.bare.as_deref().is_some_and(spelled) || spelled(&self.with_port) {
-                return true;
-            }
-            return self.host_is(authority.host())
-                && authority.port_u16().unwrap_or(default_port(https)) == self.port;
-        }
-        let Some(host) = headers.get(HOST) else {
-            return true;
-        };
-        let Some((host, port)) = host.to_str().ok().and_then(split_host_port) else {
-            return false;
-        };
-        self.host_is(host) && port.unwrap_or(default_port(self.https)) == self.port
-    }
-
-    fn host_is(&self, host: &str) -> bool {
-        normalise_host(host).eq_ignore_ascii_case(&self.host)
-    }
 }
 
 impl fmt::Display for Origin {
@@ -178,45 +138,6 @@ fn parts(uri: &Uri) -> Result<(bool, String, u16), ConfigError> {
     Ok((https, host.to_ascii_lowercase(), port))
 }
 
-/// The origin a request URI names, as a key of the retry layer's shared state: what
-/// [`Origin`] compares (scheme, lower-cased host, port) in one allocation, without the
-/// spellings an `Origin` keeps to match requests fast. Displayed as an `Origin` is.
-#[cfg_attr(not(feature = "retry"), allow(dead_code))]
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct Site {
-    https: bool,
-    host: Box<str>,
-    port: u16,
-}
-
-#[cfg_attr(not(feature = "retry"), allow(dead_code))]
-impl Site {
-    /// `None` when the URI names no http(s) origin.
-    pub(crate) fn of(uri: &Uri) -> Option<Self> {
-        let (https, host, port) = parts(uri).ok()?;
-        Some(Self {
-            https,
-            host: host.into_boxed_str(),
-            port,
-        })
-    }
-}
-
-impl fmt::Display for Site {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}://{}",
-            if self.https { "https" } else { "http" },
-            self.host
-        )?;
-        if self.port != default_port(self.https) {
-            write!(f, ":{}", self.port)?;
-        }
-        Ok(())
-    }
-}
-
 fn default_port(https: bool) -> u16 {
     if https { 443 } else { 80 }
 }
@@ -224,32 +145,6 @@ fn default_port(https: bool) -> u16 {
 /// `example.com.` and `example.com` are the same DNS name.
 fn normalise_host(host: &str) -> &str {
     host.strip_suffix('.').unwrap_or(host)
-}
-
-/// Splits a `Host` header value into host and optional port; `None` when it is not one.
-#[cfg_attr(not(feature = "auth"), allow(dead_code))]
-fn split_host_port(value: &str) -> Option<(&str, Option<u16>)> {
-    let (host, port) = if value.starts_with('[') {
-        // IPv6 literal: `[::1]` or `[::1]:8080`.
-        let end = value.find(']')?;
-        let (host, rest) = value.split_at(end + 1);
-        match rest {
-            "" => (host, None),
-            _ => (host, Some(rest.strip_prefix(':')?)),
-        }
-    } else {
-        match value.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (value, None),
-        }
-    };
-    if host.is_empty() {
-        return None;
-    }
-    match port {
-        None => Some((host, None)),
-        Some(port) => Some((host, Some(port.parse().ok()?))),
-    }
 }
 
 /// The input as an error may repeat it: no query or fragment, no credentials, bounded.
@@ -273,96 +168,6 @@ fn shown(input: &str) -> String {
 mod tests {
     use super::*;
 
-    fn origin(s: &str) -> Origin {
-        Origin::parse(s).unwrap()
-    }
-
-    fn matches(origin: &Origin, uri: &str, host: Option<&str>) -> bool {
-        let mut headers = HeaderMap::new();
-        if let Some(host) = host {
-            headers.insert(HOST, host.parse().unwrap());
-        }
-        origin.matches(&uri.parse().unwrap(), &headers)
-    }
-
-    #[test]
-    fn a_site_is_named_and_compared_as_its_origin() {
-        for uri in [
-            "https://Api.InfoPlug.io/v1/x",
-            "https://api.infoplug.io:443/v1",
-            "https://api.infoplug.io.:8443/v1",
-            "http://127.0.0.1:8080/x?q=1",
-            "HTTP://[::1]/x",
-        ] {
-            let uri: Uri = uri.parse().unwrap();
-            let site = Site::of(&uri).unwrap();
-            assert_eq!(
-                site.to_string(),
-                Origin::from_uri(&uri).unwrap().to_string()
-            );
-        }
-        let same =
-            |a: &str, b: &str| Site::of(&a.parse().unwrap()) == Site::of(&b.parse().unwrap());
-        assert!(same(
-            "https://API.infoplug.io./a",
-            "https://api.infoplug.io:443/b"
-        ));
-        assert!(!same(
-            "https://api.infoplug.io/a",
-            "http://api.infoplug.io/a"
-        ));
-        for uri in ["ftp://h/x", "https://user@h/x", "/v1/x"] {
-            assert_eq!(Site::of(&uri.parse().unwrap()), None, "{uri}");
-        }
-    }
-
-    #[test]
-    fn default_ports_and_host_case_are_normalised() {
-        let api = origin("https://Api.InfoPlug.io");
-        assert_eq!(api.port(), 443);
-        assert_eq!(api.host(), "api.infoplug.io");
-        assert!(matches(&api, "https://api.infoplug.io:443/v1/x", None));
-        assert!(matches(&api, "HTTPS://API.INFOPLUG.IO/v1/x", None));
-        assert!(matches(&api, "https://api.infoplug.io./v1", None));
-        assert_eq!(origin("http://h").port(), 80);
-        assert_eq!(origin("http://h:8080/base").to_string(), "http://h:8080");
-    }
-
-    #[test]
-    fn other_scheme_host_or_port_is_another_origin() {
-        let api = origin("https://api.infoplug.io");
-        assert!(!matches(&api, "http://api.infoplug.io/v1", None));
-        assert!(!matches(&api, "https://api.infoplug.io:8443/v1", None));
-        assert!(!matches(&api, "https://files.infoplug.io/v1", None));
-        assert!(!matches(
-            &api,
-            "https://api.infoplug.io.evil.example/v1",
-            None
-        ));
-        assert!(!matches(&api, "https://evil.example/api.infoplug.io", None));
-        assert!(!matches(&api, "wss://api.infoplug.io/v1", None));
-        // Userinfo does not change the host the request goes to.
-        assert!(!matches(
-            &api,
-            "https://api.infoplug.io@evil.example/",
-            None
-        ));
-    }
-
-    #[test]
-    fn relative_requests_are_judged_by_their_host_header() {
-        let api = origin("http://127.0.0.1:3000");
-        assert!(matches(&api, "/v1/profile", None));
-        assert!(matches(&api, "/v1/profile", Some("127.0.0.1:3000")));
-        assert!(!matches(&api, "/v1/profile", Some("127.0.0.1")));
-        assert!(!matches(&api, "/v1/profile", Some("evil.example:3000")));
-        assert!(!matches(&api, "/v1/profile", Some("127.0.0.1:notaport")));
-        let v6 = origin("http://[::1]:3000");
-        assert!(matches(&v6, "/x", Some("[::1]:3000")));
-        assert!(!matches(&v6, "/x", Some("[::1]")));
-        assert!(!matches(&v6, "/x", Some("[::1")));
-    }
-
     #[test]
     fn unusable_base_urls_are_rejected_without_echoing_secrets() {
         for (input, reason) in [
@@ -379,15 +184,5 @@ mod tests {
             assert!(err.contains(reason), "{input}: {err}");
             assert!(!err.contains("hunter2") && !err.contains("s3cret"), "{err}");
         }
-    }
-
-    #[test]
-    fn host_header_values_split_into_host_and_port() {
-        assert_eq!(split_host_port("a:1"), Some(("a", Some(1))));
-        assert_eq!(split_host_port("a"), Some(("a", None)));
-        assert_eq!(split_host_port("[::1]:80"), Some(("[::1]", Some(80))));
-        assert_eq!(split_host_port("[::1]x"), None);
-        assert_eq!(split_host_port(":80"), None);
-        assert_eq!(split_host_port("a:99999"), None);
     }
 }

@@ -84,7 +84,7 @@ macro_rules! impl_response_ext {
         }
     };
 }
-#[cfg_attr(not(feature = "reqwest"), allow(unused_imports))]
+#[cfg(feature = "reqwest")]
 pub(crate) use impl_response_ext;
 
 impl_response_ext!(Response<B>, for <B>);

@@ -25,8 +25,8 @@ use super::policy::{Attempt, Decision, Failure, Outcome, RetryPolicy};
 use super::state::{Observation, Partition, Signal};
 use super::store::{Planned, Question, Remote};
 use super::telemetry::{self, Waiting};
+use super::trace::RequestSpan;
 use super::{RetryError, RetryInfo, RetryOverrides, StopReason};
-use crate::trace::RequestSpan;
 
 /// What a request through the layer ends with.
 pub(super) type Output<R, E> = Result<Response<R>, RetryError<E>>;

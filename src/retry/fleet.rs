@@ -637,7 +637,7 @@ impl Fleet {
         match outcome {
             Ok(Ok(value)) => {
                 if !self.up.swap(true, Ordering::AcqRel) {
-                    crate::trace::warn_event!(prefix = %self.prefix, "Redis answers: sharing the fleet's rate-limit state again");
+                    super::trace::warn_event!(prefix = %self.prefix, "Redis answers: sharing the fleet's rate-limit state again");
                 }
                 Some(value)
             }
@@ -665,7 +665,7 @@ impl Fleet {
                 .compare_exchange(warned, now.max(1), Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         {
-            crate::trace::warn_event!(
+            super::trace::warn_event!(
                 prefix = %self.prefix,
                 error = ?kind,
                 "Redis failed or was too slow: planning with this process's state alone until it answers"

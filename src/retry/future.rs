@@ -20,8 +20,8 @@ use super::engine::{Asking, Engine, Next, Output};
 use super::layer::{Settings, Shared};
 use super::plan::Step;
 use super::policy::RetryPolicy;
+use super::trace::RequestSpan;
 use super::wait::Wait;
-use crate::trace::RequestSpan;
 
 pin_project! {
     /// The response future of [`Retry`](super::Retry).

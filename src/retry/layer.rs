@@ -32,7 +32,7 @@ pub(super) struct Settings {
     pub(super) replay_limit: usize,
     pub(super) drain_limit: usize,
     pub(super) drain_timeout: Duration,
-    pub(super) levels: crate::trace::Levels,
+    pub(super) levels: super::trace::Levels,
     pub(super) idempotency_keys: bool,
     /// A quota the user configured: requests a second, and how many may go at once.
     pub(super) quota: Option<Quota>,
@@ -242,7 +242,7 @@ impl Default for RetryBuilder {
                 replay_limit: 64 * 1024,
                 drain_limit: 64 * 1024,
                 drain_timeout: Duration::from_millis(100),
-                levels: crate::trace::Levels::default(),
+                levels: super::trace::Levels::default(),
                 idempotency_keys: false,
                 quota: None,
                 attempt_header: None,
@@ -658,7 +658,7 @@ impl RetryBuilder {
     /// status, error code, wait and reason that apply.
     #[cfg(feature = "tracing")]
     pub fn trace_levels(mut self, retry: tracing::Level, give_up: tracing::Level) -> Self {
-        self.settings.levels = crate::trace::Levels { retry, give_up };
+        self.settings.levels = super::trace::Levels { retry, give_up };
         self
     }
 
@@ -674,7 +674,7 @@ impl RetryBuilder {
     /// A hash of the key the layer's requests are sent with by an auth layer below it, so
     /// fleets on different keys under one prefix keep apart (the preset sets it).
     #[cfg(feature = "redis")]
-    #[cfg_attr(not(feature = "auth"), allow(dead_code))]
+    #[cfg(feature = "auth")]
     pub(crate) fn fleet_credential(mut self, hash: &[u8]) -> Self {
         self.fleet_salt = hash.to_vec();
         self

@@ -155,6 +155,7 @@ mod state;
 mod status;
 mod store;
 mod telemetry;
+mod trace;
 mod wait;
 
 pub use backoff::{Jitter, RandomJitter, SystemClock, WallClock};

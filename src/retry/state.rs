@@ -208,26 +208,26 @@ impl State {
     }
 
     /// Whether a throttle with a hint shuts a gate.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    #[cfg(feature = "redis")]
     pub(crate) fn gates(&self) -> bool {
         self.gates
     }
 
     /// Whether a 429 starts pacing.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    #[cfg(feature = "redis")]
     pub(crate) fn pacing(&self) -> bool {
         self.pacing
     }
 
     /// The longest a gate stays shut without a probe.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    #[cfg(feature = "redis")]
     pub(crate) fn max_cooldown(&self) -> Duration {
         self.max_cooldown
     }
 
     /// The partition's pacing as this process knows it: its rate at `now`, whether the
     /// server stated it, and when it ends; `None` while the rate is only searched.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    #[cfg(feature = "redis")]
     pub(crate) fn pacing_of(
         &self,
         partition: &Partition,

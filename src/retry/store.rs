@@ -18,7 +18,8 @@ use super::layer::Settings;
 use super::plan::{Gate, Inputs, Plan};
 use super::state::{Observation, Partition, State};
 
-/// A plan, or a question to ask first.
+/// A plan, or a question to ask first. (Without `redis` only `Now`: the engine's asking
+/// path is compiled in every build, and dead without a fleet.)
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) enum Planned {
     Now(Plan),

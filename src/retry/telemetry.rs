@@ -6,6 +6,9 @@
 //! Events carry the method and the URL (credentials stripped) and never a body's free text:
 //! an error code the crate does not know is named `unknown`.
 
+// Without `tracing` the events are no-ops, and their functions' arguments go unread.
+#![cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+
 use std::time::Duration;
 
 use http::request::Parts;
@@ -16,9 +19,10 @@ use super::StopReason;
 use super::metrics;
 use super::policy::Failure;
 use super::state::Partition;
-use crate::trace::{Level, Levels};
-#[allow(unused_imports)] // `Target` without the `tracing` feature
-use crate::trace::{Target, event_at};
+#[cfg(feature = "tracing")]
+use super::trace::Target;
+use super::trace::event_at;
+use super::trace::{Level, Levels};
 
 /// An event about a request: its method and URL (never its user-info or query) first.
 macro_rules! request_event {
@@ -60,7 +64,6 @@ fn code<R>(res: &Response<R>) -> Option<&'static str> {
 }
 
 /// A request is held for its partition's gate or pacing.
-#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
 #[inline]
 pub(crate) fn holding(level: Level, head: &Parts, attempt: u32, wait: Duration) {
     request_event!(
@@ -74,7 +77,6 @@ pub(crate) fn holding(level: Level, head: &Parts, attempt: u32, wait: Duration) 
 }
 
 /// A request is not sent: what the server asked for is longer than it may wait.
-#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
 #[inline]
 pub(crate) fn not_sending(
     level: Level,
@@ -97,7 +99,6 @@ pub(crate) fn not_sending(
 }
 
 /// A retry after a response, after `wait`.
-#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
 #[inline]
 pub(crate) fn retrying_after_response<R>(
     level: Level,
@@ -122,7 +123,6 @@ pub(crate) fn retrying_after_response<R>(
 }
 
 /// A retry after a failed attempt, after `wait`.
-#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
 #[inline]
 pub(crate) fn retrying_after_failure(
     level: Level,
@@ -144,7 +144,6 @@ pub(crate) fn retrying_after_failure(
 }
 
 /// The response is returned: final (DEBUG), or the layer stopped retrying (`give_up`).
-#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
 #[inline]
 pub(crate) fn returning<R>(
     give_up: Level,
@@ -169,7 +168,6 @@ pub(crate) fn returning<R>(
 }
 
 /// The last attempt's failure is returned (`timed_out`: it was the attempt's timeout).
-#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
 #[inline]
 pub(crate) fn giving_up(
     give_up: Level,
