@@ -263,6 +263,7 @@ fn throttle(status: u16, hint: Option<u64>, quota: Option<f64>) -> Observation {
         slot: None,
         probe: false,
         follow: None,
+        reading: None,
         unhinted: None,
     }
 }
@@ -284,6 +285,7 @@ fn answer(op: Op) -> Observation {
         slot: None,
         probe,
         follow: None,
+        reading: None,
         unhinted,
     }
 }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::body::{Replay, ReplayBody};
-use super::hints::{quota, remaining_rate, wait_hint};
+use super::hints::{Reading, quota, reading, remaining_rate, wait_hint};
 use super::hooks::{RetriedAfter, RetryEvent, ThrottleEvent};
 use super::layer::{Settings, Shared};
 use super::plan::{Inputs, Plan, Step, Stop};
@@ -89,6 +89,9 @@ pub(super) struct Engine<B, P> {
     last_hint: Option<Duration>,
     /// The schedule of the pacing slot the attempt in flight went at, if it went at one.
     sent_at_slot: Option<u32>,
+    /// The ticket the attempt in flight took as it started, when answers are read for what
+    /// is left of the quota.
+    ticket: u64,
     /// Attempts sent at a pacing slot and refused with a 429: the pacer's misses (a byte:
     /// only up to `max_attempts - 1`, at most 99, count).
     misses: u8,
@@ -130,6 +133,7 @@ impl<B: Body, P> Engine<B, P> {
             waited: Duration::ZERO,
             last_hint: None,
             sent_at_slot: None,
+            ticket: 0,
             misses: 0,
             probe: false,
             slot: None,
@@ -219,6 +223,9 @@ impl<B: Body, P> Engine<B, P> {
     {
         self.attempts += 1;
         self.sent_at_slot = self.slot.take();
+        if self.shared.settings.hint_fields.follows() {
+            self.ticket = self.shared.state.local().start();
+        }
         span.sending(self.attempts, &self.head.method, &self.head.uri);
         #[cfg(feature = "metrics")]
         {
@@ -358,12 +365,19 @@ impl<B: Body, P> Engine<B, P> {
     }
 
     /// Tells the store what the attempt showed.
-    fn observe(&mut self, signal: Signal, follow: Option<f64>, unhinted: Option<StatusCode>) {
+    fn observe(
+        &mut self,
+        signal: Signal,
+        follow: Option<f64>,
+        reading: Option<(Reading, u64)>,
+        unhinted: Option<StatusCode>,
+    ) {
         let seen = Observation {
             signal,
             slot: self.sent_at_slot.take(),
             probe: std::mem::take(&mut self.probe),
             follow,
+            reading,
             unhinted,
         };
         let (partition, shared) = self.partition();
@@ -527,6 +541,11 @@ impl<B: Body, P> Engine<B, P> {
         let follow = (signal == Signal::Healthy && self.shared.state.throttled())
             .then(|| remaining_rate(res.headers(), settings.hint_fields, self.shared.clock.now()))
             .flatten();
+        // What is left of the quota, read on every healthy answer when asked to.
+        let reading = (signal == Signal::Healthy && settings.hint_fields.follows())
+            .then(|| reading(res.headers(), settings.hint_fields, &*self.shared.clock))
+            .flatten()
+            .map(|reading| (reading, self.ticket));
         // A server error it gave no reason or wait for: the breaker's to count (501 and 505
         // are about the request, not the server's health).
         let unhinted = match status.as_u16() {
@@ -534,7 +553,7 @@ impl<B: Body, P> Engine<B, P> {
             500..=599 if hint.is_none_or(|h| h.is_zero()) => Some(status),
             _ => None,
         };
-        self.observe(signal, follow, unhinted);
+        self.observe(signal, follow, reading, unhinted);
         // The usual answer is final: returned as it is, not moved into a `Kept` first (that
         // move measured 60 instructions on every 2xx).
         if decision == Decision::Stop {
@@ -588,7 +607,7 @@ impl<B: Body, P> Engine<B, P> {
         });
         // No answer counts as a 503 for the breaker, unless nothing was sent at all.
         let unhinted = (failure != Failure::Unsendable).then_some(StatusCode::SERVICE_UNAVAILABLE);
-        self.observe(Signal::Failed, None, unhinted);
+        self.observe(Signal::Failed, None, None, unhinted);
         self.conclude(decision, Kept::Failure { error, failure })
     }
 

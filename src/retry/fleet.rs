@@ -912,6 +912,7 @@ impl FleetState {
             gate: Gate::Open,
             pace: None,
             budget: true,
+            allowance: None,
         };
         let Plan::Go { at, .. } = plan(settings, inputs, &open) else {
             return Err(partition);

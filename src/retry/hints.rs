@@ -16,6 +16,8 @@ use super::backoff::WallClock;
 
 const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 const X_SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
 
@@ -60,12 +62,21 @@ pub(crate) struct HintFields {
     pub(crate) resets: &'static [(&'static str, ResetFormat)],
 }
 
+impl HintFields {
+    /// Whether answers are read for what is left of the quota (the `RateLimit` fields, or the
+    /// `X-RateLimit-*` ones): then every request takes a ticket as it starts.
+    pub(crate) fn follows(self) -> bool {
+        self.rate_limit || self.x_rate_limit_reset
+    }
+}
+
 impl Default for HintFields {
-    /// `retry-after-ms` is read (it is `Retry-After` to the millisecond); the others not.
+    /// `retry-after-ms` (it is `Retry-After` to the millisecond) and the IETF draft's
+    /// `RateLimit` fields (the standard ones) are read; the vendor fields not.
     fn default() -> Self {
         Self {
             retry_after_ms: true,
-            rate_limit: false,
+            rate_limit: true,
             x_rate_limit_reset: false,
             resets: &[],
         }
@@ -279,7 +290,7 @@ fn seconds(text: &str) -> Option<u64> {
 /// one-second wait, not a day.
 fn rate_limit_reset(value: &HeaderValue) -> Option<Duration> {
     policies(value.to_str().ok()?)
-        .filter(|p| p.remaining.is_none_or(|r| r == 0))
+        .filter(|p| p.counts_requests() && p.remaining.is_none_or(|r| r == 0))
         .filter_map(|p| p.reset)
         .max()
         .map(Duration::from_secs)
@@ -289,11 +300,11 @@ fn rate_limit_reset(value: &HeaderValue) -> Option<Duration> {
 /// as its `RateLimit-Policy` field states it (`"burst";q=200;w=1`): the pacer's rate.
 pub(crate) fn quota(headers: &HeaderMap) -> Option<f64> {
     let exhausted: Vec<&str> = policies_in(headers, "ratelimit")
-        .filter(|p| p.remaining == Some(0))
+        .filter(|p| p.counts_requests() && p.remaining == Some(0))
         .map(|p| p.name)
         .collect();
     policies_in(headers, "ratelimit-policy")
-        .filter(|p| exhausted.contains(&p.name))
+        .filter(|p| p.counts_requests() && exhausted.contains(&p.name))
         .filter_map(|p| {
             let (quota, window) = (p.quota?, p.window?);
             (quota > 0 && window > 0).then(|| quota as f64 / window as f64)
@@ -317,6 +328,7 @@ pub(crate) fn remaining_rate(
         .rate_limit
         .then(|| {
             policies_in(headers, "ratelimit")
+                .filter(Policy::counts_requests)
                 .filter_map(|p| rate(p.remaining?, Duration::from_secs(p.reset?)))
                 .min_by(f64::total_cmp)
         })
@@ -343,12 +355,12 @@ pub(crate) fn rate_limit_status(
 ) -> Option<(u64, Option<Duration>, Option<u64>)> {
     let number = |name| number(headers, name);
     let tightest = policies_in(headers, "ratelimit")
-        .filter(|p| p.remaining.is_some())
+        .filter(|p| p.counts_requests() && p.remaining.is_some())
         .min_by_key(|p| (p.remaining, std::cmp::Reverse(p.reset)));
     if let Some(policy) = tightest {
         let stated = || {
             policies_in(headers, "ratelimit-policy")
-                .find(|p| p.name == policy.name)
+                .find(|p| p.name == policy.name && p.counts_requests())
                 .and_then(|p| p.quota)
         };
         return Some((
@@ -368,6 +380,53 @@ pub(crate) fn rate_limit_status(
     Some((remaining, reset, number("x-ratelimit-limit")))
 }
 
+/// What a server said, on one answer, is left of its quota: the allowance the layer follows
+/// (see [`rules::Allowance`](super::rules::Allowance)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reading {
+    /// Requests the server would still admit.
+    pub(crate) remaining: u64,
+    /// Until the quota is whole again.
+    pub(crate) reset: Duration,
+    /// The requests a whole window holds, and the window, when the server states both: what
+    /// the allowance refills to when `reset` passes.
+    pub(crate) quota: Option<(u64, Duration)>,
+}
+
+/// What the server says is left of its quota (with the fields read): the most restrictive
+/// `RateLimit` policy counted in requests (fewest remaining), with its `RateLimit-Policy`
+/// quota and window; else `X-RateLimit-Remaining` and `X-RateLimit-Reset`. A policy in another
+/// unit (`qu="content-bytes"`, `qu="concurrent-requests"`) is never read as a request count.
+pub(crate) fn reading(
+    headers: &HeaderMap,
+    fields: HintFields,
+    now: impl WallTime,
+) -> Option<Reading> {
+    if fields.rate_limit
+        && let Some(policy) = policies_in(headers, RATELIMIT)
+            .filter(|p| p.counts_requests() && p.remaining.is_some() && p.reset.is_some())
+            .min_by_key(|p| (p.remaining, std::cmp::Reverse(p.reset)))
+    {
+        let quota = policies_in(headers, RATELIMIT_POLICY)
+            .find(|p| p.name == policy.name && p.counts_requests())
+            .and_then(|p| Some((p.quota?, Duration::from_secs(p.window?))))
+            .filter(|(quota, window)| *quota > 0 && !window.is_zero());
+        return Some(Reading {
+            remaining: policy.remaining?,
+            reset: Duration::from_secs(policy.reset?),
+            quota,
+        });
+    }
+    if fields.x_rate_limit_reset {
+        return Some(Reading {
+            remaining: number(headers, "x-ratelimit-remaining")?,
+            reset: x_rate_limit_reset(headers.get(X_RATELIMIT_RESET)?, now.wall_time())?,
+            quota: None,
+        });
+    }
+    None
+}
+
 /// One policy of a `RateLimit` or `RateLimit-Policy` field.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Policy<'a> {
@@ -376,10 +435,23 @@ struct Policy<'a> {
     reset: Option<u64>,
     quota: Option<u64>,
     window: Option<u64>,
+    /// The quota's unit (`qu`): requests when absent.
+    unit: Option<&'a str>,
+}
+
+impl Policy<'_> {
+    /// Whether its figures count requests (the draft's default unit), not bytes or requests
+    /// in flight.
+    fn counts_requests(&self) -> bool {
+        self.unit.is_none_or(|unit| unit == "requests")
+    }
 }
 
 /// Every policy of every line of the field `name` (`RateLimit`, `RateLimit-Policy`).
-fn policies_in<'h>(headers: &'h HeaderMap, name: &str) -> impl Iterator<Item = Policy<'h>> {
+fn policies_in<'h>(
+    headers: &'h HeaderMap,
+    name: impl http::header::AsHeaderName,
+) -> impl Iterator<Item = Policy<'h>> {
     headers
         .get_all(name)
         .iter()
@@ -403,6 +475,10 @@ fn policies(value: &str) -> impl Iterator<Item = Policy<'_>> {
                 policy.name = param.trim_matches('"');
                 continue;
             };
+            if key.trim() == "qu" {
+                policy.unit = Some(value.trim().trim_matches('"'));
+                continue;
+            }
             let slot = match key.trim() {
                 "r" | "remaining" => &mut policy.remaining,
                 "t" | "reset" => &mut policy.reset,
@@ -429,6 +505,14 @@ fn x_rate_limit_reset(value: &HeaderValue, now: SystemTime) -> Option<Duration> 
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Only `Retry-After` read.
+    const NONE: HintFields = HintFields {
+        retry_after_ms: false,
+        rate_limit: false,
+        x_rate_limit_reset: false,
+        resets: &[],
+    };
 
     fn at(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
@@ -581,7 +665,7 @@ mod tests {
             Some(Duration::from_secs(50))
         );
         // Fields that are not enabled are not read.
-        assert_eq!(wait_hint(&headers, HintFields::default(), at(NOW)), None);
+        assert_eq!(wait_hint(&headers, NONE, at(NOW)), None);
     }
 
     #[test]
@@ -746,13 +830,66 @@ mod tests {
         headers.insert("x-ratelimit-reset", hv("4"));
         assert_eq!(remaining_rate(&headers, both, at(NOW)), Some(0.25));
         // Fields not read are not used; a reset of zero names no rate.
-        assert_eq!(
-            remaining_rate(&headers, HintFields::default(), at(NOW)),
-            None
-        );
+        assert_eq!(remaining_rate(&headers, NONE, at(NOW)), None);
         headers.insert("ratelimit", hv("\"burst\";r=5;t=0"));
         headers.remove("x-ratelimit-remaining");
         assert_eq!(remaining_rate(&headers, both, at(NOW)), None);
+    }
+
+    #[test]
+    fn the_reading_is_the_fewest_requests_left_and_its_stated_quota() {
+        let both = every_field();
+        let s = Duration::from_secs;
+        let mut headers = HeaderMap::new();
+        assert_eq!(reading(&headers, both, at(NOW)), None);
+        headers.insert(
+            "ratelimit",
+            hv("\"daily\";r=900;t=86000, \"burst\";r=5;t=2, \"bytes\";r=0;t=9;qu=\"content-bytes\""),
+        );
+        headers.insert(
+            "ratelimit-policy",
+            hv("\"burst\";q=20;w=1, \"daily\";q=1000;w=86400"),
+        );
+        // The byte quota is not a request count; of the others, the fewest left wins.
+        assert_eq!(
+            reading(&headers, both, at(NOW)),
+            Some(Reading {
+                remaining: 5,
+                reset: s(2),
+                quota: Some((20, s(1))),
+            })
+        );
+        // A policy stated in another unit is not the request policy's quota.
+        headers.insert(
+            "ratelimit-policy",
+            hv("\"burst\";q=20;w=1;qu=\"concurrent-requests\""),
+        );
+        assert_eq!(reading(&headers, both, at(NOW)).unwrap().quota, None);
+        // In-flight limits are never read as request counts, here or in a 429's hints.
+        headers.insert(
+            "ratelimit",
+            hv("\"conc\";r=0;t=5;qu=\"concurrent-requests\""),
+        );
+        assert_eq!(reading(&headers, both, at(NOW)), None);
+        assert_eq!(
+            rate_limit_reset(&hv("\"conc\";r=0;t=5;qu=\"concurrent-requests\"")),
+            None
+        );
+        // X-RateLimit-*: no window is stated, so nothing refills.
+        headers.remove("ratelimit");
+        headers.insert("x-ratelimit-remaining", hv("7"));
+        headers.insert("x-ratelimit-reset", hv("3"));
+        headers.insert("x-ratelimit-limit", hv("60"));
+        assert_eq!(
+            reading(&headers, both, at(NOW)),
+            Some(Reading {
+                remaining: 7,
+                reset: s(3),
+                quota: None,
+            })
+        );
+        // Fields not asked for are not read.
+        assert_eq!(reading(&headers, NONE, at(NOW)), None);
     }
 
     #[test]

@@ -427,15 +427,29 @@ impl RetryBuilder {
         self
     }
 
-    /// Also reads the draft IETF `RateLimit` field (`t=`, or `reset=`) and `RateLimit-Reset`
-    /// when `Retry-After` is absent or invalid (default: off).
+    /// Reads the IETF draft's `RateLimit` and `RateLimit-Policy` fields (default: on).
+    ///
+    /// On every healthy answer, what a policy counted in requests says is left (`r`) before
+    /// its reset (`t`) becomes the partition's *allowance*: no more requests start before the
+    /// reset than that, counting those already on their way (the draft: a client SHOULD NOT
+    /// exceed `r` before `t`). Of several policies the one with the fewest left binds; one in
+    /// another unit (`qu="content-bytes"`, `qu="concurrent-requests"`) is never read as a
+    /// request count. When `RateLimit-Policy` states the policy's quota and window, the
+    /// allowance refills to it at the reset. A 429's `t=` (or `reset=`, and `RateLimit-Reset`)
+    /// is a wait when `Retry-After` is absent or invalid.
+    ///
+    /// Costs a look-up of one header per answer when the server sends none (about 2.5% of the
+    /// whole stack's success path, measured by instruction count). Off: none of it is read.
     pub fn rate_limit_headers(mut self, yes: bool) -> Self {
         self.settings.hint_fields.rate_limit = yes;
         self
     }
 
-    /// Also reads `X-RateLimit-Reset` (seconds, or Unix seconds) when no other hint is there
-    /// (default: off).
+    /// Also reads `X-RateLimit-Reset` (seconds, or Unix seconds) when no other hint is there,
+    /// and with `X-RateLimit-Remaining` on every healthy answer follows what is left as
+    /// [`rate_limit_headers`](Self::rate_limit_headers) does (without a stated window, the
+    /// allowance lapses at the reset rather than refilling). Default: off, as these fields'
+    /// meaning varies between servers (some send the limit's window, not the time left).
     pub fn x_rate_limit_reset(mut self, yes: bool) -> Self {
         self.settings.hint_fields.x_rate_limit_reset = yes;
         self

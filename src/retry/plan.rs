@@ -31,7 +31,7 @@ use super::StopReason;
 use super::backoff::{backoff, unit};
 use super::later;
 use super::layer::Settings;
-use super::rules;
+use super::rules::{self, Allowance};
 
 /// The least upward spread a pacing layer allows a hinted wait (and the most it needs: the
 /// pacer spreads crowds, the spread only keeps one caller off the exact second).
@@ -164,6 +164,8 @@ pub(crate) struct Snapshot {
     pub(crate) pace: Option<Pace>,
     /// Whether the retry budget has a retry to give.
     pub(crate) budget: bool,
+    /// What the server said is left of its quota, counted down since.
+    pub(crate) allowance: Option<Allowance>,
 }
 
 impl Inputs {
@@ -193,6 +195,7 @@ impl Snapshot {
         gate: Gate::Open,
         pace: None,
         budget: true,
+        allowance: None,
     };
 }
 
@@ -390,6 +393,18 @@ pub(crate) fn plan(settings: &Settings, inputs: &Inputs, snapshot: &Snapshot) ->
         slot = Some(pace.generation);
     }
 
+    // Nothing left of what the server said its quota holds: not before it is whole again.
+    if let Some(allowance) = snapshot.allowance.filter(|a| a.holds(at)) {
+        let asked_for = allowance.until.saturating_duration_since(now);
+        if asked_for > cap() {
+            return Stop::cooling(asked_for, StatusCode::TOO_MANY_REQUESTS);
+        }
+        at = allowance.until;
+        if waits_over(at) {
+            return Stop::cooling(asked_for, StatusCode::TOO_MANY_REQUESTS);
+        }
+    }
+
     let spend = rules::spends(inputs.step, slot.is_some());
     if spend && !snapshot.budget {
         return Stop::because(StopReason::BudgetExhausted);
@@ -562,6 +577,15 @@ mod tests {
             ..Snapshot::OPEN
         };
         let paced = |next: Duration| paced_in(next, 0);
+        let allowing = |left: u64, reset: Duration| Snapshot {
+            allowance: Some(Allowance {
+                left,
+                until: now + reset,
+                ticket: 0,
+                quota: None,
+            }),
+            ..Snapshot::OPEN
+        };
         // A retry after a 429 without a hint.
         let refused = Inputs {
             step: Step::Retry {
@@ -687,6 +711,33 @@ mod tests {
                 with_deadline(fresh, 30 * MS),
                 paced(40 * MS),
                 Stop::cooling(40 * MS, TOO_MANY),
+            ),
+            Row::new(
+                "nothing left of the announced quota holds a request until it is whole again",
+                fresh,
+                allowing(0, 2 * S),
+                go(now + 2 * S),
+            ),
+            Row::new(
+                "a request goes at once while the announced quota has some left",
+                fresh,
+                allowing(1, 2 * S),
+                go(now),
+            ),
+            Row::new(
+                "an announced reset past the cap is not waited for",
+                with_deadline(fresh, S),
+                allowing(0, 2 * S),
+                Stop::cooling(2 * S, TOO_MANY),
+            ),
+            Row::new(
+                "a request a gate holds past the reset goes without the allowance",
+                fresh,
+                Snapshot {
+                    allowance: allowing(0, S).allowance,
+                    ..closed(2 * S, 2 * S, TOO_MANY)
+                },
+                go(now + 2 * S),
             ),
             Row::new(
                 "the pacer's slot comes after the gate",
@@ -1082,6 +1133,7 @@ mod tests {
                         generation: 0,
                     }),
                     budget: true,
+                    allowance: None,
                 };
                 let _ = plan(&settings, &inputs, &snapshot);
             }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use http::StatusCode;
 use tokio::time::Instant;
 
+use super::hints::Reading;
 use super::later;
 use super::plan::{Gate, Step};
 
@@ -202,6 +203,81 @@ pub(crate) fn after_slot(slot: Instant, rate: f64) -> Instant {
     later(slot, interval)
 }
 
+/// What the server said is left of its quota, counted down by the requests started since: no
+/// more than `left` requests start before `until` (the IETF draft: a client SHOULD NOT exceed
+/// `r` before `t`).
+///
+/// Requests are numbered as they start (a *ticket*). A reading taken from the answer to
+/// request `ticket` does not count the requests started after it (the server may not have
+/// seen them when it answered): they come off what it says is left. Readings of requests
+/// started earlier than the one the allowance was read from are older news, and change
+/// nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Allowance {
+    /// Requests that may still start before `until`.
+    pub(crate) left: u64,
+    /// When the server said its quota is whole again.
+    pub(crate) until: Instant,
+    /// The ticket of the request whose answer this was read from; for a refill, the first
+    /// ticket of its window.
+    pub(crate) ticket: u64,
+    /// What a window holds, and the window, when the server states them: at `until` the
+    /// allowance refills to the quota for one more window; without, it lapses there.
+    pub(crate) quota: Option<(u64, Duration)>,
+}
+
+impl Allowance {
+    /// The allowance `reading` gives at `now`, read from the answer to request `ticket` when
+    /// `started` tickets have been handed out.
+    pub(crate) fn read(reading: Reading, ticket: u64, started: u64, now: Instant) -> Self {
+        let after = started.saturating_sub(ticket.saturating_add(1));
+        Self {
+            left: reading.remaining.saturating_sub(after),
+            until: later(now, reading.reset),
+            ticket,
+            quota: reading.quota,
+        }
+    }
+
+    /// This allowance told `newer`: older news changes nothing; a newer reading of the same
+    /// window lowers what is left and brings the reset nearer, never the reverse (a server
+    /// that rounds its reset up is then followed to its earliest word).
+    pub(crate) fn merge(self, newer: Self) -> Self {
+        if newer.ticket < self.ticket {
+            return self;
+        }
+        Self {
+            left: self.left.min(newer.left),
+            until: self.until.min(newer.until),
+            ticket: newer.ticket,
+            quota: newer.quota.or(self.quota),
+        }
+    }
+
+    /// The allowance at `now`, when `started` tickets have been handed out: itself before its
+    /// reset; in the window after it, refilled to the stated quota (its first ticket
+    /// `started`: readings of requests before it are of an earlier window); else `None`,
+    /// nothing known (no quota stated, or a whole window went by unseen).
+    pub(crate) fn at(self, now: Instant, started: u64) -> Option<Self> {
+        if now < self.until {
+            return Some(self);
+        }
+        let (quota, window) = self.quota?;
+        let until = later(self.until, window);
+        (now < until).then_some(Self {
+            left: quota,
+            until,
+            ticket: started,
+            quota: self.quota,
+        })
+    }
+
+    /// Whether a request planned to go at `at` must wait for the reset: nothing left before it.
+    pub(crate) fn holds(self, at: Instant) -> bool {
+        self.left == 0 && at < self.until
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,5 +376,57 @@ mod tests {
         for rate in [0.0, -1.0, f64::NAN, f64::INFINITY, f64::MAX] {
             assert!(after_slot(now, rate) >= now);
         }
+    }
+
+    #[test]
+    fn an_allowance_counts_what_started_after_its_reading_and_refills_once() {
+        let now = Instant::now();
+        let reading = |remaining, reset, quota| Reading {
+            remaining,
+            reset,
+            quota,
+        };
+        // Read from the answer to request 3 when 10 have started: 6 started after it, which
+        // the server may not have counted yet.
+        let a = Allowance::read(reading(8, S, Some((20, S))), 3, 10, now);
+        assert_eq!((a.left, a.until, a.ticket), (2, now + S, 3));
+        let none_left = Allowance::read(reading(4, S, None), 3, 10, now);
+        assert_eq!(none_left.left, 0);
+        assert!(none_left.holds(now) && !none_left.holds(now + S));
+        assert!(!a.holds(now));
+
+        // Older news changes nothing; a newer reading lowers what is left and brings the reset
+        // nearer, never the reverse.
+        let older = Allowance::read(reading(0, 5 * S, None), 2, 10, now);
+        assert_eq!(a.merge(older), a);
+        let newer = Allowance::read(reading(9, S / 2, None), 8, 10, now);
+        let merged = a.merge(newer);
+        assert_eq!(
+            (merged.left, merged.until, merged.ticket),
+            (2, now + S / 2, 8)
+        );
+        assert_eq!(merged.quota, Some((20, S)), "the stated quota is kept");
+        let later_reset = Allowance::read(reading(1, 3 * S, None), 9, 10, now);
+        assert_eq!(a.merge(later_reset).until, now + S);
+
+        // At its reset: refilled to the stated quota for one window, its first ticket the
+        // next one handed out; a window later, or without a stated quota, nothing is known.
+        assert_eq!(a.at(now + S / 2, 12), Some(a));
+        let refilled = a.at(now + S, 12).unwrap();
+        assert_eq!(
+            (refilled.left, refilled.until, refilled.ticket),
+            (20, now + 2 * S, 12)
+        );
+        assert_eq!(a.at(now + 2 * S, 12), None);
+        assert_eq!(none_left.at(now + S, 12), None);
+        // Nothing overflows on absurd figures.
+        let huge = Allowance::read(
+            reading(u64::MAX, Duration::MAX, Some((u64::MAX, Duration::MAX))),
+            u64::MAX,
+            0,
+            now,
+        );
+        assert!(huge.at(now, 0).is_some());
+        let _ = huge.at(huge.until, u64::MAX);
     }
 }

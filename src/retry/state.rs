@@ -27,12 +27,13 @@ use tokio::time::Instant;
 
 use super::StopReason;
 use super::budget::Budget;
+use super::hints::Reading;
 use super::hooks::Throttled;
 use super::later;
 use super::layer::{Breaker, Quota, Settings};
 use super::pacer::{Pacer, Throttle};
 use super::plan::{Gate, Inputs, Pace, Plan, Snapshot, Step, plan};
-use super::rules::{self, Effect, Shut};
+use super::rules::{self, Allowance, Effect, Shut};
 use super::store::Remote;
 use super::telemetry::Changed;
 use crate::origin::Site;
@@ -79,6 +80,9 @@ pub(crate) struct Observation {
     /// For a healthy answer in a paced partition: the rate at which the server says its
     /// remaining quota lasts, when it says so.
     pub(crate) follow: Option<f64>,
+    /// For a healthy answer: what the server says is left of its quota, and the ticket of the
+    /// request it answered.
+    pub(crate) reading: Option<(Reading, u64)>,
     /// A failure the server gave no reason or wait for (a 5xx without a hint, a 503 without
     /// `Retry-After`, a transport error, a timeout), and the status it counts as (503 for
     /// one without an answer): what the circuit breaker counts.
@@ -121,6 +125,9 @@ pub(crate) struct State {
     throttled: AtomicBool,
     /// Healthy answers, ever: the budget's deposits and the first pacing measurement.
     healthy: AtomicU64,
+    /// Tickets handed out to requests as they start, while answers are read for what is left
+    /// of the quota (see [`Allowance`]).
+    started: AtomicU64,
     /// Other answers the rate limiter let through (5xx): with `healthy`, what the server
     /// admitted, for the pacing's measurement.
     unhealthy: AtomicU64,
@@ -162,6 +169,8 @@ const SWEEP: Duration = Duration::from_secs(1);
 struct Held {
     gate: Option<Closed>,
     pacer: Option<Pacer>,
+    /// What the server said is left of its quota, counted down since.
+    allowance: Option<Allowance>,
     /// Un-hinted failures in a row, and when the last came.
     failures: u32,
     failed_at: Option<Instant>,
@@ -189,6 +198,7 @@ impl State {
             // With a configured quota every request is planned: it takes a slot.
             throttled: AtomicBool::new(settings.quota.is_some()),
             healthy: AtomicU64::new(0),
+            started: AtomicU64::new(0),
             unhealthy: AtomicU64::new(0),
             quiet_base: AtomicU64::new(0),
             quiet_base_unhealthy: AtomicU64::new(0),
@@ -342,16 +352,21 @@ impl State {
             .and_then(|h| h.gate)
             .map_or(Gate::Open, |gate| gate.at(now));
         let retry = matches!(inputs.step, Step::Retry { .. });
+        let allowance = held.as_ref().and_then(|h| h.allowance);
         let snapshot = Snapshot {
+            allowance,
             gate: remote.map_or(local_gate, |r| local_gate.stricter(r.gate)),
             pace: {
                 // A search waiting for its second refusal paces only the retries of refused
                 // requests: they are the crowd it may have to pace.
                 let refused = matches!(inputs.step, Step::Retry { throttle: true, .. });
+                // What the server says is left replaces a rate learned from its refusals (a
+                // configured quota still holds).
                 let local = held
                     .as_ref()
                     .and_then(|h| h.pacer.as_ref())
-                    .filter(|p| p.pacing() || refused);
+                    .filter(|p| p.pacing() || refused)
+                    .filter(|p| allowance.is_none() || p.is_configured());
                 match remote {
                     // The fleet's slot, already taken there, of this process's schedule.
                     Some(remote) => remote.slot.map(|next| Pace {
@@ -389,6 +404,11 @@ impl State {
                 spend,
             } => {
                 if let Some(held) = held {
+                    if let Some(allowance) = &mut held.allowance
+                        && at < allowance.until
+                    {
+                        allowance.left = allowance.left.saturating_sub(1);
+                    }
                     if slot_here
                         && slot.is_some()
                         && let Some(pacer) = &mut held.pacer
@@ -439,7 +459,7 @@ impl State {
                     self.quiet_since
                         .store(self.since_epoch(now()).max(1), Ordering::Relaxed);
                 }
-                self.throttled()
+                self.throttled() || seen.reading.is_some()
             }
             Signal::Throttled { status, hint, .. } => {
                 Effect::of(self.gates, self.pacing, status, hint).any()
@@ -527,27 +547,40 @@ impl State {
                 }
             }
             Signal::Healthy | Signal::Answered | Signal::Refused | Signal::Failed => {
-                if let Some(held) = table.held.get_mut(&partition) {
-                    if seen.probe {
-                        match seen.signal {
-                            // No answer: another request may probe.
-                            Signal::Failed => {
-                                if let Some(gate) = &mut held.gate {
-                                    gate.probe = None;
-                                }
+                if seen.probe
+                    && let Some(held) = table.held.get_mut(&partition)
+                {
+                    match seen.signal {
+                        // No answer: another request may probe.
+                        Signal::Failed => {
+                            if let Some(gate) = &mut held.gate {
+                                gate.probe = None;
                             }
-                            // An answer without a hint: the gate reopens.
-                            _ => held.gate = None,
                         }
+                        // An answer without a hint: the gate reopens.
+                        _ => held.gate = None,
                     }
-                    if matches!(seen.signal, Signal::Healthy | Signal::Answered)
-                        && let Some(pacer) = &mut held.pacer
-                    {
-                        pacer.admitted();
-                        if let Some(rate) = seen.follow {
-                            pacer.follow(rate);
-                            changed.paced = Some(pacer.rate_at(now));
-                        }
+                }
+                if let Some((reading, ticket)) = seen.reading {
+                    let fresh = Allowance::read(reading, ticket, self.started(), now);
+                    let held = table.held.entry(partition.clone()).or_default();
+                    held.allowance = Some(match held.allowance {
+                        Some(allowance) => allowance.merge(fresh),
+                        None => fresh,
+                    });
+                    held.touched = Some(now);
+                    self.throttled.store(true, Ordering::Release);
+                }
+                if matches!(seen.signal, Signal::Healthy | Signal::Answered)
+                    && let Some(pacer) = table
+                        .held
+                        .get_mut(&partition)
+                        .and_then(|held| held.pacer.as_mut())
+                {
+                    pacer.admitted();
+                    if let Some(rate) = seen.follow {
+                        pacer.follow(rate);
+                        changed.paced = Some(pacer.rate_at(now));
                     }
                 }
             }
@@ -655,11 +688,12 @@ impl State {
     fn tidy(&self, table: &mut Table, partition: &Partition, now: Instant, changed: &mut Changed) {
         if table.swept.is_none_or(|at| now >= later(at, SWEEP)) {
             table.swept = Some(now);
+            let started = self.started();
             table
                 .held
-                .retain(|partition, held| held.expire(partition, now, changed));
+                .retain(|partition, held| held.expire(partition, now, started, changed));
         } else if let Some(held) = table.held.get_mut(partition)
-            && !held.expire(partition, now, changed)
+            && !held.expire(partition, now, self.started(), changed)
         {
             table.held.remove(partition);
         }
@@ -671,6 +705,16 @@ impl State {
                 .store(self.unhealthy.load(Ordering::Relaxed), Ordering::Relaxed);
             self.quiet_since.store(0, Ordering::Relaxed);
         }
+    }
+
+    /// A ticket for a request about to start (see [`Allowance`]).
+    pub(crate) fn start(&self) -> u64 {
+        self.started.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Tickets handed out so far.
+    fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
@@ -687,7 +731,14 @@ impl State {
 
 impl Held {
     /// Drops what has expired at `now`; whether anything is still held.
-    fn expire(&mut self, partition: &Partition, now: Instant, changed: &mut Changed) -> bool {
+    fn expire(
+        &mut self,
+        partition: &Partition,
+        now: Instant,
+        started: u64,
+        changed: &mut Changed,
+    ) -> bool {
+        self.allowance = self.allowance.and_then(|a| a.at(now, started));
         if self.gate.is_some_and(|gate| now >= gate.shut.asked) {
             self.gate = None;
         }
@@ -702,7 +753,7 @@ impl Held {
             self.failures = 0;
             self.failed_at = None;
         }
-        self.gate.is_some() || self.pacer.is_some() || self.failures > 0
+        self.gate.is_some() || self.pacer.is_some() || self.allowance.is_some() || self.failures > 0
     }
 }
 
@@ -726,6 +777,7 @@ mod tests {
             slot: None,
             probe,
             follow: None,
+            reading: None,
             unhinted: None,
         }
     }
