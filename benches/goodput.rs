@@ -17,7 +17,10 @@
 //!   (`ExponentialBackoff`, 3 retries);
 //! - `RetryLayer` without pacing (the `InfoPlugLayer` with `pacing(false)`);
 //! - `InfoPlugLayer` as it comes;
-//! - `InfoPlugLayer` told the quota (`quota(q, 1 s)`): paced from the first request.
+//! - `InfoPlugLayer` told the quota (`quota(q, 1 s)`): paced from the first request;
+//! - `InfoPlugLayer` against a server that announces its quota on every answer (`RateLimit`,
+//!   `RateLimit-Policy`): followed from each answer (`GOODPUT_ONLY=announced` runs these
+//!   beside the stack against a server that does not).
 //!
 //! Then the same with a fleet: 4 stacks, each with the given number in flight, on one quota:
 //! each with its own state, and (row "+ Redis fleet") sharing it through a `redis-server`
@@ -100,13 +103,18 @@ enum Row {
     ConfiguredFleet,
     /// `InfoPlugLayer` with its state shared through a Redis Cluster (the fleet only).
     ClusterFleet,
+    /// `InfoPlugLayer` against a server that announces its quota on every answer
+    /// (`RateLimit`, `RateLimit-Policy`).
+    Announced,
+    /// The same, its state shared through Redis (the fleet only).
+    AnnouncedFleet,
 }
 
 /// The quota of the run, in requests a second, for the rows told it.
 static QUOTA: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(200);
 
 impl Row {
-    const ALL: [Row; 8] = [
+    const ALL: [Row; 10] = [
         Row::NoRetry,
         Row::TowerRetry,
         Row::ReqwestRetry,
@@ -115,11 +123,21 @@ impl Row {
         Row::Fleet,
         Row::Configured,
         Row::ConfiguredFleet,
+        Row::Announced,
+        Row::AnnouncedFleet,
     ];
 
     /// Whether the row needs a shared store.
     fn shares(self) -> bool {
-        matches!(self, Row::Fleet | Row::ConfiguredFleet | Row::ClusterFleet)
+        matches!(
+            self,
+            Row::Fleet | Row::ConfiguredFleet | Row::ClusterFleet | Row::AnnouncedFleet
+        )
+    }
+
+    /// Whether the server announces its quota on every answer in this row.
+    fn announced(self) -> bool {
+        matches!(self, Row::Announced | Row::AnnouncedFleet)
     }
 
     fn name(self) -> &'static str {
@@ -133,6 +151,8 @@ impl Row {
             Row::Configured => "`InfoPlugLayer`, `quota(q, 1 s)`",
             Row::ConfiguredFleet => "`InfoPlugLayer`, `quota(q, 1 s)` + Redis fleet",
             Row::ClusterFleet => "`InfoPlugLayer` + Redis Cluster fleet",
+            Row::Announced => "`InfoPlugLayer`, the server announces",
+            Row::AnnouncedFleet => "`InfoPlugLayer`, the server announces + Redis fleet",
         }
     }
 
@@ -165,7 +185,9 @@ impl Row {
             | Row::Fleet
             | Row::Configured
             | Row::ConfiguredFleet
-            | Row::ClusterFleet => {
+            | Row::ClusterFleet
+            | Row::Announced
+            | Row::AnnouncedFleet => {
                 // A cluster's nodes are given comma-separated.
                 let fleet = redis.filter(|_| self.shares()).map(|(url, prefix)| {
                     let builder = if self == Row::ClusterFleet {
@@ -179,7 +201,9 @@ impl Row {
                 let quota = QUOTA.load(Ordering::Relaxed);
                 let layer = InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), base)
                     .retry(|r| {
-                        let r = r.pacing(self != Row::Unpaced);
+                        let r = r
+                            .pacing(self != Row::Unpaced)
+                            .rate_limit_headers(self.announced());
                         let r = match self {
                             Row::Configured | Row::ConfiguredFleet => {
                                 r.quota(quota, Duration::from_secs(1))
@@ -308,7 +332,11 @@ async fn run(
     workers: usize,
     redis: Option<&str>,
 ) -> Outcome {
-    let api = Emulator::builder().quota(quota).credits(CREDITS).build();
+    let api = Emulator::builder()
+        .quota(quota)
+        .credits(CREDITS)
+        .rate_limit_headers(row.announced())
+        .build();
     // A fresh prefix per run: nothing one run learned carries over to the next.
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     let prefix = format!(
@@ -451,6 +479,9 @@ fn main() {
     let only_stack = only == "stack";
     // `GOODPUT_ONLY=quota`: the rows told the quota, beside the stack as it comes.
     let only_quota = only == "quota";
+    // `GOODPUT_ONLY=announced`: the rows against a server that announces its quota, beside
+    // the stack against one that does not.
+    let only_announced = only == "announced";
     let quotas = [
         (
             "fixed window",
@@ -481,6 +512,11 @@ fn main() {
                     if only_quota && !stack {
                         continue;
                     }
+                    if only_announced
+                        && !(row.announced() || matches!(row, Row::InfoPlug | Row::Fleet))
+                    {
+                        continue;
+                    }
                     let out =
                         runtime.block_on(run(row, quota, n, in_flight, workers, redis.as_deref()));
                     out.print(row, n, ideal, &out.throttled.to_string());
@@ -492,7 +528,7 @@ fn main() {
         let _ = child.kill();
         let _ = child.wait();
     }
-    if !only_fleet && !only_stack && !only_quota {
+    if !only_fleet && !only_stack && !only_quota && !only_announced {
         runtime.block_on(against_nginx());
         runtime.block_on(outages());
     }

@@ -64,6 +64,7 @@ struct Config {
     credits: u64,
     rate_limit: Option<Quota>,
     rate_limit_headers: bool,
+    x_rate_limit_headers: bool,
     accept_authorization: bool,
 }
 
@@ -186,6 +187,13 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Whether answers carry the common `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
+    /// `X-RateLimit-Reset` (seconds until the quota is whole again) fields (default: no).
+    pub fn x_rate_limit_headers(mut self, yes: bool) -> Self {
+        self.config.x_rate_limit_headers = yes;
+        self
+    }
+
     /// No rate limit.
     pub fn no_rate_limit(mut self) -> Self {
         self.config.rate_limit = None;
@@ -230,6 +238,7 @@ impl Emulator {
                 credits: 1000,
                 rate_limit: Some(Quota::fixed_window(100, Duration::from_secs(1))),
                 rate_limit_headers: false,
+                x_rate_limit_headers: false,
                 accept_authorization: true,
             },
         }
@@ -356,7 +365,7 @@ impl Emulator {
         else {
             return Reply::status(401);
         };
-        let mut rate_limit = None;
+        let mut rate_limit = Vec::new();
         if let Some(quota) = &config.rate_limit {
             let limiter = match state.limiters.get_mut(key) {
                 Some(limiter) => limiter,
@@ -365,7 +374,20 @@ impl Emulator {
                     .entry(key.to_owned())
                     .or_insert_with(|| quota.limiter()),
             };
-            let headers = config.rate_limit_headers.then(|| quota.policy());
+            let announce = |remaining: u32, reset: u64| {
+                let mut fields = Vec::new();
+                if config.rate_limit_headers {
+                    let field = format!("\"default\";r={remaining};t={reset}");
+                    fields.push(("ratelimit", field));
+                    fields.push(("ratelimit-policy", quota.policy()));
+                }
+                if config.x_rate_limit_headers {
+                    fields.push(("x-ratelimit-limit", quota.limit().0.to_string()));
+                    fields.push(("x-ratelimit-remaining", remaining.to_string()));
+                    fields.push(("x-ratelimit-reset", reset.to_string()));
+                }
+                fields
+            };
             match limiter.admit(now) {
                 Verdict::Refused { wait } => {
                     let secs = ceil_secs(wait).max(1);
@@ -374,18 +396,12 @@ impl Emulator {
                         Refusal::Constant(secs) => Reply::rate_limited(secs),
                         Refusal::Bare => Reply::status(429),
                     };
-                    return match headers {
-                        Some(policy) => reply
-                            .header("ratelimit", &format!("\"default\";r=0;t={secs}"))
-                            .header("ratelimit-policy", &policy),
-                        None => reply,
-                    };
+                    return announce(0, secs)
+                        .into_iter()
+                        .fold(reply, |reply, (name, value)| reply.header(name, &value));
                 }
                 Verdict::Admitted { remaining, reset } => {
-                    rate_limit = headers.map(|policy| {
-                        let field = format!("\"default\";r={remaining};t={}", ceil_secs(reset));
-                        (field, policy)
-                    });
+                    rate_limit = announce(remaining, ceil_secs(reset));
                 }
             }
         }
@@ -406,12 +422,9 @@ impl Emulator {
         body.insert("credits_remaining".into(), state.credits.into());
         let reply = Reply::ok(serde_json::Value::Object(body).to_string())
             .header("x-credits-remaining", &state.credits.to_string());
-        match rate_limit {
-            Some((field, policy)) => reply
-                .header("ratelimit", &field)
-                .header("ratelimit-policy", &policy),
-            None => reply,
-        }
+        rate_limit
+            .into_iter()
+            .fold(reply, |reply, (name, value)| reply.header(name, &value))
     }
 }
 

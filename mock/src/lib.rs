@@ -8,8 +8,11 @@
 //!    `unauthorized`;
 //! 2. **rate limit**: per key, a fixed window (default 100 a second), a sliding window or a
 //!    token bucket ([`Quota`]), else 429 `rate_limit_exceeded` with `Retry-After` in whole
-//!    seconds until a request would be admitted; optionally with the draft `RateLimit` and
-//!    `RateLimit-Policy` fields;
+//!    seconds until a request would be admitted; optionally announced on every answer, in
+//!    the draft's `RateLimit` and `RateLimit-Policy` fields
+//!    ([`rate_limit_headers`](EmulatorBuilder::rate_limit_headers)) or the common
+//!    `X-RateLimit-Limit`, `-Remaining` and `-Reset`
+//!    ([`x_rate_limit_headers`](EmulatorBuilder::x_rate_limit_headers));
 //! 3. **parameters**: paths outside `/v1/`, and paths with a `missing` segment, are 404
 //!    `not_found`; a POST/PUT/PATCH without a body is 400 `payload_is_empty`, with a body that
 //!    is not JSON 400 `invalid_parameter`; `limit` outside 1..=2500 is 400

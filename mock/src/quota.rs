@@ -111,13 +111,18 @@ impl Quota {
 
     /// The limit as a `RateLimit-Policy` field value.
     pub(super) fn policy(&self) -> String {
-        let (quota, window) = match self.kind {
+        let (quota, window) = self.limit();
+        format!("\"default\";q={quota};w={window}")
+    }
+
+    /// Requests a window holds, and the window in whole seconds.
+    pub(super) fn limit(&self) -> (u32, u64) {
+        match self.kind {
             Kind::Fixed { requests, window } | Kind::Sliding { requests, window } => {
                 (requests, ceil_secs(window))
             }
             Kind::Bucket { per_second, .. } | Kind::Leaky { per_second, .. } => (per_second, 1),
-        };
-        format!("\"default\";q={quota};w={window}")
+        }
     }
 
     pub(super) fn limiter(&self) -> Limiter {

@@ -264,6 +264,7 @@ fn throttle(status: u16, hint: Option<u64>, quota: Option<f64>) -> Observation {
         probe: false,
         follow: None,
         reading: None,
+        ticket: 0,
         unhinted: None,
     }
 }
@@ -286,6 +287,7 @@ fn answer(op: Op) -> Observation {
         probe,
         follow: None,
         reading: None,
+        ticket: 0,
         unhinted,
     }
 }

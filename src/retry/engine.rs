@@ -378,6 +378,7 @@ impl<B: Body, P> Engine<B, P> {
             probe: std::mem::take(&mut self.probe),
             follow,
             reading,
+            ticket: self.ticket,
             unhinted,
         };
         let (partition, shared) = self.partition();
@@ -505,7 +506,13 @@ impl<B: Body, P> Engine<B, P> {
         if hint.is_some() {
             self.last_hint = hint;
         }
-        if status == StatusCode::TOO_MANY_REQUESTS && self.sent_at_slot.is_some() {
+        // A refusal at a pacing slot, or one that announces the quota (the allowance's miss:
+        // another client spent what was left), is the pace's, not the request's.
+        if status == StatusCode::TOO_MANY_REQUESTS
+            && (self.sent_at_slot.is_some()
+                || (settings.hint_fields.follows()
+                    && reading(res.headers(), settings.hint_fields, &*self.shared.clock).is_some()))
+        {
             self.misses = self.misses.saturating_add(1);
         }
         let decision = self.policy.decide(&Attempt {

@@ -955,6 +955,19 @@ impl FleetState {
         if seen.signal == Signal::Healthy {
             self.fleet.deposits.fetch_add(1, Ordering::Relaxed);
         }
+        // What the server says is left is the fleet's: this process follows its share of it
+        // (the processes' requests on their way are not counted across the fleet).
+        let shared;
+        let seen = match seen.reading {
+            Some((reading, ticket)) if self.fleet.share() > 1 => {
+                shared = Observation {
+                    reading: Some((reading.share(self.fleet.share()), ticket)),
+                    ..*seen
+                };
+                &shared
+            }
+            _ => seen,
+        };
         let reports = matches!(seen.signal, Signal::Throttled { .. })
             || seen.probe
             || seen.unhinted.is_some();

@@ -71,12 +71,11 @@ impl HintFields {
 }
 
 impl Default for HintFields {
-    /// `retry-after-ms` (it is `Retry-After` to the millisecond) and the IETF draft's
-    /// `RateLimit` fields (the standard ones) are read; the vendor fields not.
+    /// `retry-after-ms` is read (it is `Retry-After` to the millisecond); the others not.
     fn default() -> Self {
         Self {
             retry_after_ms: true,
-            rate_limit: true,
+            rate_limit: false,
             x_rate_limit_reset: false,
             resets: &[],
         }
@@ -388,9 +387,26 @@ pub(crate) struct Reading {
     pub(crate) remaining: u64,
     /// Until the quota is whole again.
     pub(crate) reset: Duration,
-    /// The requests a whole window holds, and the window, when the server states both: what
-    /// the allowance refills to when `reset` passes.
+    /// The requests a whole window holds, and the window, when the server states both (for
+    /// `X-RateLimit-*`, which states no window, the reset stands for it): what the allowance
+    /// refills to when `reset` passes.
     pub(crate) quota: Option<(u64, Duration)>,
+}
+
+impl Reading {
+    /// One `n`th of it (at least one request a window): what each of `n` processes of a
+    /// fleet follows.
+    #[cfg(feature = "redis")]
+    pub(crate) fn share(self, n: u32) -> Self {
+        let n = u64::from(n.max(1));
+        Self {
+            remaining: self.remaining / n,
+            reset: self.reset,
+            quota: self
+                .quota
+                .map(|(quota, window)| ((quota / n).max(1), window)),
+        }
+    }
 }
 
 /// What the server says is left of its quota (with the fields read): the most restrictive
@@ -418,10 +434,15 @@ pub(crate) fn reading(
         });
     }
     if fields.x_rate_limit_reset {
+        let reset = x_rate_limit_reset(headers.get(X_RATELIMIT_RESET)?, now.wall_time())?;
+        // No window is stated: it is at least the longest reset seen (see `Allowance::merge`).
+        let quota = number(headers, "x-ratelimit-limit")
+            .filter(|limit| *limit > 0 && !reset.is_zero())
+            .map(|limit| (limit, reset));
         return Some(Reading {
             remaining: number(headers, "x-ratelimit-remaining")?,
-            reset: x_rate_limit_reset(headers.get(X_RATELIMIT_RESET)?, now.wall_time())?,
-            quota: None,
+            reset,
+            quota,
         });
     }
     None
@@ -875,7 +896,8 @@ mod tests {
             rate_limit_reset(&hv("\"conc\";r=0;t=5;qu=\"concurrent-requests\"")),
             None
         );
-        // X-RateLimit-*: no window is stated, so nothing refills.
+        // X-RateLimit-*: no window is stated, the reset stands for it; without the limit,
+        // nothing refills.
         headers.remove("ratelimit");
         headers.insert("x-ratelimit-remaining", hv("7"));
         headers.insert("x-ratelimit-reset", hv("3"));
@@ -885,9 +907,11 @@ mod tests {
             Some(Reading {
                 remaining: 7,
                 reset: s(3),
-                quota: None,
+                quota: Some((60, s(3))),
             })
         );
+        headers.remove("x-ratelimit-limit");
+        assert_eq!(reading(&headers, both, at(NOW)).unwrap().quota, None);
         // Fields not asked for are not read.
         assert_eq!(reading(&headers, NONE, at(NOW)), None);
     }

@@ -583,6 +583,9 @@ mod tests {
                 until: now + reset,
                 ticket: 0,
                 quota: None,
+                since: 0,
+                contradicted: false,
+                refilled: false,
             }),
             ..Snapshot::OPEN
         };

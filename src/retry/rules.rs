@@ -224,6 +224,17 @@ pub(crate) struct Allowance {
     /// What a window holds, and the window, when the server states them: at `until` the
     /// allowance refills to the quota for one more window; without, it lapses there.
     pub(crate) quota: Option<(u64, Duration)>,
+    /// Tickets handed out when it was first read: a request refused with a ticket from
+    /// `since` on was sent under it.
+    pub(crate) since: u64,
+    /// A request sent under it was refused: the quota is not this client's alone (other
+    /// clients, or processes not sharing a fleet, spend it too), so pacing learned from the
+    /// refusals holds as well.
+    pub(crate) contradicted: bool,
+    /// Refilled rather than read: its `until` is a guess (the last reset plus a window) that
+    /// the first reading of the window replaces. Limiters that start a window at its first
+    /// request move their windows later than such a grid.
+    pub(crate) refilled: bool,
 }
 
 impl Allowance {
@@ -236,39 +247,64 @@ impl Allowance {
             until: later(now, reading.reset),
             ticket,
             quota: reading.quota,
+            since: started,
+            contradicted: false,
+            refilled: false,
         }
+    }
+
+    /// A request with `ticket` was refused: if it was sent under this allowance, the allowance
+    /// is contradicted.
+    pub(crate) fn refused(&mut self, ticket: u64) {
+        self.contradicted |= ticket >= self.since;
     }
 
     /// This allowance told `newer`: older news changes nothing; a newer reading of the same
     /// window lowers what is left and brings the reset nearer, never the reverse (a server
-    /// that rounds its reset up is then followed to its earliest word).
+    /// that rounds its reset up is then followed to its earliest word), except that a refill's
+    /// guessed reset gives way to the server's. The quota is the newer one, over the longer of
+    /// the two windows (a window only guessed from resets is at least the longest seen).
     pub(crate) fn merge(self, newer: Self) -> Self {
         if newer.ticket < self.ticket {
             return self;
         }
+        let quota = match (self.quota, newer.quota) {
+            (Some((_, old)), Some((quota, window))) => Some((quota, window.max(old))),
+            (old, new) => new.or(old),
+        };
         Self {
             left: self.left.min(newer.left),
-            until: self.until.min(newer.until),
+            until: if self.refilled {
+                newer.until
+            } else {
+                self.until.min(newer.until)
+            },
             ticket: newer.ticket,
-            quota: newer.quota.or(self.quota),
+            quota,
+            since: self.since,
+            contradicted: self.contradicted,
+            refilled: false,
         }
     }
 
     /// The allowance at `now`, when `started` tickets have been handed out: itself before its
     /// reset; in the window after it, refilled to the stated quota (its first ticket
     /// `started`: readings of requests before it are of an earlier window); else `None`,
-    /// nothing known (no quota stated, or a whole window went by unseen).
+    /// nothing known (no quota stated, contradicted, or a whole window went by unseen).
     pub(crate) fn at(self, now: Instant, started: u64) -> Option<Self> {
         if now < self.until {
             return Some(self);
         }
-        let (quota, window) = self.quota?;
+        // A contradicted allowance is not refilled: the window's quota is not this client's.
+        let (quota, window) = self.quota.filter(|_| !self.contradicted)?;
         let until = later(self.until, window);
         (now < until).then_some(Self {
             left: quota,
             until,
             ticket: started,
             quota: self.quota,
+            refilled: true,
+            ..self
         })
     }
 
@@ -406,6 +442,9 @@ mod tests {
             (2, now + S / 2, 8)
         );
         assert_eq!(merged.quota, Some((20, S)), "the stated quota is kept");
+        // A window guessed from resets is the longest seen.
+        let guessed = |reset| Allowance::read(reading(1, reset, Some((20, reset))), 9, 10, now);
+        assert_eq!(guessed(S).merge(guessed(S / 2)).quota, Some((20, S)));
         let later_reset = Allowance::read(reading(1, 3 * S, None), 9, 10, now);
         assert_eq!(a.merge(later_reset).until, now + S);
 
@@ -418,6 +457,19 @@ mod tests {
             (20, now + 2 * S, 12)
         );
         assert_eq!(a.at(now + 2 * S, 12), None);
+        // The first reading of a refilled window replaces its guessed reset, later or not.
+        let read_later = Allowance::read(reading(5, S + S / 2, None), 13, 14, now + S);
+        let merged = refilled.merge(read_later);
+        assert_eq!((merged.left, merged.until), (5, now + 2 * S + S / 2));
+        assert!(!merged.refilled);
+        // A refusal of a request sent under it contradicts it, and that is kept; one sent
+        // before it was read does not.
+        let mut kept = a;
+        kept.refused(9);
+        assert!(!kept.contradicted, "ticket 9 started before the reading");
+        kept.refused(10);
+        assert!(kept.contradicted && kept.merge(newer).contradicted);
+        assert_eq!(kept.at(now + S, 12), None, "not refilled");
         assert_eq!(none_left.at(now + S, 12), None);
         // Nothing overflows on absurd figures.
         let huge = Allowance::read(

@@ -83,6 +83,8 @@ pub(crate) struct Observation {
     /// For a healthy answer: what the server says is left of its quota, and the ticket of the
     /// request it answered.
     pub(crate) reading: Option<(Reading, u64)>,
+    /// The ticket the attempt took as it started (0 when answers are not read for the quota).
+    pub(crate) ticket: u64,
     /// A failure the server gave no reason or wait for (a 5xx without a hint, a 503 without
     /// `Retry-After`, a transport error, a timeout), and the status it counts as (503 for
     /// one without an answer): what the circuit breaker counts.
@@ -366,7 +368,7 @@ impl State {
                     .as_ref()
                     .and_then(|h| h.pacer.as_ref())
                     .filter(|p| p.pacing() || refused)
-                    .filter(|p| allowance.is_none() || p.is_configured());
+                    .filter(|p| allowance.is_none_or(|a| a.contradicted) || p.is_configured());
                 match remote {
                     // The fleet's slot, already taken there, of this process's schedule.
                     Some(remote) => remote.slot.map(|next| Pace {
@@ -495,6 +497,12 @@ impl State {
                 let quiet = self.quiet();
                 let held = table.held.entry(partition.clone()).or_default();
                 held.touched = Some(now);
+                if let Some(allowance) = &mut held.allowance {
+                    allowance.refused(seen.ticket);
+                }
+                // Refused although this client kept to what the server said was left: the
+                // quota is not its alone, and the rate it states is not this client's to take.
+                let quota = quota.filter(|_| !held.allowance.is_some_and(|a| a.contradicted));
                 if effect.close {
                     let fresh = Shut::after(now, hint, status, self.max_cooldown);
                     held.gate = Some(match held.gate {
@@ -778,6 +786,7 @@ mod tests {
             probe,
             follow: None,
             reading: None,
+            ticket: 0,
             unhinted: None,
         }
     }

@@ -160,6 +160,63 @@ async fn quotas_name_the_moment_a_request_would_be_admitted_and_can_say_so_in_fi
     assert!(!res.headers().contains_key("ratelimit"));
 }
 
+/// Over loopback, a quota announces itself on every answer in the fields asked for: the
+/// draft's `RateLimit` / `RateLimit-Policy`, the common `X-RateLimit-*`, or both.
+#[tokio::test]
+async fn a_quota_announces_itself_over_loopback_in_either_family_of_fields() {
+    for (draft, x) in [(true, false), (false, true), (true, true)] {
+        let emulator = Emulator::builder()
+            .quota(Quota::fixed_window(2, Duration::from_secs(60)))
+            .rate_limit_headers(draft)
+            .x_rate_limit_headers(x)
+            .build();
+        let server = emulator.serve().await.unwrap();
+        let client = http_client();
+        let get = || {
+            Request::get(server.uri("/v1/profile").unwrap())
+                .header("x-infoplug-api-key", TEST_KEY)
+                .body(empty())
+                .unwrap()
+        };
+        let run = format!("draft {draft}, x {x}");
+        for (remaining, status) in [(1, 200), (0, 200), (0, 429)] {
+            let res = client.request(get()).await.unwrap();
+            assert_eq!(res.status(), status, "{run}");
+            let field = |name: &str| {
+                res.headers()
+                    .get(name)
+                    .map(|v| v.to_str().unwrap().to_owned())
+            };
+            // A minute's window, just begun: 60 s until it is whole again.
+            assert_eq!(
+                field("ratelimit"),
+                draft.then(|| format!("\"default\";r={remaining};t=60")),
+                "{run}"
+            );
+            assert_eq!(
+                field("ratelimit-policy"),
+                draft.then(|| "\"default\";q=2;w=60".to_owned()),
+                "{run}"
+            );
+            assert_eq!(
+                field("x-ratelimit-limit"),
+                x.then(|| "2".to_owned()),
+                "{run}"
+            );
+            assert_eq!(
+                field("x-ratelimit-remaining"),
+                x.then(|| remaining.to_string()),
+                "{run}"
+            );
+            assert_eq!(
+                field("x-ratelimit-reset"),
+                x.then(|| "60".to_owned()),
+                "{run}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn every_request_is_recorded_over_loopback() {
     let emulator = Emulator::new();

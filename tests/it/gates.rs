@@ -612,38 +612,80 @@ async fn a_configured_quota_is_followed_from_the_first_request() {
 #[tokio::test(start_paused = true)]
 async fn an_announced_quota_is_followed_from_each_answer() {
     const N: usize = 200;
-    for quota in [Quota::fixed_window(20, S), Quota::token_bucket(20, 20)] {
-        for in_flight in [16, 64] {
-            let api = Emulator::builder()
-                .quota(quota)
-                .rate_limit_headers(true)
-                .build();
-            let layer = RetryLayer::builder()
-                .jitter(Fixed(0.5))
-                .rate_limit_headers(true)
-                .build()
-                .unwrap();
-            // 20 ms to the server and 20 ms back: a crowd is on its way before any answer.
-            let client = ServiceBuilder::new()
-                .layer(layer.clone())
-                .layer(ClassifyLayer::new())
-                .layer(AuthLayer::new(ApiKey::new(TEST_KEY).unwrap()))
-                .map_future(|answer| async move {
-                    tokio::time::sleep(20 * MS).await;
-                    let answer = answer.await;
-                    tokio::time::sleep(20 * MS).await;
-                    answer
-                })
-                .service(api.clone());
-            let (makespan, ok) = batch(client, N, in_flight).await;
-            let run = format!(
-                "{quota:?}, {in_flight} in flight: {makespan:?}, {} refused",
-                rejected(&api)
-            );
-            assert_eq!(ok, N, "{run}");
-            assert!(rejected(&api) <= in_flight.saturating_sub(20), "{run}");
-            // A window each 20, the first at once: 9 s, and the way there and back.
-            assert!(makespan <= 9 * S + 200 * MS, "{run}");
+    // The IETF draft's fields, and the common X-RateLimit-* ones.
+    for x_fields in [false, true] {
+        for quota in [Quota::fixed_window(20, S), Quota::token_bucket(20, 20)] {
+            for in_flight in [16, 64] {
+                let api = Emulator::builder()
+                    .quota(quota)
+                    .rate_limit_headers(!x_fields)
+                    .x_rate_limit_headers(x_fields)
+                    .build();
+                let layer = RetryLayer::builder()
+                    .jitter(Fixed(0.5))
+                    .rate_limit_headers(!x_fields)
+                    .x_rate_limit_reset(x_fields)
+                    .build()
+                    .unwrap();
+                // 20 ms to the server and 20 ms back: a crowd is on its way before any answer.
+                let client = ServiceBuilder::new()
+                    .layer(layer.clone())
+                    .layer(ClassifyLayer::new())
+                    .layer(AuthLayer::new(ApiKey::new(TEST_KEY).unwrap()))
+                    .map_future(|answer| async move {
+                        tokio::time::sleep(20 * MS).await;
+                        let answer = answer.await;
+                        tokio::time::sleep(20 * MS).await;
+                        answer
+                    })
+                    .service(api.clone());
+                let (makespan, ok) = batch(client, N, in_flight).await;
+                let run = format!(
+                    "{quota:?}, X-RateLimit {x_fields}, {in_flight} in flight: {makespan:?}, {} refused",
+                    rejected(&api)
+                );
+                assert_eq!(ok, N, "{run}");
+                assert!(rejected(&api) <= in_flight.saturating_sub(20), "{run}");
+                // A window each 20, the first at once: 9 s, and the way there and back; each
+                // window's reset is read a round trip late (the fields count whole seconds,
+                // rounded up, and a reading is trusted over a reset guessed from the last).
+                assert!(makespan <= 9 * S + 500 * MS, "{run}");
+            }
         }
     }
+}
+
+/// Two clients that do not share their state, on one announced quota: each reads the whole
+/// of what is left as its own, so requests sent under an allowance are refused. The
+/// refusals contradict the allowance (no refill, no stated rate taken, the pace learned from
+/// them holds), yet one request in 200 still meets five refusals and ends in a 429: why
+/// following the fields is not the default (docs/rate-limits.md).
+#[tokio::test(start_paused = true)]
+#[ignore = "known: uncoordinated clients on one announced quota can lose a request"]
+async fn clients_that_share_a_quota_but_not_their_state_lose_no_request() {
+    const N: usize = 200;
+    let api = Emulator::builder()
+        .quota(Quota::fixed_window(20, S))
+        .rate_limit_headers(true)
+        .build();
+    let client = || {
+        let layer = RetryLayer::builder()
+            .jitter(Fixed(0.5))
+            .rate_limit_headers(true)
+            .build()
+            .unwrap();
+        ServiceBuilder::new()
+            .layer(layer)
+            .layer(ClassifyLayer::new())
+            .layer(AuthLayer::new(ApiKey::new(TEST_KEY).unwrap()))
+            .map_future(|answer| async move {
+                tokio::time::sleep(20 * MS).await;
+                let answer = answer.await;
+                tokio::time::sleep(20 * MS).await;
+                answer
+            })
+            .service(api.clone())
+    };
+    let (a, b) = tokio::join!(batch(client(), N / 2, 16), batch(client(), N / 2, 16));
+    assert_eq!(a.1 + b.1, N, "{} refused; {a:?} {b:?}", rejected(&api));
 }
