@@ -955,18 +955,19 @@ impl FleetState {
         if seen.signal == Signal::Healthy {
             self.fleet.deposits.fetch_add(1, Ordering::Relaxed);
         }
-        // What the server says is left is the fleet's: this process follows its share of it
-        // (the processes' requests on their way are not counted across the fleet).
-        let shared;
-        let seen = match seen.reading {
-            Some((reading, ticket)) if self.fleet.share() > 1 => {
-                shared = Observation {
-                    reading: Some((reading.share(self.fleet.share()), ticket)),
-                    ..*seen
-                };
-                &shared
-            }
-            _ => seen,
+        // What the server says is left is the fleet's, and the requests on their way are
+        // counted in each process only: a fleet does not follow the allowance (each process
+        // following its share of it stalled the fleet in the goodput bench; not traced yet).
+        // The fleet's gates and pacing still follow the server's refusals.
+        let unread;
+        let seen = if seen.reading.is_some() {
+            unread = Observation {
+                reading: None,
+                ..*seen
+            };
+            &unread
+        } else {
+            seen
         };
         let reports = matches!(seen.signal, Signal::Throttled { .. })
             || seen.probe

@@ -393,22 +393,6 @@ pub(crate) struct Reading {
     pub(crate) quota: Option<(u64, Duration)>,
 }
 
-impl Reading {
-    /// One `n`th of it (at least one request a window): what each of `n` processes of a
-    /// fleet follows.
-    #[cfg(feature = "redis")]
-    pub(crate) fn share(self, n: u32) -> Self {
-        let n = u64::from(n.max(1));
-        Self {
-            remaining: self.remaining / n,
-            reset: self.reset,
-            quota: self
-                .quota
-                .map(|(quota, window)| ((quota / n).max(1), window)),
-        }
-    }
-}
-
 /// What the server says is left of its quota (with the fields read): the most restrictive
 /// `RateLimit` policy counted in requests (fewest remaining), with its `RateLimit-Policy`
 /// quota and window; else `X-RateLimit-Remaining` and `X-RateLimit-Reset`. A policy in another

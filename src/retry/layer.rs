@@ -440,8 +440,9 @@ impl RetryBuilder {
     ///
     /// A refusal of a request sent under the allowance shows that the quota is not this
     /// client's alone: the allowance is then no longer refilled, the quota a 429 states is not
-    /// taken as this client's rate, and the pace learned from the refusals holds too. With a
-    /// Redis fleet each process follows its share of what is left.
+    /// taken as this client's rate, and the pace learned from the refusals holds too. A Redis
+    /// fleet does not follow the allowance yet (its gates and pacing still follow the
+    /// refusals): the requests on their way are counted in each process only.
     ///
     /// Off by default, though it costs a look-up of one header per answer when the server
     /// sends none (2.4% of the whole stack's success path, by instruction count): clients
