@@ -369,7 +369,7 @@ impl<B: Body, P> Engine<B, P> {
         &mut self,
         signal: Signal,
         follow: Option<f64>,
-        reading: Option<(Reading, u64)>,
+        reading: Option<Reading>,
         unhinted: Option<StatusCode>,
     ) {
         let seen = Observation {
@@ -551,8 +551,7 @@ impl<B: Body, P> Engine<B, P> {
         // What is left of the quota, read on every healthy answer when asked to.
         let reading = (signal == Signal::Healthy && settings.hint_fields.follows())
             .then(|| reading(res.headers(), settings.hint_fields, &*self.shared.clock))
-            .flatten()
-            .map(|reading| (reading, self.ticket));
+            .flatten();
         // A server error it gave no reason or wait for: the breaker's to count (501 and 505
         // are about the request, not the server's health).
         let unhinted = match status.as_u16() {

@@ -80,10 +80,10 @@ pub(crate) struct Observation {
     /// For a healthy answer in a paced partition: the rate at which the server says its
     /// remaining quota lasts, when it says so.
     pub(crate) follow: Option<f64>,
-    /// For a healthy answer: what the server says is left of its quota, and the ticket of the
-    /// request it answered.
-    pub(crate) reading: Option<(Reading, u64)>,
-    /// The ticket the attempt took as it started (0 when answers are not read for the quota).
+    /// For a healthy answer: what the server says is left of its quota.
+    pub(crate) reading: Option<Reading>,
+    /// The ticket the attempt took as it started (0 when answers are not read for the quota):
+    /// a reading is of the answer to this request.
     pub(crate) ticket: u64,
     /// A failure the server gave no reason or wait for (a 5xx without a hint, a 503 without
     /// `Retry-After`, a transport error, a timeout), and the status it counts as (503 for
@@ -569,8 +569,8 @@ impl State {
                         _ => held.gate = None,
                     }
                 }
-                if let Some((reading, ticket)) = seen.reading {
-                    let fresh = Allowance::read(reading, ticket, self.started(), now);
+                if let Some(reading) = seen.reading {
+                    let fresh = Allowance::read(reading, seen.ticket, self.started(), now);
                     let held = table.held.entry(partition.clone()).or_default();
                     held.allowance = Some(match held.allowance {
                         Some(allowance) => allowance.merge(fresh),
