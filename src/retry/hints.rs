@@ -353,19 +353,12 @@ pub(crate) fn rate_limit_status(
     now: SystemTime,
 ) -> Option<(u64, Option<Duration>, Option<u64>)> {
     let number = |name| number(headers, name);
-    let tightest = policies_in(headers, "ratelimit")
-        .filter(|p| p.counts_requests() && p.remaining.is_some())
-        .min_by_key(|p| (p.remaining, std::cmp::Reverse(p.reset)));
-    if let Some(policy) = tightest {
-        let stated = || {
-            policies_in(headers, "ratelimit-policy")
-                .find(|p| p.name == policy.name && p.counts_requests())
-                .and_then(|p| p.quota)
-        };
+    if let Some(policy) = tightest(headers, |_| true) {
+        let quota = || stated(headers, policy.name).and_then(|p| p.quota);
         return Some((
             policy.remaining?,
             policy.reset.map(Duration::from_secs),
-            policy.quota.or_else(stated),
+            policy.quota.or_else(quota),
         ));
     }
     if let Some(remaining) = number("ratelimit-remaining") {
@@ -403,12 +396,9 @@ pub(crate) fn reading(
     now: impl WallTime,
 ) -> Option<Reading> {
     if fields.rate_limit
-        && let Some(policy) = policies_in(headers, RATELIMIT)
-            .filter(|p| p.counts_requests() && p.remaining.is_some() && p.reset.is_some())
-            .min_by_key(|p| (p.remaining, std::cmp::Reverse(p.reset)))
+        && let Some(policy) = tightest(headers, |p| p.reset.is_some())
     {
-        let quota = policies_in(headers, RATELIMIT_POLICY)
-            .find(|p| p.name == policy.name && p.counts_requests())
+        let quota = stated(headers, policy.name)
             .and_then(|p| Some((p.quota?, Duration::from_secs(p.window?))))
             .filter(|(quota, window)| *quota > 0 && !window.is_zero());
         return Some(Reading {
@@ -430,6 +420,19 @@ pub(crate) fn reading(
         });
     }
     None
+}
+
+/// The `RateLimit` policy counted in requests with the fewest left (of two, the later
+/// reset), among those `keep` keeps.
+fn tightest<'h>(headers: &'h HeaderMap, keep: impl Fn(&Policy<'h>) -> bool) -> Option<Policy<'h>> {
+    policies_in(headers, RATELIMIT)
+        .filter(|p| p.counts_requests() && p.remaining.is_some() && keep(p))
+        .min_by_key(|p| (p.remaining, std::cmp::Reverse(p.reset)))
+}
+
+/// The `RateLimit-Policy` policy counted in requests that states the policy `name`.
+fn stated<'h>(headers: &'h HeaderMap, name: &str) -> Option<Policy<'h>> {
+    policies_in(headers, RATELIMIT_POLICY).find(|p| p.name == name && p.counts_requests())
 }
 
 /// One policy of a `RateLimit` or `RateLimit-Policy` field.
