@@ -21,6 +21,31 @@ const MS: Duration = Duration::from_millis(1);
 
 /// Retry over classify over auth, over `api`, from one layer (so stacks built from it share
 /// its gates).
+/// [`stack_of`] with 20 ms to the server and 20 ms back: a crowd is on its way before any
+/// answer comes.
+fn far_stack_of(
+    layer: &RetryLayer,
+    api: &Emulator,
+) -> impl tower::Service<
+    Request<Full<Bytes>>,
+    Response = Response<tower_infoplug::classify::ClassifyBody<tower_infoplug_mock::MockBody>>,
+    Error = RetryError<std::convert::Infallible>,
+    Future: Send,
+> + Clone
++ use<> {
+    ServiceBuilder::new()
+        .layer(layer.clone())
+        .layer(ClassifyLayer::new())
+        .layer(AuthLayer::new(ApiKey::new(TEST_KEY).unwrap()))
+        .map_future(|answer| async move {
+            tokio::time::sleep(20 * MS).await;
+            let answer = answer.await;
+            tokio::time::sleep(20 * MS).await;
+            answer
+        })
+        .service(api.clone())
+}
+
 fn stack_of(
     layer: &RetryLayer,
     api: &Emulator,
@@ -627,19 +652,7 @@ async fn an_announced_quota_is_followed_from_each_answer() {
                     .x_rate_limit_reset(x_fields)
                     .build()
                     .unwrap();
-                // 20 ms to the server and 20 ms back: a crowd is on its way before any answer.
-                let client = ServiceBuilder::new()
-                    .layer(layer.clone())
-                    .layer(ClassifyLayer::new())
-                    .layer(AuthLayer::new(ApiKey::new(TEST_KEY).unwrap()))
-                    .map_future(|answer| async move {
-                        tokio::time::sleep(20 * MS).await;
-                        let answer = answer.await;
-                        tokio::time::sleep(20 * MS).await;
-                        answer
-                    })
-                    .service(api.clone());
-                let (makespan, ok) = batch(client, N, in_flight).await;
+                let (makespan, ok) = batch(far_stack_of(&layer, &api), N, in_flight).await;
                 let run = format!(
                     "{quota:?}, X-RateLimit {x_fields}, {in_flight} in flight: {makespan:?}, {} refused",
                     rejected(&api)
@@ -674,17 +687,7 @@ async fn clients_that_share_a_quota_but_not_their_state_lose_no_request() {
             .rate_limit_headers(true)
             .build()
             .unwrap();
-        ServiceBuilder::new()
-            .layer(layer)
-            .layer(ClassifyLayer::new())
-            .layer(AuthLayer::new(ApiKey::new(TEST_KEY).unwrap()))
-            .map_future(|answer| async move {
-                tokio::time::sleep(20 * MS).await;
-                let answer = answer.await;
-                tokio::time::sleep(20 * MS).await;
-                answer
-            })
-            .service(api.clone())
+        far_stack_of(&layer, &api)
     };
     let (a, b) = tokio::join!(batch(client(), N / 2, 16), batch(client(), N / 2, 16));
     assert_eq!(a.1 + b.1, N, "{} refused; {a:?} {b:?}", rejected(&api));
