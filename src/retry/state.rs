@@ -570,9 +570,12 @@ impl State {
                     }
                 }
                 if let Some(reading) = seen.reading {
-                    let fresh = Allowance::read(reading, seen.ticket, self.started(), now);
+                    let started = self.started();
+                    let fresh = Allowance::read(reading, seen.ticket, started, now);
                     let held = table.held.entry(partition.clone()).or_default();
-                    held.allowance = Some(match held.allowance {
+                    // Merged into the allowance as it stands now: one whose reset passed
+                    // untidied would otherwise win with its past reset.
+                    held.allowance = Some(match held.allowance.and_then(|a| a.at(now, started)) {
                         Some(allowance) => allowance.merge(fresh),
                         None => fresh,
                     });
@@ -1009,5 +1012,37 @@ mod tests {
             "{names:?}"
         );
         assert_eq!(probe.under_lock.load(Ordering::Relaxed), 0, "{names:?}");
+    }
+    /// A reading that comes after the stored allowance lapsed, with no plan in between to tidy
+    /// it, is the server's word: it holds. Before, it was merged into the lapsed allowance,
+    /// whose past reset won, and the tidy that followed dropped both.
+    #[tokio::test(start_paused = true)]
+    async fn a_reading_after_a_lapsed_allowance_holds() {
+        let settings = RetryLayer::new().shared.settings.clone();
+        let state = State::new(&settings, true, None);
+        let api = state.partition(&"https://api.test/".parse().unwrap(), &HeaderMap::new());
+        let t0 = Instant::now();
+        let none_left = |ticket| Observation {
+            reading: Some(Reading {
+                remaining: 0,
+                reset: S,
+                quota: None,
+            }),
+            ticket,
+            ..seen(Signal::Healthy, false)
+        };
+        let first = state.start();
+        state.observe(&none_left(first), || api.clone(), || t0);
+        let held = |now| match state.plan(&settings, || api.clone(), &fresh(now)) {
+            Plan::Go { at, .. } => at > now,
+            Plan::Stop(_) => true,
+        };
+        assert!(held(t0));
+        // Two seconds on (the first allowance lapsed a second ago, untidied), the server says
+        // again that nothing is left for another second.
+        let second = state.start();
+        state.observe(&none_left(second), || api.clone(), || t0 + 2 * S);
+        assert!(held(t0 + 2 * S));
+        assert!(!held(t0 + 3 * S));
     }
 }
