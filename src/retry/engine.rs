@@ -22,11 +22,12 @@ use super::hooks::{RetriedAfter, RetryEvent, ThrottleEvent};
 use super::layer::{Settings, Shared};
 use super::plan::{Inputs, Plan, Step, Stop};
 use super::policy::{Attempt, Decision, Failure, Outcome, RetryPolicy};
+use super::rules;
 use super::state::{Observation, Partition, Signal};
 use super::store::{Planned, Question, Remote};
 use super::telemetry::{self, Waiting};
 use super::trace::RequestSpan;
-use super::{RetryError, RetryInfo, RetryOverrides, StopReason};
+use super::{Priority, RetryError, RetryInfo, RetryOverrides, StopReason};
 
 /// What a request through the layer ends with.
 pub(super) type Output<R, E> = Result<Response<R>, RetryError<E>>;
@@ -99,6 +100,9 @@ pub(super) struct Engine<B, P> {
     probe: bool,
     /// The schedule of the pacing slot the request waits for, if it holds one.
     slot: Option<u32>,
+    /// The request's number among those waiting for slots (0: none yet), taken the first
+    /// time it is planned.
+    lane: u64,
     /// When the attempt in flight was sent, for its duration's histogram.
     #[cfg(feature = "metrics")]
     sent_at: Option<Instant>,
@@ -137,6 +141,7 @@ impl<B: Body, P> Engine<B, P> {
             misses: 0,
             probe: false,
             slot: None,
+            lane: 0,
             #[cfg(feature = "metrics")]
             sent_at: None,
         }
@@ -314,6 +319,10 @@ impl<B: Body, P> Engine<B, P> {
         let shared = &self.shared;
         // The request's own limits, if it carries them: read here, off a plain request's path.
         let own = self.head.extensions.get::<RetryOverrides>();
+        let priority = self.head.extensions.get::<Priority>().copied();
+        if self.lane == 0 {
+            self.lane = shared.state.local().lane();
+        }
         let inputs = Inputs {
             now,
             samples: [shared.sample(), shared.sample()],
@@ -323,6 +332,10 @@ impl<B: Body, P> Engine<B, P> {
             replayable: self.replay.can_replay(),
             probing: self.probe,
             slot: self.slot,
+            lane: Some((
+                self.lane,
+                rules::rank(self.attempts > 0, priority.unwrap_or_default().level()),
+            )),
             step,
             max_attempts: own.and_then(|own| own.max_attempts),
             max_retry_after: own.and_then(|own| own.max_retry_after),

@@ -173,7 +173,7 @@ pub use layer::{
     DEFAULT_BREAKER, DEFAULT_MAX_PARTITIONS, MAX_ATTEMPTS, MAX_REPLAY_LIMIT, RetryBuilder,
     RetryLayer,
 };
-pub use overrides::RetryOverrides;
+pub use overrides::{Priority, RetryOverrides};
 pub use policy::{
     Attempt, BoxedPolicy, Decision, DefaultPolicy, Failure, Outcome, PolicyFn, RetryPolicy,
     VerdictHeaders, policy_fn,

@@ -78,3 +78,60 @@ impl RetryOverrides {
         })
     }
 }
+
+/// Who takes the next pacing slot: put it in a request's extensions when some requests
+/// matter more than others under one quota (default [`Priority::NORMAL`]).
+///
+/// While a partition is paced (a quota you configured, one the server announced, or a pace
+/// learned from its 429s), requests wait for slots. Of the requests waiting, a retry takes
+/// the next slot before any fresh request, then a higher priority before a lower, then the
+/// one that came first; a request that ranks above others takes the earliest slot they hold,
+/// and each of them moves one slot later. The pace itself does not change: a priority
+/// decides who goes when, never how many. So that nothing starves, a request that others
+/// passed over 32 times is passed no more.
+///
+/// Read only when a request is planned (a retry, or a paced or gated partition): a request
+/// that nothing holds back costs nothing more. In a [`RedisFleet`](super::RedisFleet) the
+/// fleet's store hands out slots in the order requests ask for them, and a priority does not
+/// reorder them (it does while a process plans alone, Redis down).
+///
+/// ```
+/// use tower_infoplug::retry::Priority;
+///
+/// // A nightly export yields to people waiting on a page.
+/// let mut export = http::Request::new(());
+/// export.extensions_mut().insert(Priority::BATCH);
+///
+/// // Or any level from 0 (lowest) to 255: higher goes first.
+/// let mut page = http::Request::new(());
+/// page.extensions_mut().insert(Priority::new(200));
+/// assert!(Priority::new(200) > Priority::NORMAL);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Priority(u8);
+
+impl Priority {
+    /// For work nobody waits on: it takes the slots the others leave.
+    pub const BATCH: Self = Self(64);
+    /// What a request without a priority has.
+    pub const NORMAL: Self = Self(128);
+    /// For a request someone waits on: before [`NORMAL`](Self::NORMAL) and
+    /// [`BATCH`](Self::BATCH).
+    pub const INTERACTIVE: Self = Self(192);
+
+    /// A priority of `level`: higher goes first.
+    pub const fn new(level: u8) -> Self {
+        Self(level)
+    }
+
+    /// Its level.
+    pub const fn level(self) -> u8 {
+        self.0
+    }
+}
+
+impl Default for Priority {
+    fn default() -> Self {
+        Self::NORMAL
+    }
+}

@@ -41,7 +41,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::later;
-use super::rules;
+use super::rules::{self, Lanes};
 
 /// How long a measured rate is kept as it is.
 pub(crate) const HOLD: Duration = Duration::from_secs(10);
@@ -99,11 +99,17 @@ pub(crate) struct Pacer {
     ceiling: Option<f64>,
     /// How far ahead of the pace a request may go: a configured burst, less one interval.
     tolerance: Duration,
+    /// Who holds the slots given out (of this schedule) and not yet reached.
+    lanes: Lanes,
 }
 
 /// How long a configured pacer is kept without a request taking a slot: then it is dropped,
 /// and the next request starts a fresh one (with its burst).
 pub(crate) const IDLE: Duration = Duration::from_secs(10);
+
+/// How long past its slot a waiting request's slot is kept for it: one whose holder has not
+/// come by then (dropped while it waited) is forgotten.
+const FORGET: Duration = Duration::from_secs(1);
 
 /// The slowest rate a pacer holds: one request per `max_cooldown`, so no pacing can hold a
 /// partition longer than a gate may.
@@ -173,6 +179,7 @@ impl Pacer {
             pending: known.is_none(),
             ceiling: None,
             tolerance: Duration::ZERO,
+            lanes: Lanes::default(),
         };
         pacer.next = pacer.restart(&throttle);
         pacer
@@ -194,6 +201,7 @@ impl Pacer {
             pending: false,
             ceiling: Some(rate),
             tolerance: interval.saturating_mul(burst.saturating_sub(1)),
+            lanes: Lanes::default(),
         }
     }
 
@@ -241,6 +249,7 @@ impl Pacer {
         // holders take new slots.
         self.next = self.restart(&throttle);
         self.generation = self.generation.wrapping_add(1);
+        self.lanes = Lanes::default();
     }
 
     /// Where the schedule starts again after `throttle`: at the moment the server named, or,
@@ -310,6 +319,41 @@ impl Pacer {
     pub(crate) fn take_shared(&mut self, at: Instant, share: u32) {
         let rate = self.rate_at(at) / f64::from(share.max(1));
         self.next = rules::after_slot(rules::slot(self.next, at), rate);
+    }
+
+    /// The slot a request of `rank` would take at `now`: one already given out to a request
+    /// it ranks above (see [`Lanes`]), or else the next free one.
+    pub(crate) fn next_for(&self, rank: u16, now: Instant) -> Instant {
+        self.lanes.ahead(rank, now).unwrap_or_else(|| self.next())
+    }
+
+    /// [`take_shared`](Self::take_shared) for request `lane` of `rank` that is to wait for
+    /// its slot, planned at `at` (from [`next_for`](Self::next_for), or later): the slot it
+    /// holds, which the lanes decide.
+    pub(crate) fn take_lane(
+        &mut self,
+        at: Instant,
+        share: u32,
+        (lane, rank): (u64, u16),
+        now: Instant,
+    ) -> Instant {
+        let fresh = rules::slot(self.next(), at);
+        self.take_shared(at, share);
+        self.lanes.forget(now.checked_sub(FORGET).unwrap_or(now));
+        self.lanes.take(lane, rank, at, fresh)
+    }
+
+    /// The slot request `lane` holds, as the lanes have it now (a request ranking above it
+    /// may have moved it later).
+    pub(crate) fn held(&self, lane: u64) -> Option<Instant> {
+        self.lanes.when(lane)
+    }
+
+    /// Request `lane` goes, or no longer holds its slot.
+    pub(crate) fn went(&mut self, lane: u64) {
+        if !self.lanes.is_empty() {
+            self.lanes.went(lane);
+        }
     }
 
     /// The rate at `now`: held, then recovering; or searched.

@@ -154,6 +154,10 @@ pub(crate) struct Pace {
     pub(crate) next: Instant,
     /// Which schedule it belongs to: slots of an earlier one are void.
     pub(crate) generation: u32,
+    /// For a request resuming with a slot of this schedule: the slot it holds as it stands
+    /// now (a request ranking above it may have moved it later; see
+    /// [`Lanes`](super::rules::Lanes)).
+    pub(crate) held: Option<Instant>,
 }
 
 /// What the shared state says about a request's partition.
@@ -181,6 +185,7 @@ impl Inputs {
             replayable: true,
             probing: false,
             slot: None,
+            lane: None,
             step: Step::Fresh,
             max_attempts: None,
             max_retry_after: None,
@@ -232,6 +237,9 @@ pub(crate) struct Inputs {
     pub(crate) probing: bool,
     /// The schedule of the pacing slot the request holds, if it holds one.
     pub(crate) slot: Option<u32>,
+    /// The request's number among those waiting for slots, and its rank for them (see
+    /// [`Lanes`](super::rules::Lanes)); `None` when it has none.
+    pub(crate) lane: Option<(u64, u16)>,
     pub(crate) step: Step,
     /// The request's own `max_attempts` and `max_retry_after`, when it carries them.
     pub(crate) max_attempts: Option<u32>,
@@ -391,6 +399,17 @@ pub(crate) fn plan(settings: &Settings, inputs: &Inputs, snapshot: &Snapshot) ->
             at = rules::slot(pace.next, at);
         }
         slot = Some(pace.generation);
+    } else if let Some(held) = snapshot
+        .pace
+        .and_then(|pace| pace.held)
+        .filter(|held| *held > at)
+    {
+        // The slot it waited for moved on: a request that ranks above it took it.
+        let asked_for = held.saturating_duration_since(now);
+        if asked_for > cap() || waits_over(held) {
+            return Stop::cooling(asked_for, StatusCode::TOO_MANY_REQUESTS);
+        }
+        at = held;
     }
 
     // Nothing left of what the server said its quota holds: not before it is whole again.
@@ -573,6 +592,7 @@ mod tests {
             pace: Some(Pace {
                 next: now + next,
                 generation,
+                held: None,
             }),
             ..Snapshot::OPEN
         };
@@ -695,6 +715,40 @@ mod tests {
                 slot_at(now + 40 * MS, 0),
             ),
             Row::new(
+                "a request resuming for a slot that moved on waits for where it is now",
+                Inputs {
+                    step: Step::Resume,
+                    slot: Some(0),
+                    ..fresh
+                },
+                Snapshot {
+                    pace: Some(Pace {
+                        next: now + S,
+                        generation: 0,
+                        held: Some(now + 40 * MS),
+                    }),
+                    ..Snapshot::OPEN
+                },
+                go(now + 40 * MS),
+            ),
+            Row::new(
+                "one whose slot moved past what it may wait is cooling down",
+                Inputs {
+                    step: Step::Resume,
+                    slot: Some(0),
+                    ..fresh
+                },
+                Snapshot {
+                    pace: Some(Pace {
+                        next: now + 90 * S,
+                        generation: 0,
+                        held: Some(now + 90 * S),
+                    }),
+                    ..Snapshot::OPEN
+                },
+                Stop::cooling(90 * S, TOO_MANY),
+            ),
+            Row::new(
                 "a slot in the past is taken now",
                 Inputs {
                     now: now + S,
@@ -749,6 +803,7 @@ mod tests {
                     pace: Some(Pace {
                         next: now + 2 * S,
                         generation: 0,
+                        held: None,
                     }),
                     ..closed(S, S, TOO_MANY)
                 },
@@ -785,6 +840,7 @@ mod tests {
                     pace: Some(Pace {
                         next: now + 100 * MS,
                         generation: 0,
+                        held: None,
                     }),
                     ..closed(S, S, UNAVAILABLE)
                 },
@@ -1134,6 +1190,7 @@ mod tests {
                     pace: Some(Pace {
                         next: later(now, Duration::MAX),
                         generation: 0,
+                        held: None,
                     }),
                     budget: true,
                     allowance: None,

@@ -7,6 +7,7 @@
 //! one conformance table run on both stores). The planner ([`plan`](super::plan)) reads what
 //! the stores keep. Pure: no clock, no lock, no I/O.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -201,6 +202,118 @@ pub(crate) fn after_slot(slot: Instant, rate: f64) -> Instant {
         Duration::ZERO
     };
     later(slot, interval)
+}
+
+/// How many times a request waiting for its pacing slot may be passed over by requests that
+/// rank above it: then none passes it any more, so a lower priority waits at most that many
+/// slots longer than first come, first served would have it wait.
+pub(crate) const MAX_PASSED: u16 = 32;
+
+/// Who holds the pacing slots given out and not yet reached, and who takes which: a retry
+/// before a fresh request, a higher [`Priority`](super::Priority) before a lower, first come
+/// first served among equals, and no one passed over more than [`MAX_PASSED`] times.
+///
+/// A request that ranks above some holders takes the earliest slot it may (none before its
+/// own earliest time), and each holder from there on moves one slot later; the slot the pacer
+/// gives out for it goes to the last. So a priority changes who goes when, never how many go:
+/// the pace is the same. Holders learn their slot when they wake for it ([`when`](Self::when)):
+/// a slot only ever moves later, so one that moved means waiting again.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Lanes {
+    /// The slots given out, earliest first.
+    slots: VecDeque<Instant>,
+    /// Their holders, in the order they go: the `i`-th holds `slots[i]`.
+    holders: VecDeque<Holder>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Holder {
+    /// The request's number (see [`State::lane`](super::state::State::lane)).
+    id: u64,
+    rank: u16,
+    /// How many times a request ranking above it took a slot ahead of it.
+    passed: u16,
+}
+
+/// How a request ranks for the next slot: any retry above any fresh request, then by priority.
+pub(crate) fn rank(retry: bool, priority: u8) -> u16 {
+    u16::from(retry) << 8 | u16::from(priority)
+}
+
+impl Lanes {
+    /// The index of the slot a request of `rank`, not to go before `earliest`, would take:
+    /// after every holder it may not pass, at no slot before `earliest` (`slots.len()`: a
+    /// slot not given out yet).
+    fn position(&self, rank: u16, earliest: Instant) -> usize {
+        let after = self
+            .holders
+            .iter()
+            .rposition(|h| h.rank >= rank || h.passed >= MAX_PASSED)
+            .map_or(0, |i| i + 1);
+        after.max(self.slots.partition_point(|slot| *slot < earliest))
+    }
+
+    /// The slot already given out that a request of `rank` would take at `now`, if it would
+    /// take one: else the pacer's next free slot is its.
+    pub(crate) fn ahead(&self, rank: u16, now: Instant) -> Option<Instant> {
+        self.slots.get(self.position(rank, now)).copied()
+    }
+
+    /// Request `id` of `rank`, not to go before `earliest`, takes a slot; the pacer gave out
+    /// `fresh` for it. The slot it holds, which may be one given out earlier (its holder and
+    /// those after it each move one slot later).
+    pub(crate) fn take(
+        &mut self,
+        id: u64,
+        rank: u16,
+        earliest: Instant,
+        fresh: Instant,
+    ) -> Instant {
+        self.went(id);
+        let sorted = self.slots.partition_point(|slot| *slot <= fresh);
+        self.slots.insert(sorted, fresh);
+        let index = self.position(rank, earliest).min(self.holders.len());
+        for holder in self.holders.range_mut(index..) {
+            holder.passed = holder.passed.saturating_add(1);
+        }
+        self.holders.insert(
+            index,
+            Holder {
+                id,
+                rank,
+                passed: 0,
+            },
+        );
+        self.slots.get(index).copied().unwrap_or(fresh)
+    }
+
+    /// The slot request `id` holds now, if it holds one.
+    pub(crate) fn when(&self, id: u64) -> Option<Instant> {
+        let index = self.holders.iter().position(|h| h.id == id)?;
+        self.slots.get(index).copied()
+    }
+
+    /// Request `id` goes (or gave up its slot): the slot it holds is spent.
+    pub(crate) fn went(&mut self, id: u64) {
+        if let Some(index) = self.holders.iter().position(|h| h.id == id) {
+            self.holders.remove(index);
+            self.slots.remove(index);
+        }
+    }
+
+    /// Forgets the slots before `before`: their holders went without saying so (a request
+    /// dropped while it waited) or are gone; one that comes back holds no slot and goes.
+    pub(crate) fn forget(&mut self, before: Instant) {
+        while self.slots.front().is_some_and(|slot| *slot < before) {
+            self.slots.pop_front();
+            self.holders.pop_front();
+        }
+    }
+
+    /// Whether no slot is held.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.holders.is_empty()
+    }
 }
 
 /// What the server said is left of its quota, counted down by the requests started since: no
@@ -480,5 +593,66 @@ mod tests {
         );
         assert!(huge.at(now, 0).is_some());
         let _ = huge.at(huge.until, u64::MAX);
+    }
+    #[test]
+    fn lanes_give_the_next_slot_to_retries_then_priority_then_first_come() {
+        let now = Instant::now();
+        let ms = Duration::from_millis(1);
+        let t = |i: u32| now + 100 * ms * i;
+        let (batch, interactive) = (rank(false, 64), rank(false, 192));
+        let mut lanes = Lanes::default();
+        // Three batch requests take the slots the pacer gives out, in turn.
+        for id in 1..=3 {
+            assert_eq!(lanes.ahead(batch, now), None);
+            assert_eq!(lanes.take(id, batch, now, t(id as u32)), t(id as u32));
+        }
+        // An interactive request takes the first of them; each batch holder moves one on, and
+        // the slot given out for it goes to the last.
+        assert_eq!(lanes.ahead(interactive, now), Some(t(1)));
+        assert_eq!(lanes.take(10, interactive, now, t(4)), t(1));
+        assert_eq!(
+            (1..=3).map(|id| lanes.when(id)).collect::<Vec<_>>(),
+            [t(2), t(3), t(4)].map(Some)
+        );
+        // A second interactive request goes after the first, and a retry before both.
+        assert_eq!(lanes.take(11, interactive, now, t(5)), t(2));
+        assert_eq!(lanes.take(20, rank(true, 64), now, t(6)), t(1));
+        assert_eq!(
+            [20, 10, 11, 1, 2, 3].map(|id| lanes.when(id)),
+            [1, 2, 3, 4, 5, 6].map(|i| Some(t(i)))
+        );
+        // None goes before its own earliest time: between slots, the next one.
+        assert_eq!(lanes.take(12, interactive, t(4) + ms, t(7)), t(5));
+        assert_eq!(lanes.when(1), Some(t(4)));
+        assert_eq!(lanes.when(2), Some(t(6)));
+        // Going spends the slot; the others keep theirs.
+        lanes.went(20);
+        assert_eq!(lanes.when(20), None);
+        assert_eq!(lanes.when(10), Some(t(2)));
+        // Slots long past are forgotten with their holders.
+        lanes.forget(t(3));
+        assert_eq!((lanes.when(10), lanes.when(11)), (None, Some(t(3))));
+        assert!(!lanes.is_empty());
+    }
+
+    #[test]
+    fn a_holder_passed_over_max_passed_times_is_passed_no_more() {
+        let now = Instant::now();
+        let ms = Duration::from_millis(1);
+        let mut lanes = Lanes::default();
+        lanes.take(0, rank(false, 0), now, now + ms);
+        for i in 1..=u64::from(MAX_PASSED) {
+            let fresh = now + ms * (i as u32 + 1);
+            // Each interactive request goes ahead of the batch one while it may be passed.
+            assert_eq!(
+                lanes.take(i, rank(false, 255), now, fresh),
+                now + ms * i as u32
+            );
+        }
+        assert_eq!(lanes.when(0), Some(now + ms * (u32::from(MAX_PASSED) + 1)));
+        // Passed MAX_PASSED times: the next goes after it.
+        let last = now + ms * (u32::from(MAX_PASSED) + 2);
+        assert_eq!(lanes.take(99, rank(true, 255), now, last), last);
+        assert_eq!(lanes.when(0), Some(now + ms * (u32::from(MAX_PASSED) + 1)));
     }
 }

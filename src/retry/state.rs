@@ -130,6 +130,8 @@ pub(crate) struct State {
     /// Tickets handed out to requests as they start, while answers are read for what is left
     /// of the quota (see [`Allowance`]).
     started: AtomicU64,
+    /// Numbers handed out to requests as they are first planned (see [`State::lane`]).
+    lanes: AtomicU64,
     /// Other answers the rate limiter let through (5xx): with `healthy`, what the server
     /// admitted, for the pacing's measurement.
     unhealthy: AtomicU64,
@@ -201,6 +203,7 @@ impl State {
             throttled: AtomicBool::new(settings.quota.is_some()),
             healthy: AtomicU64::new(0),
             started: AtomicU64::new(0),
+            lanes: AtomicU64::new(1),
             unhealthy: AtomicU64::new(0),
             quiet_base: AtomicU64::new(0),
             quiet_base_unhealthy: AtomicU64::new(0),
@@ -374,10 +377,17 @@ impl State {
                     Some(remote) => remote.slot.map(|next| Pace {
                         next,
                         generation: local.map_or(0, Pacer::generation),
+                        held: None,
                     }),
                     None => local.map(|pacer| Pace {
-                        next: pacer.next(),
+                        next: inputs
+                            .lane
+                            .map_or_else(|| pacer.next(), |(_, rank)| pacer.next_for(rank, now)),
                         generation: pacer.generation(),
+                        held: inputs
+                            .lane
+                            .filter(|_| inputs.step == Step::Resume)
+                            .and_then(|(lane, _)| pacer.held(lane)),
                     }),
                 }
             },
@@ -392,13 +402,13 @@ impl State {
                         .is_none_or(|b| b.available(self.healthy.load(Ordering::Relaxed))),
                 },
         };
-        let plan = plan(settings, inputs, &snapshot);
+        let mut plan = plan(settings, inputs, &snapshot);
         // What the store took (a slot, a retry) is not taken here again.
         let (slot_here, spend_here) = match remote {
             Some(remote) => (false, remote.budget.is_none()),
             None => (true, true),
         };
-        match plan {
+        match &mut plan {
             Plan::Go {
                 at,
                 slot,
@@ -407,14 +417,11 @@ impl State {
             } => {
                 if let Some(held) = held {
                     if let Some(allowance) = &mut held.allowance
-                        && at < allowance.until
+                        && *at < allowance.until
                     {
                         allowance.left = allowance.left.saturating_sub(1);
                     }
-                    if slot_here
-                        && slot.is_some()
-                        && let Some(pacer) = &mut held.pacer
-                    {
+                    if slot_here && let Some(pacer) = &mut held.pacer {
                         // A fleet-wide rate (stated or configured) planned here alone is
                         // this process's share of it.
                         let share = if pacer.stated() || pacer.is_configured() {
@@ -422,22 +429,41 @@ impl State {
                         } else {
                             1
                         };
-                        pacer.take_shared(at, share);
-                        changed.paced = Some(pacer.rate_at(at));
+                        match inputs.lane {
+                            // One that waits holds its slot in the lanes, which decide it.
+                            Some(lane) if slot.is_some() && *at > now => {
+                                *at = pacer.take_lane(*at, share, lane, now);
+                            }
+                            _ if slot.is_some() => pacer.take_shared(*at, share),
+                            // A request going now holds no slot any more.
+                            Some((lane, _)) if *at <= now => pacer.went(lane),
+                            _ => {}
+                        }
+                        if slot.is_some() {
+                            changed.paced = Some(pacer.rate_at(*at));
+                        }
                     }
-                    if probe && let Some(gate) = &mut held.gate {
+                    if *probe && let Some(gate) = &mut held.gate {
                         gate.probe = Some(later(now, self.max_cooldown));
                         changed.probe = true;
                     }
                 }
                 if spend_here
-                    && spend
+                    && *spend
                     && let Some(budget) = &self.budget
                 {
                     budget.spend();
                 }
             }
-            Plan::Stop(stop) => changed.budget_refused = stop.reason == StopReason::BudgetExhausted,
+            Plan::Stop(stop) => {
+                changed.budget_refused = stop.reason == StopReason::BudgetExhausted;
+                // A request that stops holds no slot any more.
+                if let Some((lane, _)) = inputs.lane
+                    && let Some(pacer) = held.and_then(|h| h.pacer.as_mut())
+                {
+                    pacer.went(lane);
+                }
+            }
         }
         drop(table);
         changed.report(partition.as_ref());
@@ -721,6 +747,12 @@ impl State {
     /// A ticket for a request about to start (see [`Allowance`]).
     pub(crate) fn start(&self) -> u64 {
         self.started.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A number for a request planned for the first time: how the lanes of a paced partition
+    /// know it (see [`Lanes`](super::rules::Lanes)).
+    pub(crate) fn lane(&self) -> u64 {
+        self.lanes.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Tickets handed out so far.

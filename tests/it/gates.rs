@@ -692,3 +692,67 @@ async fn clients_that_share_a_quota_but_not_their_state_lose_no_request() {
     let (a, b) = tokio::join!(batch(client(), N / 2, 16), batch(client(), N / 2, 16));
     assert_eq!(a.1 + b.1, N, "{} refused; {a:?} {b:?}", rejected(&api));
 }
+
+/// Priority lanes on a configured quota of 10 a second (a slot every ~101 ms): 40 batch
+/// requests are waiting for their slots when an interactive request comes, every half
+/// second, five times. Each interactive one takes the next slot (within two slot intervals
+/// of its call, where first come, first served would hold it behind the whole batch queue),
+/// no slot goes unused (the batch still ends when the quota allows the 45 in all), and no
+/// request is refused.
+#[tokio::test(start_paused = true)]
+async fn an_interactive_request_takes_the_next_paced_slot_and_batch_keeps_the_rest() {
+    use tower_infoplug::retry::Priority;
+    const BATCH: usize = 40;
+    let api = Emulator::builder()
+        .quota(Quota::fixed_window(10, S))
+        .build();
+    let layer = RetryLayer::builder()
+        .jitter(Fixed(0.5))
+        .quota(10, S)
+        .build()
+        .unwrap();
+    let client = stack_of(&layer, &api);
+    let with = |priority| {
+        let mut req = get("/v1/x");
+        req.extensions_mut().insert(priority);
+        req
+    };
+    let t0 = Instant::now();
+    let batch: Vec<_> = (0..BATCH)
+        .map(|_| {
+            let (client, req) = (client.clone(), with(Priority::BATCH));
+            tokio::spawn(async move {
+                let res = client.oneshot(req).await;
+                (
+                    res.is_ok_and(|r| r.status() == StatusCode::OK),
+                    Instant::now(),
+                )
+            })
+        })
+        .collect();
+    let interval = S.div_f64(10.0 * 0.99);
+    let mut waits = Vec::new();
+    for _ in 0..5 {
+        tokio::time::sleep(500 * MS + 7 * MS).await;
+        let asked = Instant::now();
+        let res = client.clone().oneshot(with(Priority::INTERACTIVE)).await;
+        assert_eq!(res.unwrap().status(), StatusCode::OK);
+        waits.push(asked.elapsed());
+    }
+    assert!(waits.iter().all(|w| *w <= 2 * interval), "{waits:?}");
+    let mut last = t0;
+    for lane in batch {
+        let (ok, done) = lane.await.unwrap();
+        assert!(ok);
+        last = last.max(done);
+    }
+    // 45 slots, the first at once: 44 intervals, to the slot.
+    let makespan = last - t0;
+    let ideal = interval * (BATCH as u32 + 5 - 1);
+    assert!(
+        makespan >= ideal && makespan <= ideal + 10 * MS,
+        "{makespan:?} for {ideal:?}"
+    );
+    assert_eq!(rejected(&api), 0);
+    assert_eq!(api.request_count(), BATCH + 5);
+}
