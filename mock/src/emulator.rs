@@ -63,6 +63,8 @@ struct Config {
     key: ApiKey,
     credits: u64,
     rate_limit: Option<Quota>,
+    /// Quotas of their own: paths under the prefix, the policy's name, its quota.
+    endpoints: Vec<(String, String, Quota)>,
     rate_limit_headers: bool,
     x_rate_limit_headers: bool,
     accept_authorization: bool,
@@ -74,8 +76,8 @@ struct State {
     outage: Option<Reply>,
     requests: Vec<Recorded>,
     credits: u64,
-    /// Each key's use of the quota.
-    limiters: HashMap<String, Limiter>,
+    /// Each key's use of each quota: by key and policy name.
+    limiters: HashMap<(String, String), Limiter>,
 }
 
 /// A request as the emulator received it.
@@ -180,6 +182,26 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Paths under `prefix` (`"/v1/search"`) count against a quota of their own, named `name`
+    /// in the `RateLimit` fields, instead of the key's [`quota`](Self::quota): one
+    /// endpoint's use does not spend another's. Several may be given; the first whose prefix
+    /// matches counts. A name that is not a plain token is shown as `"endpoint"`.
+    pub fn endpoint_quota(mut self, prefix: &str, name: &str, quota: Quota) -> Self {
+        let plain = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let name = if plain && name != "default" {
+            name
+        } else {
+            "endpoint"
+        };
+        self.config
+            .endpoints
+            .push((prefix.to_owned(), name.to_owned(), quota));
+        self
+    }
+
     /// Whether answers carry the draft IETF `RateLimit` (`"default";r=<remaining>;t=<seconds>`)
     /// and `RateLimit-Policy` (`"default";q=<quota>;w=<seconds>`) fields (default: no).
     pub fn rate_limit_headers(mut self, yes: bool) -> Self {
@@ -237,6 +259,7 @@ impl Emulator {
                 key: test_key(),
                 credits: 1000,
                 rate_limit: Some(Quota::fixed_window(100, Duration::from_secs(1))),
+                endpoints: Vec::new(),
                 rate_limit_headers: false,
                 x_rate_limit_headers: false,
                 accept_authorization: true,
@@ -366,20 +389,24 @@ impl Emulator {
             return Reply::status(401);
         };
         let mut rate_limit = Vec::new();
-        if let Some(quota) = &config.rate_limit {
-            let limiter = match state.limiters.get_mut(key) {
-                Some(limiter) => limiter,
-                None => state
-                    .limiters
-                    .entry(key.to_owned())
-                    .or_insert_with(|| quota.limiter()),
-            };
+        let path = req.uri.path();
+        let counted = match config
+            .endpoints
+            .iter()
+            .find(|(p, ..)| path.starts_with(p.as_str()))
+        {
+            Some((_, name, quota)) => Some((name.as_str(), quota)),
+            None => config.rate_limit.as_ref().map(|quota| ("default", quota)),
+        };
+        if let Some((name, quota)) = counted {
+            let id = (key.to_owned(), name.to_owned());
+            let limiter = state.limiters.entry(id).or_insert_with(|| quota.limiter());
             let announce = |remaining: u32, reset: u64| {
                 let mut fields = Vec::new();
                 if config.rate_limit_headers {
-                    let field = format!("\"default\";r={remaining};t={reset}");
+                    let field = format!("\"{name}\";r={remaining};t={reset}");
                     fields.push(("ratelimit", field));
-                    fields.push(("ratelimit-policy", quota.policy()));
+                    fields.push(("ratelimit-policy", quota.policy(name)));
                 }
                 if config.x_rate_limit_headers {
                     fields.push(("x-ratelimit-limit", quota.limit().0.to_string()));

@@ -109,10 +109,10 @@ impl Quota {
         self.refusal
     }
 
-    /// The limit as a `RateLimit-Policy` field value.
-    pub(super) fn policy(&self) -> String {
+    /// The limit as a `RateLimit-Policy` field value, for the policy `name`.
+    pub(super) fn policy(&self, name: &str) -> String {
         let (quota, window) = self.limit();
-        format!("\"default\";q={quota};w={window}")
+        format!("\"{name}\";q={quota};w={window}")
     }
 
     /// Requests a window holds, and the window in whole seconds.

@@ -329,3 +329,72 @@ async fn an_outage_answers_after_the_script_until_it_ends() {
     assert_eq!(emulator.credits(), 4);
     assert_eq!(emulator.request_count(), 5);
 }
+
+/// Over loopback, an endpoint with a quota of its own spends only that quota and names it in
+/// its `RateLimit` fields: `/v1/search` refused while `/v1/profile` (the key's quota) is not.
+#[tokio::test]
+async fn an_endpoint_with_its_own_quota_spends_and_names_only_that_quota() {
+    let emulator = Emulator::builder()
+        .quota(Quota::fixed_window(3, Duration::from_secs(60)))
+        .endpoint_quota(
+            "/v1/search",
+            "search",
+            Quota::fixed_window(1, Duration::from_secs(60)),
+        )
+        .rate_limit_headers(true)
+        .build();
+    let server = emulator.serve().await.unwrap();
+    let client = http_client();
+    let get = |path: &str| {
+        Request::get(server.uri(path).unwrap())
+            .header("x-infoplug-api-key", TEST_KEY)
+            .body(empty())
+            .unwrap()
+    };
+    let field = |res: &http::Response<_>, name: &str| {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    for (path, status, named, policy) in [
+        (
+            "/v1/search?q=a",
+            200,
+            "\"search\";r=0;t=60",
+            "\"search\";q=1;w=60",
+        ),
+        (
+            "/v1/search?q=b",
+            429,
+            "\"search\";r=0;t=60",
+            "\"search\";q=1;w=60",
+        ),
+        (
+            "/v1/profile",
+            200,
+            "\"default\";r=2;t=60",
+            "\"default\";q=3;w=60",
+        ),
+        (
+            "/v1/search/more",
+            429,
+            "\"search\";r=0;t=60",
+            "\"search\";q=1;w=60",
+        ),
+        (
+            "/v1/profile",
+            200,
+            "\"default\";r=1;t=60",
+            "\"default\";q=3;w=60",
+        ),
+    ] {
+        let res = client.request(get(path)).await.unwrap();
+        assert_eq!(res.status(), status, "{path}");
+        assert_eq!(field(&res, "ratelimit").as_deref(), Some(named), "{path}");
+        assert_eq!(
+            field(&res, "ratelimit-policy").as_deref(),
+            Some(policy),
+            "{path}"
+        );
+    }
+}
