@@ -74,7 +74,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
-use tower_infoplug::retry::{Jitter, RandomJitter, RedisFleet, RetryBuilder};
+use tower_infoplug::retry::{Jitter, Priority, RandomJitter, RedisFleet, RetryBuilder};
 use tower_infoplug::{ApiKey, AuthLayer, InfoPlugLayer};
 use tower_infoplug_mock::{Emulator, Quota, TEST_KEY};
 
@@ -462,6 +462,10 @@ fn main() {
         runtime.block_on(losing_redis(n, per_second, ideal));
         return;
     }
+    if only == "priority" {
+        runtime.block_on(priorities(n, per_second));
+        return;
+    }
     // The fleet's Redis row: a redis-server started here on a free loopback port (or
     // `GOODPUT_REDIS=redis://...`); without either, the row is skipped.
     let mut started = None;
@@ -529,9 +533,145 @@ fn main() {
         let _ = child.wait();
     }
     if !only_fleet && !only_stack && !only_quota && !only_announced {
+        runtime.block_on(priorities(n, per_second));
         runtime.block_on(against_nginx());
         runtime.block_on(outages());
     }
+}
+
+/// Two priority classes on one saturated quota (`GOODPUT_ONLY=priority`): `n` batch requests
+/// over 16 or 64 lanes keep the quota busy while an interactive caller sends one request every
+/// tenth of a second's quota (a tenth of the quota), one stack, over loopback against a fixed
+/// window. With and without `Priority` on the requests (`BATCH`, `INTERACTIVE`), told the quota
+/// (`quota(q, 1 s)`) or learning it from 429s.
+async fn priorities(n: usize, per_second: u32) {
+    let interval = Duration::from_secs_f64(1.0 / f64::from(per_second));
+    println!(
+        "\ntwo priority classes, fixed window of {per_second}/s, an interactive request every {} ms\n",
+        interval.as_millis() * 10
+    );
+    println!(
+        "| pace, batch lanes | priorities | interactive p50 | interactive p99 | p99 ÷ slot interval | batch rate ÷ what the interactive left | 429s |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for told in [true, false] {
+        for in_flight in [16, 64] {
+            for prioritised in [false, true] {
+                priority_row(n, per_second, told, in_flight, prioritised).await;
+            }
+        }
+    }
+}
+
+async fn priority_row(n: usize, per_second: u32, told: bool, in_flight: usize, prioritised: bool) {
+    let api = Emulator::builder()
+        .quota(Quota::fixed_window(per_second, Duration::from_secs(1)))
+        .credits(CREDITS)
+        .build();
+    let server = api.serve().await.unwrap();
+    let layer = InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), &server.base_url())
+        .retry(|r| {
+            if told {
+                r.quota(per_second, Duration::from_secs(1))
+            } else {
+                r
+            }
+        })
+        .build()
+        .unwrap();
+    let svc = layer.layer(Client::builder(TokioExecutor::new()).build_http());
+    let uri = server.uri("/v1/profile").unwrap();
+    let send = move |priority: Priority| {
+        let (svc, uri) = (svc.clone(), uri.clone());
+        async move {
+            let mut req = Request::get(uri).body(Full::<Bytes>::default()).unwrap();
+            if prioritised {
+                req.extensions_mut().insert(priority);
+            }
+            let sent = Instant::now();
+            let ok = match svc.oneshot(req).await {
+                Ok(res) => {
+                    res.status() == StatusCode::OK && res.into_body().collect().await.is_ok()
+                }
+                Err(_) => false,
+            };
+            (ok, sent.elapsed())
+        }
+    };
+    let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let start = Instant::now();
+    let lanes: Vec<_> = (0..in_flight)
+        .map(|_| {
+            let (send, next) = (send.clone(), Arc::clone(&next));
+            tokio::spawn(async move {
+                let mut ok = 0;
+                while next.fetch_add(1, Ordering::Relaxed) < n {
+                    ok += usize::from(send(Priority::BATCH).await.0);
+                }
+                ok
+            })
+        })
+        .collect();
+    // The interactive caller: one request every ten slot intervals while the batch runs
+    // (bounded: never more than the batch's own count).
+    let caller = {
+        let (send, done) = (send.clone(), Arc::clone(&done));
+        let every = Duration::from_secs_f64(10.0 / f64::from(per_second));
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            let mut latencies = Vec::new();
+            let mut failed = 0;
+            for _ in 0..n {
+                ticks.tick().await;
+                if done.load(Ordering::Relaxed) {
+                    break;
+                }
+                let (ok, latency) = send(Priority::INTERACTIVE).await;
+                failed += usize::from(!ok);
+                latencies.push(latency);
+            }
+            (latencies, failed)
+        })
+    };
+    let mut batch_ok = 0;
+    for lane in lanes {
+        batch_ok += lane.await.unwrap();
+    }
+    let makespan = start.elapsed();
+    done.store(true, Ordering::Relaxed);
+    let (mut latencies, failed) = caller.await.unwrap();
+    latencies.sort_unstable();
+    let interactive_rate = latencies.len() as f64 / makespan.as_secs_f64();
+    let left = f64::from(per_second) - interactive_rate;
+    let batch_rate = batch_ok as f64 / makespan.as_secs_f64();
+    let calls = api.request_count();
+    let admitted = (CREDITS - api.credits()) as usize;
+    let interval = Duration::from_secs_f64(1.0 / f64::from(per_second));
+    let p99 = percentile(&latencies, 0.99);
+    println!(
+        "| {}, {in_flight} | {} | {:.1} ms | {:.1} ms | {:.1} | {:.2} ({batch_ok} of {n}{}) | {} |",
+        if told {
+            "told `quota(q, 1 s)`"
+        } else {
+            "learned from 429s"
+        },
+        if prioritised {
+            "**batch `BATCH`, caller `INTERACTIVE`**"
+        } else {
+            "none"
+        },
+        percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
+        p99.as_secs_f64() * 1000.0,
+        p99.as_secs_f64() / interval.as_secs_f64(),
+        batch_rate / left,
+        if failed > 0 {
+            format!(", caller lost {failed}")
+        } else {
+            String::new()
+        },
+        calls - admitted,
+    );
 }
 
 /// A `redis-server` on a free loopback port, and its URL; `None` without one on the PATH.

@@ -401,13 +401,16 @@ mod tests {
     #[test]
     fn policies_name_the_quota_and_its_window() {
         assert_eq!(
-            Quota::fixed_window(200, S).policy(),
+            Quota::fixed_window(200, S).policy("default"),
             "\"default\";q=200;w=1"
         );
         assert_eq!(
-            Quota::sliding_window(5, 1500 * MS).policy(),
+            Quota::sliding_window(5, 1500 * MS).policy("default"),
             "\"default\";q=5;w=2"
         );
-        assert_eq!(Quota::token_bucket(50, 10).policy(), "\"default\";q=50;w=1");
+        assert_eq!(
+            Quota::token_bucket(50, 10).policy("search"),
+            "\"search\";q=50;w=1"
+        );
     }
 }

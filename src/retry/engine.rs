@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::body::{Replay, ReplayBody};
-use super::hints::{Reading, quota, reading, remaining_rate, wait_hint};
+use super::hints::{Reading, quota, reading, remaining_rate, scope, wait_hint};
 use super::hooks::{RetriedAfter, RetryEvent, ThrottleEvent};
 use super::layer::{Settings, Shared};
 use super::plan::{Inputs, Plan, Step, Stop};
@@ -304,6 +304,24 @@ impl<B: Body, P> Engine<B, P> {
         (get, shared)
     }
 
+    /// The request counts against the quota `scope`, as its answer said: its partition from
+    /// now on, learned for its path.
+    fn rescope(&mut self, scope: u64) {
+        let scoped = {
+            let (partition, _) = self.known_partition();
+            partition.scoped(scope)
+        };
+        if self.partition.as_ref() != Some(&scoped) {
+            self.shared
+                .state
+                .local()
+                .learn(&scoped, self.head.uri.path());
+            self.partition = Some(scoped);
+            // A slot of another partition's schedule says nothing of this one's pace.
+            self.sent_at_slot = None;
+        }
+    }
+
     /// The request's partition, worked out now if it was not yet; and the shared state.
     fn known_partition(&mut self) -> (&Partition, &Shared) {
         let (head, shared) = (&self.head, &*self.shared);
@@ -519,6 +537,15 @@ impl<B: Body, P> Engine<B, P> {
         if hint.is_some() {
             self.last_hint = hint;
         }
+        // The quota the answer says it counted against: this request's partition from now
+        // on, and the next ones' to the same path.
+        if settings.hint_fields.rate_limit
+            && self.shared.state.local().scoping()
+            && let Some(scope) = scope(res.headers())
+        {
+            self.rescope(scope);
+        }
+        let settings = &self.shared.settings;
         // A refusal at a pacing slot, or one that announces the quota (the allowance's miss:
         // another client spent what was left), is the pace's, not the request's.
         if status == StatusCode::TOO_MANY_REQUESTS

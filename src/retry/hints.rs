@@ -422,6 +422,33 @@ pub(crate) fn reading(
     None
 }
 
+/// The quota an answer says it counted against, when its `RateLimit` field names one: a
+/// number for the names and partition keys (`pk`) of its policies counted in requests, the
+/// same in every process (a fleet's stores name partitions by it). Two endpoints that name
+/// different policies count against different quotas.
+pub(crate) fn scope(headers: &HeaderMap) -> Option<u64> {
+    let mut named: Vec<(&str, Option<&str>)> = policies_in(headers, RATELIMIT)
+        .filter(|p| p.counts_requests() && !p.name.is_empty())
+        .map(|p| (p.name, p.key))
+        .collect();
+    if named.is_empty() {
+        return None;
+    }
+    named.sort_unstable();
+    named.dedup();
+    // FNV-1a: stable across processes and builds, unlike the standard library's hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (name, key) in named {
+        for part in [name, "\0", key.unwrap_or(""), "\n"] {
+            for byte in part.bytes() {
+                hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+    }
+    // 0 is "none named".
+    Some(hash.max(1))
+}
+
 /// The `RateLimit` policy counted in requests with the fewest left (of two, the later
 /// reset), among those `keep` keeps.
 fn tightest<'h>(headers: &'h HeaderMap, keep: impl Fn(&Policy<'h>) -> bool) -> Option<Policy<'h>> {
@@ -445,6 +472,8 @@ struct Policy<'a> {
     window: Option<u64>,
     /// The quota's unit (`qu`): requests when absent.
     unit: Option<&'a str>,
+    /// The server's partition key (`pk`), as sent.
+    key: Option<&'a str>,
 }
 
 impl Policy<'_> {
@@ -483,9 +512,16 @@ fn policies(value: &str) -> impl Iterator<Item = Policy<'_>> {
                 policy.name = param.trim_matches('"');
                 continue;
             };
-            if key.trim() == "qu" {
-                policy.unit = Some(value.trim().trim_matches('"'));
-                continue;
+            match key.trim() {
+                "qu" => {
+                    policy.unit = Some(value.trim().trim_matches('"'));
+                    continue;
+                }
+                "pk" => {
+                    policy.key = Some(value.trim());
+                    continue;
+                }
+                _ => {}
             }
             let slot = match key.trim() {
                 "r" | "remaining" => &mut policy.remaining,
@@ -901,6 +937,30 @@ mod tests {
         assert_eq!(reading(&headers, both, at(NOW)).unwrap().quota, None);
         // Fields not asked for are not read.
         assert_eq!(reading(&headers, NONE, at(NOW)), None);
+    }
+
+    #[test]
+    fn an_answer_names_the_quota_it_counted_against() {
+        let of = |field: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("ratelimit", hv(field));
+            scope(&headers)
+        };
+        let search = of("\"search\";r=0;t=5");
+        assert!(search.is_some());
+        assert_eq!(search, of("\"search\";r=9;t=60"));
+        assert_ne!(search, of("\"default\";r=0;t=5"));
+        // Its partition key counts; the order of policies does not; a byte quota does not.
+        assert_ne!(search, of("\"search\";r=0;t=5;pk=:YWJj:"));
+        assert_eq!(
+            of("\"burst\";r=1;t=1, \"daily\";r=9;t=99"),
+            of("\"daily\";r=9;t=99, \"burst\";r=1;t=1, \"b\";r=0;t=1;qu=\"content-bytes\"")
+        );
+        // Nothing named: the earlier drafts' unnamed dictionary, or no field.
+        assert_eq!(of("limit=100, remaining=0, reset=30"), None);
+        assert_eq!(scope(&HeaderMap::new()), None);
+        // The same number in every process: a fleet names partitions by it.
+        assert_eq!(of("\"search\";r=0;t=5"), Some(0xd013_4c1b_5ed9_b853));
     }
 
     #[test]

@@ -438,6 +438,13 @@ impl RetryBuilder {
     /// allowance refills to it at the reset. A 429's `t=` (or `reset=`, and `RateLimit-Reset`)
     /// is a wait when `Retry-After` is absent or invalid.
     ///
+    /// The policies an answer names (and their `pk`) say which quota its endpoint counts
+    /// against: requests to that path are then held only by what that quota's answers said
+    /// (its 429s, its pace, its allowance), so a saturated search quota does not hold the
+    /// rest of the API. A path ending in an id (a last segment with a digit) counts as its
+    /// siblings did; a path not answered yet counts against the origin and credential as a
+    /// whole. Not with [`quota`](Self::quota): a quota you configure is the key's.
+    ///
     /// A refusal of a request sent under the allowance shows that the quota is not this
     /// client's alone: the allowance is then no longer refilled, the quota a 429 states is not
     /// taken as this client's rate, and the pace learned from the refusals holds too. A Redis

@@ -44,27 +44,43 @@ pub(crate) struct Partition {
     /// `None` for requests without an `http(s)` authority: they share one partition.
     origin: Option<Site>,
     credential: u128,
+    /// The quota the server said the request's endpoint counts against (see
+    /// [`hints::scope`](super::hints::scope)); 0: none said (the origin's, which every
+    /// throttle of the origin and credential holds).
+    scope: u64,
 }
 
 impl Partition {
     /// The partition's name in a fleet's shared store: its origin and the credential hash in
-    /// hex (the hash only: a key never leaves the process).
+    /// hex (the hash only: a key never leaves the process), and the quota, when the server
+    /// named one.
     #[cfg(feature = "redis")]
     pub(crate) fn fleet_name(&self) -> String {
-        match &self.origin {
-            Some(origin) => format!("{origin}|{:032x}", self.credential),
-            None => format!("-|{:032x}", self.credential),
+        let origin = self.origin.as_ref().map_or("-".into(), ToString::to_string);
+        match self.scope {
+            0 => format!("{origin}|{:032x}", self.credential),
+            scope => format!("{origin}|{:032x}|{scope:016x}", self.credential),
         }
     }
 
     /// How metrics name the partition: its origin and the first 32 bits of the keyed
-    /// credential hash (random per layer, so it names nothing outside this process).
+    /// credential hash (random per layer, so it names nothing outside this process), and of
+    /// the quota's number, when the server named one.
     #[cfg(feature = "metrics")]
     pub(crate) fn label(&self) -> String {
         let short = (self.credential >> 96) as u32;
-        match &self.origin {
-            Some(origin) => format!("{origin}#{short:08x}"),
-            None => format!("-#{short:08x}"),
+        let origin = self.origin.as_ref().map_or("-".into(), ToString::to_string);
+        match self.scope {
+            0 => format!("{origin}#{short:08x}"),
+            scope => format!("{origin}#{short:08x}/{:08x}", (scope >> 32) as u32),
+        }
+    }
+
+    /// The same origin and credential, counted against the quota `scope`.
+    pub(crate) fn scoped(&self, scope: u64) -> Self {
+        Self {
+            scope,
+            ..self.clone()
         }
     }
 }
@@ -132,6 +148,12 @@ pub(crate) struct State {
     started: AtomicU64,
     /// Numbers handed out to requests as they are first planned (see [`State::lane`]).
     lanes: AtomicU64,
+    /// Whether endpoints are told apart by the quota their answers name (the draft's fields
+    /// are read, and no quota is configured: that one is the key's, whatever the endpoint).
+    scoping: bool,
+    /// The quota each path's answers last named, by origin, credential and path (see
+    /// [`route`]); at most [`MAX_ROUTES`].
+    routes: Mutex<HashMap<u64, u64>>,
     /// Other answers the rate limiter let through (5xx): with `healthy`, what the server
     /// admitted, for the pacing's measurement.
     unhealthy: AtomicU64,
@@ -163,6 +185,26 @@ struct Table {
     held: HashMap<Partition, Held>,
     /// When every partition was last looked at for what has expired.
     swept: Option<Instant>,
+}
+
+/// The most paths whose quota is remembered.
+const MAX_ROUTES: usize = 4096;
+
+/// A path of an (unscoped) partition, as the routes know it.
+fn route(partition: &Partition, path: &str) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    partition.hash(&mut hasher);
+    path.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// For a path whose last segment names one resource (an id: it has a digit in it), the path
+/// of its siblings (`/v1/users` of `/v1/users/2`): they count against the same quota. `None`
+/// for other paths (`/v1/search` is not `/v1/profile`).
+fn parent(path: &str) -> Option<&str> {
+    let trimmed = path.trim_end_matches('/');
+    let (parent, last) = trimmed.rsplit_once('/')?;
+    (!parent.is_empty() && last.bytes().any(|b| b.is_ascii_digit())).then_some(parent)
 }
 
 /// How often all partitions are looked at, besides the one a request touches.
@@ -204,6 +246,8 @@ impl State {
             healthy: AtomicU64::new(0),
             started: AtomicU64::new(0),
             lanes: AtomicU64::new(1),
+            scoping: settings.hint_fields.rate_limit && settings.quota.is_none(),
+            routes: Mutex::default(),
             unhealthy: AtomicU64::new(0),
             quiet_base: AtomicU64::new(0),
             quiet_base_unhealthy: AtomicU64::new(0),
@@ -303,10 +347,47 @@ impl State {
                 u128::from_be_bytes(first)
             }
         };
-        Partition {
+        let mut partition = Partition {
             origin: uri.authority().and_then(|_| Site::of(uri)),
             credential,
+            scope: 0,
+        };
+        if self.scoping {
+            // The path's own quota, else its siblings' (`/v1/users/2` counts as `/v1/users/1`
+            // did), else none known yet.
+            let routes = self.routes();
+            partition.scope = [Some(uri.path()), parent(uri.path())]
+                .into_iter()
+                .flatten()
+                .find_map(|path| routes.get(&route(&partition, path)).copied())
+                .unwrap_or(0);
         }
+        partition
+    }
+
+    /// Whether endpoints are told apart by the quota their answers name.
+    pub(crate) fn scoping(&self) -> bool {
+        self.scoping
+    }
+
+    /// Requests to `path` count against `partition`'s quota (its scope), as an answer to
+    /// one said.
+    pub(crate) fn learn(&self, partition: &Partition, path: &str) {
+        let origin = partition.scoped(0);
+        let mut routes = self.routes();
+        for path in [Some(path), parent(path)].into_iter().flatten() {
+            let route = route(&origin, path);
+            if routes.len() >= MAX_ROUTES && !routes.contains_key(&route) {
+                // Full: start again; each path learns its quota again from its next answer.
+                routes.clear();
+            }
+            routes.insert(route, partition.scope);
+        }
+    }
+
+    fn routes(&self) -> MutexGuard<'_, HashMap<u64, u64>> {
+        // Plain data, updated in single steps.
+        self.routes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Plans under the lock, and applies what the plan took.
@@ -515,70 +596,8 @@ impl State {
                 hint,
                 quota,
             } => {
-                let effect = Effect::of(self.gates, self.pacing, status, hint);
-                let hint = hint.unwrap_or_default();
-                if effect.any() {
-                    self.throttled.store(true, Ordering::Release);
-                }
-                let quiet = self.quiet();
-                let held = table.held.entry(partition.clone()).or_default();
-                held.touched = Some(now);
-                if let Some(allowance) = &mut held.allowance {
-                    allowance.refused(seen.ticket);
-                }
-                // Refused although this client kept to what the server said was left: the
-                // quota is not its alone, and the rate it states is not this client's to take.
-                let quota = quota.filter(|_| !held.allowance.is_some_and(|a| a.contradicted));
-                if effect.close {
-                    let fresh = Shut::after(now, hint, status, self.max_cooldown);
-                    held.gate = Some(match held.gate {
-                        // The probe's answer is the server's latest word.
-                        Some(gate) if !seen.probe => Closed {
-                            shut: gate.shut.merge(fresh),
-                            probe: gate.probe,
-                        },
-                        _ => Closed {
-                            shut: fresh,
-                            probe: None,
-                        },
-                    });
-                    changed.closed = Some(status);
-                } else if seen.probe {
-                    held.gate = None;
-                }
-                if effect.pace {
-                    // Capped as the gate is: no pacing holds a partition past max_cooldown.
-                    let throttle = Throttle {
-                        now,
-                        reopen: later(now, rules::held_for(hint, self.max_cooldown)),
-                        quota,
-                    };
-                    match &mut held.pacer {
-                        Some(pacer) => pacer.throttled(throttle, seen.slot),
-                        None => {
-                            let (admitted, since) = quiet;
-                            held.pacer =
-                                Some(Pacer::start(throttle, admitted, since, self.max_cooldown));
-                        }
-                    }
-                    changed.paced = held.pacer.as_ref().map(|pacer| pacer.rate_at(now));
-                }
-                if effect.any() {
-                    throttled = Some(Throttled {
-                        status,
-                        tripped: false,
-                        gated_for: held
-                            .gate
-                            .filter(|_| effect.close)
-                            .map(|gate| gate.shut.reopen.saturating_duration_since(now)),
-                        paced: held.pacer.as_ref().filter(|_| effect.pace).map(|pacer| {
-                            (
-                                pacer.rate_at(now),
-                                pacer.ends().saturating_duration_since(now),
-                            )
-                        }),
-                    });
-                }
+                let said = (status, hint, quota);
+                throttled = self.throttle(&mut table, &partition, seen, said, now, &mut changed);
             }
             Signal::Healthy | Signal::Answered | Signal::Refused | Signal::Failed => {
                 if seen.probe
@@ -632,6 +651,85 @@ impl State {
         self.bound(&mut table, &mut changed);
         drop(table);
         changed.report(Some(&partition));
+        throttled
+    }
+
+    /// What a throttle does to `partition` (under the table's lock): its gate, its pacing;
+    /// what it did, if anything.
+    #[allow(clippy::too_many_arguments)]
+    fn throttle(
+        &self,
+        table: &mut Table,
+        partition: &Partition,
+        seen: &Observation,
+        (status, hint, quota): (StatusCode, Option<Duration>, Option<f64>),
+        now: Instant,
+        changed: &mut Changed,
+    ) -> Option<Throttled> {
+        let mut throttled = None;
+        let effect = Effect::of(self.gates, self.pacing, status, hint);
+        let hint = hint.unwrap_or_default();
+        if effect.any() {
+            self.throttled.store(true, Ordering::Release);
+        }
+        let quiet = self.quiet();
+        let held = table.held.entry(partition.clone()).or_default();
+        held.touched = Some(now);
+        if let Some(allowance) = &mut held.allowance {
+            allowance.refused(seen.ticket);
+        }
+        // Refused although this client kept to what the server said was left: the
+        // quota is not its alone, and the rate it states is not this client's to take.
+        let quota = quota.filter(|_| !held.allowance.is_some_and(|a| a.contradicted));
+        if effect.close {
+            let fresh = Shut::after(now, hint, status, self.max_cooldown);
+            held.gate = Some(match held.gate {
+                // The probe's answer is the server's latest word.
+                Some(gate) if !seen.probe => Closed {
+                    shut: gate.shut.merge(fresh),
+                    probe: gate.probe,
+                },
+                _ => Closed {
+                    shut: fresh,
+                    probe: None,
+                },
+            });
+            changed.closed = Some(status);
+        } else if seen.probe {
+            held.gate = None;
+        }
+        if effect.pace {
+            // Capped as the gate is: no pacing holds a partition past max_cooldown.
+            let throttle = Throttle {
+                now,
+                reopen: later(now, rules::held_for(hint, self.max_cooldown)),
+                quota,
+            };
+            match &mut held.pacer {
+                Some(pacer) => pacer.throttled(throttle, seen.slot),
+                None => {
+                    let (admitted, since) = quiet;
+                    held.pacer = Some(Pacer::start(throttle, admitted, since, self.max_cooldown));
+                }
+            }
+            changed.paced = held.pacer.as_ref().map(|pacer| pacer.rate_at(now));
+        }
+        if effect.any() {
+            throttled = Some(Throttled {
+                status,
+                tripped: false,
+                gated_for: held
+                    .gate
+                    .filter(|_| effect.close)
+                    .map(|gate| gate.shut.reopen.saturating_duration_since(now)),
+                paced: held.pacer.as_ref().filter(|_| effect.pace).map(|pacer| {
+                    (
+                        pacer.rate_at(now),
+                        pacer.ends().saturating_duration_since(now),
+                    )
+                }),
+            });
+        }
         throttled
     }
 
@@ -1076,5 +1174,48 @@ mod tests {
         state.observe(&none_left(second), || api.clone(), || t0 + 2 * S);
         assert!(held(t0 + 2 * S));
         assert!(!held(t0 + 3 * S));
+    }
+    /// With the draft's fields read, a path's requests count against the quota its answers
+    /// named, and so do its siblings' when the path ends in an id; other paths know nothing
+    /// until their own answer. The table of paths is bounded.
+    #[test]
+    fn a_path_learns_the_quota_its_answers_name() {
+        let settings = RetryLayer::builder()
+            .rate_limit_headers(true)
+            .build()
+            .unwrap()
+            .shared
+            .settings
+            .clone();
+        let state = State::new(&settings, true, None);
+        let p = |uri: &str| state.partition(&uri.parse().unwrap(), &HeaderMap::new());
+        let users = p("https://api.test/v1/users/17").scoped(7);
+        state.learn(&users, "/v1/users/17");
+        assert_eq!(p("https://api.test/v1/users/17"), users);
+        assert_eq!(p("https://api.test/v1/users/18?x=1"), users);
+        assert_eq!(p("https://api.test/v1/users/18").scope, 7);
+        // Not an id: its own quota, known once answered.
+        let search = p("https://api.test/v1/search").scoped(9);
+        state.learn(&search, "/v1/search");
+        assert_eq!(p("https://api.test/v1/search?q=a").scope, 9);
+        assert_eq!(p("https://api.test/v1/profile").scope, 0);
+        assert_eq!(p("https://other.test/v1/search").scope, 0);
+        assert_eq!(parent("/v1/users/a1b2/"), Some("/v1/users"));
+        assert_eq!(
+            (parent("/v1/users"), parent("/7"), parent("")),
+            (None, None, None)
+        );
+        // Bounded: past MAX_ROUTES paths, it starts again.
+        for i in 0..MAX_ROUTES {
+            state.learn(&search, &format!("/v1/p{i}x"));
+            assert!(state.routes().len() <= MAX_ROUTES);
+        }
+        // A configured quota is the key's: no path is told apart.
+        let told = RetryLayer::builder()
+            .rate_limit_headers(true)
+            .quota(10, S)
+            .build()
+            .unwrap();
+        assert!(!State::new(&told.shared.settings, true, None).scoping());
     }
 }

@@ -292,6 +292,23 @@ where
         + Send
         + 'static,
 {
+    batch_to(client, "/v1/x", n, in_flight).await
+}
+
+/// [`batch`] to `path`.
+async fn batch_to<S>(client: S, path: &'static str, n: usize, in_flight: usize) -> (Duration, usize)
+where
+    S: tower::Service<
+            Request<Full<Bytes>>,
+            Response = Response<
+                tower_infoplug::classify::ClassifyBody<tower_infoplug_mock::MockBody>,
+            >,
+            Error = RetryError<std::convert::Infallible>,
+            Future: Send,
+        > + Clone
+        + Send
+        + 'static,
+{
     let start = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let lanes: Vec<_> = (0..in_flight)
@@ -300,7 +317,7 @@ where
             tokio::spawn(async move {
                 let mut ok = 0;
                 while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < n {
-                    let res = client.clone().oneshot(get("/v1/x")).await;
+                    let res = client.clone().oneshot(get(path)).await;
                     ok += usize::from(res.is_ok_and(|r| r.status() == StatusCode::OK));
                 }
                 ok
@@ -755,4 +772,49 @@ async fn an_interactive_request_takes_the_next_paced_slot_and_batch_keeps_the_re
     );
     assert_eq!(rejected(&api), 0);
     assert_eq!(api.request_count(), BATCH + 5);
+}
+
+/// Two endpoints with quotas of their own (`/v1/search` 5 a second, the rest 1000), named in
+/// the draft's fields: while a batch of searches keeps its quota saturated (and meets 429s
+/// that ask for a second), the other endpoint's batch takes the time it takes alone. Before,
+/// every 429 of the search quota shut the gate of the whole origin and credential.
+#[tokio::test(start_paused = true)]
+async fn one_endpoints_quota_does_not_pace_another() {
+    let api = || {
+        Emulator::builder()
+            .quota(Quota::fixed_window(1000, S))
+            .endpoint_quota("/v1/search", "search", Quota::fixed_window(5, S))
+            .rate_limit_headers(true)
+            .build()
+    };
+    let layer = || {
+        RetryLayer::builder()
+            .jitter(Fixed(0.5))
+            .rate_limit_headers(true)
+            .build()
+            .unwrap()
+    };
+    // Alone: 200 requests, 8 at a time, 40 ms each.
+    let (api_alone, layer_alone) = (api(), layer());
+    let (alone, ok) = batch_to(
+        far_stack_of(&layer_alone, &api_alone),
+        "/v1/profile",
+        200,
+        8,
+    )
+    .await;
+    assert_eq!(ok, 200);
+    // Beside a saturated search quota, on one layer.
+    let (api, layer) = (api(), layer());
+    let client = far_stack_of(&layer, &api);
+    let searches = tokio::spawn(batch_to(client.clone(), "/v1/search?q=x", 30, 8));
+    tokio::time::sleep(100 * MS).await;
+    let (beside, ok) = batch_to(client, "/v1/profile", 200, 8).await;
+    assert_eq!(ok, 200);
+    assert!(
+        beside.as_secs_f64() <= alone.as_secs_f64() / 0.98,
+        "{beside:?} beside the searches, {alone:?} alone"
+    );
+    let (_, searched) = searches.await.unwrap();
+    assert_eq!(searched, 30);
 }
