@@ -466,6 +466,10 @@ fn main() {
         runtime.block_on(priorities(n, per_second));
         return;
     }
+    if only == "endpoints" {
+        runtime.block_on(endpoints(n, per_second));
+        return;
+    }
     // The fleet's Redis row: a redis-server started here on a free loopback port (or
     // `GOODPUT_REDIS=redis://...`); without either, the row is skipped.
     let mut started = None;
@@ -534,6 +538,7 @@ fn main() {
     }
     if !only_fleet && !only_stack && !only_quota && !only_announced {
         runtime.block_on(priorities(n, per_second));
+        runtime.block_on(endpoints(n, per_second));
         runtime.block_on(against_nginx());
         runtime.block_on(outages());
     }
@@ -672,6 +677,98 @@ async fn priority_row(n: usize, per_second: u32, told: bool, in_flight: usize, p
         },
         calls - admitted,
     );
+}
+
+/// Two endpoints with quotas of their own (`GOODPUT_ONLY=endpoints`): `n` requests to
+/// `/v1/profile` (the key's quota, `per_second`), alone and while 16 lanes keep
+/// `/v1/search` (a tenth of it, its own quota, 429s asking for the rest of its second)
+/// saturated, one stack, over loopback; the server names each quota in the draft's fields.
+/// `InfoPlugLayer` reading them, and not.
+async fn endpoints(n: usize, per_second: u32) {
+    println!(
+        "\ntwo endpoints: /v1/profile {per_second}/s, /v1/search {}/s saturated beside it\n",
+        per_second / 10
+    );
+    println!(
+        "| fields read, profile lanes | profile alone | beside the searches | ratio | search 429s |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for read in [false, true] {
+        for in_flight in [16, 64] {
+            let (alone, _) = endpoints_run(n, per_second, read, in_flight, false).await;
+            let (beside, refused) = endpoints_run(n, per_second, read, in_flight, true).await;
+            println!(
+                "| {}, {in_flight} | {:.2} s | {:.2} s | {:.2} | {refused} |",
+                if read {
+                    "**`rate_limit_headers(true)`**"
+                } else {
+                    "off"
+                },
+                alone.as_secs_f64(),
+                beside.as_secs_f64(),
+                alone.as_secs_f64() / beside.as_secs_f64(),
+            );
+        }
+    }
+}
+
+/// The profile batch's makespan, and the 429s the server sent.
+async fn endpoints_run(
+    n: usize,
+    per_second: u32,
+    read: bool,
+    in_flight: usize,
+    searching: bool,
+) -> (Duration, usize) {
+    let second = Duration::from_secs(1);
+    let api = Emulator::builder()
+        .quota(Quota::fixed_window(per_second, second))
+        .endpoint_quota(
+            "/v1/search",
+            "search",
+            Quota::fixed_window((per_second / 10).max(1), second),
+        )
+        .rate_limit_headers(true)
+        .credits(CREDITS)
+        .build();
+    let server = api.serve().await.unwrap();
+    let layer = InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), &server.base_url())
+        .retry(|r| r.rate_limit_headers(read))
+        .build()
+        .unwrap();
+    let client = boxed(layer.layer(Client::builder(TokioExecutor::new()).build_http()));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The searches: 16 lanes until the profile batch is done (each bounded by `n`).
+    let searches: Vec<_> = (0..if searching { 16 } else { 0 })
+        .map(|_| {
+            let (client, done) = (Arc::clone(&client), Arc::clone(&done));
+            let uri = server.uri("/v1/search?q=x").unwrap().to_string();
+            tokio::spawn(async move {
+                for _ in 0..n {
+                    if done.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    client(uri.clone()).await;
+                }
+            })
+        })
+        .collect();
+    if searching {
+        // The search quota is saturated before the batch starts.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let uri = server.uri("/v1/profile").unwrap().to_string();
+    let (ok, makespan, _) = drive(Row::InfoPlug, &[client], &uri, n, in_flight).await;
+    if ok < n {
+        println!("  ({} of {n} profile requests ended in a 200)", ok);
+    }
+    done.store(true, Ordering::Relaxed);
+    for search in searches {
+        let _ = search.await;
+    }
+    let calls = api.request_count();
+    let admitted = (CREDITS - api.credits()) as usize;
+    (makespan, calls - admitted)
 }
 
 /// A `redis-server` on a free loopback port, and its URL; `None` without one on the PATH.

@@ -537,13 +537,15 @@ impl<B: Body, P> Engine<B, P> {
         if hint.is_some() {
             self.last_hint = hint;
         }
-        // The quota the answer says it counted against: this request's partition from now
-        // on, and the next ones' to the same path.
-        if settings.hint_fields.rate_limit
-            && self.shared.state.local().scoping()
-            && let Some(scope) = scope(res.headers())
-        {
-            self.rescope(scope);
+        if settings.hint_fields.rate_limit {
+            telemetry::ignored_quota(&self.head, res.headers());
+            // The quota the answer says it counted against: this request's partition from
+            // now on, and the next ones' to the same path.
+            if self.shared.state.local().scoping()
+                && let Some(scope) = scope(res.headers())
+            {
+                self.rescope(scope);
+            }
         }
         let settings = &self.shared.settings;
         // A refusal at a pacing slot, or one that announces the quota (the allowance's miss:

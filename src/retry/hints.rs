@@ -449,6 +449,21 @@ pub(crate) fn scope(headers: &HeaderMap) -> Option<u64> {
     Some(hash.max(1))
 }
 
+/// The unit of the first `RateLimit` policy an answer counts in something other than
+/// requests, which the layer does not follow (`other` for one it does not know: events name
+/// no free text of the server's).
+#[cfg(feature = "tracing")]
+pub(crate) fn ignored_unit(headers: &HeaderMap) -> Option<&'static str> {
+    let unit = policies_in(headers, RATELIMIT)
+        .find(|p| !p.counts_requests())?
+        .unit?;
+    Some(match unit {
+        "content-bytes" => "content-bytes",
+        "concurrent-requests" => "concurrent-requests",
+        _ => "other",
+    })
+}
+
 /// The `RateLimit` policy counted in requests with the fewest left (of two, the later
 /// reset), among those `keep` keeps.
 fn tightest<'h>(headers: &'h HeaderMap, keep: impl Fn(&Policy<'h>) -> bool) -> Option<Policy<'h>> {
@@ -937,6 +952,27 @@ mod tests {
         assert_eq!(reading(&headers, both, at(NOW)).unwrap().quota, None);
         // Fields not asked for are not read.
         assert_eq!(reading(&headers, NONE, at(NOW)), None);
+    }
+
+    #[cfg(feature = "tracing")]
+    #[test]
+    fn a_policy_in_another_unit_is_named_by_its_unit_only() {
+        let of = |field: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("ratelimit", hv(field));
+            ignored_unit(&headers)
+        };
+        assert_eq!(
+            of("\"a\";r=1;t=1, \"b\";r=0;t=9;qu=\"content-bytes\""),
+            Some("content-bytes")
+        );
+        assert_eq!(
+            of("\"c\";r=0;t=9;qu=\"concurrent-requests\""),
+            Some("concurrent-requests")
+        );
+        assert_eq!(of("\"d\";r=0;t=9;qu=\"secret-thing\""), Some("other"));
+        assert_eq!(of("\"e\";r=0;t=9;qu=\"requests\""), None);
+        assert_eq!(of("\"f\";r=0;t=9"), None);
     }
 
     #[test]

@@ -63,6 +63,24 @@ fn code<R>(res: &Response<R>) -> Option<&'static str> {
         .map(|e| e.code().event_name())
 }
 
+/// An answer names a quota counted in another unit than requests (bytes, requests in
+/// flight), which the layer does not follow: a DEBUG event, looked for only when a
+/// subscriber wants it.
+#[inline]
+pub(crate) fn ignored_quota(head: &Parts, headers: &http::HeaderMap) {
+    #[cfg(feature = "tracing")]
+    if tracing::enabled!(tracing::Level::DEBUG)
+        && let Some(unit) = super::hints::ignored_unit(headers)
+    {
+        request_event!(
+            Levels::DEBUG,
+            head,
+            unit = unit,
+            "not following a quota the server counts in another unit than requests"
+        );
+    }
+}
+
 /// A request is held for its partition's gate or pacing.
 #[inline]
 pub(crate) fn holding(level: Level, head: &Parts, attempt: u32, wait: Duration) {

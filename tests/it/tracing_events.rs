@@ -298,3 +298,38 @@ async fn each_attempt_is_a_client_span_under_its_request() {
         assert!(!all.contains(secret), "{secret} leaked:\n{all}");
     }
 }
+
+/// A quota counted in bytes (or in requests in flight) is not followed, and a DEBUG event
+/// says so, naming the unit; a unit the crate does not know is named `other`, not echoed.
+#[tokio::test(start_paused = true)]
+async fn a_quota_in_another_unit_is_named_in_a_debug_event() {
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let api = Emulator::new();
+    api.push_all([
+        Reply::ok("{}").header(
+            "ratelimit",
+            "\"r\";r=9;t=1, \"bytes\";r=0;t=9;qu=\"content-bytes\"",
+        ),
+        Reply::ok("{}").header("ratelimit", "\"odd\";r=0;t=9;qu=\"odd-unit-x\""),
+        Reply::ok("{}").header("ratelimit", "\"r\";r=9;t=1"),
+    ]);
+    let client = InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), "http://api.test")
+        .retry(|r| r.rate_limit_headers(true))
+        .build()
+        .unwrap()
+        .layer(api.clone());
+    for _ in 0..3 {
+        let req = Request::get("http://api.test/v1/x")
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        let res = client.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let all = capture.text();
+    let ignored = events(&all, "not following a quota the server counts in another unit");
+    assert_eq!(ignored.len(), 2, "{all}");
+    assert!(ignored[0].contains("unit=\"content-bytes\""), "{all}");
+    assert!(ignored[1].contains("unit=\"other\""), "{all}");
+    assert!(!all.contains("odd-unit-x"), "{all}");
+}
