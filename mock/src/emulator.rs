@@ -67,6 +67,10 @@ struct Config {
     endpoints: Vec<(String, String, Quota)>,
     rate_limit_headers: bool,
     x_rate_limit_headers: bool,
+    /// At most this many of a key's requests in flight at once.
+    concurrency: Option<u32>,
+    /// How long the API takes to answer a request it serves.
+    latency: Duration,
     accept_authorization: bool,
 }
 
@@ -78,6 +82,8 @@ struct State {
     credits: u64,
     /// Each key's use of each quota: by key and policy name.
     limiters: HashMap<(String, String), Limiter>,
+    /// Each key's requests in flight, while a concurrency limit is set.
+    in_flight: HashMap<String, u32>,
 }
 
 /// A request as the emulator received it.
@@ -202,6 +208,23 @@ impl EmulatorBuilder {
         self
     }
 
+    /// At most `requests` of a key's requests in flight at once (from its arrival to its
+    /// answer; see [`latency`](Self::latency)): one more is answered 429 at once, and with
+    /// [`rate_limit_headers`](Self::rate_limit_headers) every answer names the limit as a
+    /// policy counted in requests in flight (`"conc";q=<requests>;qu="concurrent-requests"`
+    /// in `RateLimit-Policy`). Default: none.
+    pub fn concurrency_limit(mut self, requests: u32) -> Self {
+        self.config.concurrency = Some(requests);
+        self
+    }
+
+    /// How long the API takes over a request it serves (a 200 or an error of its own; not a
+    /// scripted reply, which has its own delay). Default: none.
+    pub fn latency(mut self, latency: Duration) -> Self {
+        self.config.latency = latency;
+        self
+    }
+
     /// Whether answers carry the draft IETF `RateLimit` (`"default";r=<remaining>;t=<seconds>`)
     /// and `RateLimit-Policy` (`"default";q=<quota>;w=<seconds>`) fields (default: no).
     pub fn rate_limit_headers(mut self, yes: bool) -> Self {
@@ -239,6 +262,7 @@ impl EmulatorBuilder {
                     requests: Vec::new(),
                     credits: self.config.credits,
                     limiters: HashMap::new(),
+                    in_flight: HashMap::new(),
                 }),
                 config: self.config,
             }),
@@ -262,6 +286,8 @@ impl Emulator {
                 endpoints: Vec::new(),
                 rate_limit_headers: false,
                 x_rate_limit_headers: false,
+                concurrency: None,
+                latency: Duration::ZERO,
                 accept_authorization: true,
             },
         }
@@ -350,16 +376,25 @@ impl Emulator {
             at,
         };
         let key = self.presented_key(&recorded.headers).map(str::to_owned);
-        let reply = {
+        let (reply, served) = {
             let mut state = self.state();
             let reply = match (state.script.pop_front(), &state.outage) {
-                (Some(reply), _) => reply,
-                (None, Some(outage)) => outage.clone(),
-                (None, None) => self.behave(&mut state, &recorded, at),
+                (Some(reply), _) => (reply, None),
+                (None, Some(outage)) => (outage.clone(), None),
+                (None, None) => {
+                    let (reply, counted) = self.behave(&mut state, &recorded, at);
+                    (reply, Some(counted))
+                }
             };
             state.requests.push(recorded);
             reply
         };
+        // In flight until answered, or until the caller gives up on the answer.
+        let behaved = served.is_some();
+        let _in_flight = served.flatten().map(|key| InFlight(self, key));
+        if behaved && !self.shared.config.latency.is_zero() {
+            tokio::time::sleep(self.shared.config.latency).await;
+        }
         let (delay, res) = reply.into_response(key.as_deref());
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -380,8 +415,56 @@ impl Emulator {
         Some(bearer_token(value).unwrap_or_else(|| value.trim()))
     }
 
+    /// The API's own behaviour, and the key whose request it counts in flight (the caller
+    /// ends it once answered): the concurrency limit, then [`api`](Self::api).
+    fn behave(&self, state: &mut State, req: &Recorded, now: Instant) -> (Reply, Option<String>) {
+        let config = &self.shared.config;
+        let key = (self.presented_key(&req.headers))
+            .filter(|presented| config.key.matches(presented.as_bytes()));
+        let (Some(limit), Some(key)) = (config.concurrency, key) else {
+            return (self.api(state, req, now), None);
+        };
+        let in_flight = state.in_flight.get(key).copied().unwrap_or(0);
+        // The limit as the draft names it, beside any other policy in the fields.
+        let announce = |mut reply: Reply, left: u32| {
+            if config.rate_limit_headers {
+                for (name, field) in [
+                    (
+                        "ratelimit",
+                        format!("\"conc\";r={left};t=0;qu=\"concurrent-requests\""),
+                    ),
+                    (
+                        "ratelimit-policy",
+                        format!("\"conc\";q={limit};qu=\"concurrent-requests\""),
+                    ),
+                ] {
+                    let joined = match reply.headers.get(name).and_then(|v| v.to_str().ok()) {
+                        Some(other) => format!("{other}, {field}"),
+                        None => field,
+                    };
+                    reply = reply.header(name, &joined);
+                }
+            }
+            reply
+        };
+        if in_flight >= limit {
+            return (announce(Reply::status(429), 0), None);
+        }
+        let key = key.to_owned();
+        state.in_flight.insert(key.clone(), in_flight + 1);
+        let reply = self.api(state, req, now);
+        (announce(reply, limit - in_flight - 1), Some(key))
+    }
+
+    /// One request of `key` is answered: it is no longer in flight.
+    fn answered(&self, key: &str) {
+        if let Some(n) = self.state().in_flight.get_mut(key) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
     /// The API's own behaviour: key, rate limit, parameters, credits, in that order.
-    fn behave(&self, state: &mut State, req: &Recorded, now: Instant) -> Reply {
+    fn api(&self, state: &mut State, req: &Recorded, now: Instant) -> Reply {
         let config = &self.shared.config;
         let Some(key) = (self.presented_key(&req.headers))
             .filter(|presented| config.key.matches(presented.as_bytes()))
@@ -452,6 +535,15 @@ impl Emulator {
         rate_limit
             .into_iter()
             .fold(reply, |reply, (name, value)| reply.header(name, &value))
+    }
+}
+
+/// A request counted in flight, until dropped.
+struct InFlight<'a>(&'a Emulator, String);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.answered(&self.1);
     }
 }
 

@@ -398,3 +398,54 @@ async fn an_endpoint_with_its_own_quota_spends_and_names_only_that_quota() {
         );
     }
 }
+
+/// A concurrency limit: a key's requests in flight (from arrival to answer) beyond it are
+/// refused at once, and every answer names the limit as a policy counted in requests in
+/// flight; one answered (or given up on) frees its place.
+#[tokio::test(start_paused = true)]
+async fn a_concurrency_limit_refuses_what_is_beyond_it_and_names_itself() {
+    let emulator = Emulator::builder()
+        .concurrency_limit(2)
+        .latency(Duration::from_millis(100))
+        .rate_limit_headers(true)
+        .build();
+    let send = || emulator.clone().oneshot(request(Method::GET, "/v1/x", ""));
+    let field = |res: &http::Response<_>, name: &str| {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    let (a, b, c) = tokio::join!(send(), send(), async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        send().await
+    });
+    let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
+    assert_eq!(
+        (a.status(), b.status(), c.status()),
+        (
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        )
+    );
+    let policy = "\"conc\";q=2;qu=\"concurrent-requests\"";
+    for res in [&a, &b, &c] {
+        assert!(
+            field(res, "ratelimit-policy").contains(policy),
+            "{:?}",
+            res.headers()
+        );
+    }
+    assert!(field(&c, "ratelimit").contains("\"conc\";r=0;t=0;qu=\"concurrent-requests\""));
+    // The key's quota is announced beside it.
+    assert!(field(&a, "ratelimit-policy").starts_with("\"default\";q=100;w=1, "));
+    // Answered: their places are free again; one given up on frees its own.
+    let given_up = tokio::time::timeout(Duration::from_millis(10), send()).await;
+    assert!(given_up.is_err());
+    let (d, e) = tokio::join!(send(), send());
+    assert_eq!(
+        (d.unwrap().status(), e.unwrap().status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+}

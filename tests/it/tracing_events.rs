@@ -327,7 +327,10 @@ async fn a_quota_in_another_unit_is_named_in_a_debug_event() {
         assert_eq!(res.status(), 200);
     }
     let all = capture.text();
-    let ignored = events(&all, "not following a quota the server counts in another unit");
+    let ignored = events(
+        &all,
+        "not following a quota the server counts in another unit",
+    );
     assert_eq!(ignored.len(), 2, "{all}");
     assert!(ignored[0].contains("unit=\"content-bytes\""), "{all}");
     assert!(ignored[1].contains("unit=\"other\""), "{all}");
