@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use http::{HeaderValue, Request, Response, StatusCode, request::Parts};
 use http_body::Body;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::time::Instant;
 use tower_service::Service;
 
 use super::body::{Replay, ReplayBody};
-use super::hints::{Reading, quota, reading, remaining_rate, scope, wait_hint};
+use super::hints::{Reading, concurrency, quota, reading, remaining_rate, scope, wait_hint};
 use super::hooks::{RetriedAfter, RetryEvent, ThrottleEvent};
 use super::layer::{Settings, Shared};
 use super::plan::{Inputs, Plan, Step, Stop};
@@ -43,6 +44,12 @@ pub(super) enum Next<B: Body, R, E> {
         from: Instant,
         body: ReplayBody<B>,
         drain: Option<R>,
+    },
+    /// Wait for a place under the partition's limit on requests in flight, then
+    /// [`placed`](Engine::placed) and send `body`.
+    Acquire {
+        places: Arc<Semaphore>,
+        body: ReplayBody<B>,
     },
     /// Ask a fleet's store, then [`answered`](Engine::answered).
     Ask(Box<Asking<B, R, E>>),
@@ -103,6 +110,9 @@ pub(super) struct Engine<B, P> {
     /// The request's number among those waiting for slots (0: none yet), taken the first
     /// time it is planned.
     lane: u64,
+    /// The place the attempt in flight holds under its partition's limit on requests in
+    /// flight, if it has one: given back at its answer (or when the request is dropped).
+    place: Option<OwnedSemaphorePermit>,
     /// When the attempt in flight was sent, for its duration's histogram.
     #[cfg(feature = "metrics")]
     sent_at: Option<Instant>,
@@ -142,6 +152,7 @@ impl<B: Body, P> Engine<B, P> {
             probe: false,
             slot: None,
             lane: 0,
+            place: None,
             #[cfg(feature = "metrics")]
             sent_at: None,
         }
@@ -194,6 +205,36 @@ impl<B: Body, P> Engine<B, P> {
                 then: Then::Admit(body),
             })),
         }
+    }
+
+    /// Sends `body` now, once it holds a place under its partition's limit on requests in
+    /// flight, when there is one.
+    fn take_place<R, E>(&mut self, body: ReplayBody<B>) -> Next<B, R, E> {
+        let Some(partition) = &self.partition else {
+            return Next::Send(body);
+        };
+        let Some(places) = self.shared.state.local().places(partition) else {
+            return Next::Send(body);
+        };
+        match Arc::clone(&places).try_acquire_owned() {
+            Ok(place) => {
+                self.place = Some(place);
+                Next::Send(body)
+            }
+            Err(TryAcquireError::NoPermits) => Next::Acquire { places, body },
+            // Never closed; were it, nothing would hold the request.
+            Err(TryAcquireError::Closed) => Next::Send(body),
+        }
+    }
+
+    /// A place under the partition's limit on requests in flight came free: `body` goes.
+    pub(super) fn placed<R, E>(
+        &mut self,
+        place: Option<OwnedSemaphorePermit>,
+        body: ReplayBody<B>,
+    ) -> Next<B, R, E> {
+        self.place = place;
+        Next::Send(body)
     }
 
     /// A wait ended after `waited`: whether `body` goes now.
@@ -267,7 +308,7 @@ impl<B: Body, P> Engine<B, P> {
                 }
                 let wait = at.saturating_duration_since(now);
                 if wait.is_zero() {
-                    return Next::Send(body);
+                    return self.take_place(body);
                 }
                 let level = self.settings().levels.retry;
                 telemetry::holding(level, &self.head, self.attempts + 1, wait);
@@ -525,6 +566,8 @@ impl<B: Body, P> Engine<B, P> {
         P: RetryPolicy<E>,
     {
         let status = res.status();
+        // The answer frees the attempt's place in flight, if it held one.
+        self.place = None;
         #[cfg(feature = "metrics")]
         super::metrics::attempt(&self.head.method, Ok(status), self.sent_at);
         let settings = &self.shared.settings;
@@ -545,6 +588,13 @@ impl<B: Body, P> Engine<B, P> {
                 && let Some(scope) = scope(res.headers())
             {
                 self.rescope(scope);
+            }
+            if let Some(limit) = concurrency(res.headers()) {
+                let (partition, shared) = self.known_partition();
+                shared
+                    .state
+                    .local()
+                    .limit_in_flight(partition, limit, Instant::now());
             }
         }
         let settings = &self.shared.settings;
@@ -638,6 +688,7 @@ impl<B: Body, P> Engine<B, P> {
     where
         P: RetryPolicy<E>,
     {
+        self.place = None;
         let failure = error
             .as_ref()
             .map_or(Failure::TimedOut, |e| self.policy.failure(e));
@@ -770,6 +821,7 @@ mod tests {
                     engine.resume(body, wait)
                 }
                 Next::Ask(_) => panic!("no fleet here"),
+                Next::Acquire { .. } => panic!("no limit on requests in flight here"),
                 Next::Return(Ok(res)) => {
                     let info = crate::ResponseExt::retry_info(&res);
                     let stop = info.stop_reason();

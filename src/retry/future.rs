@@ -11,6 +11,7 @@ use std::time::Duration;
 use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
+use tokio::sync::{AcquireError, OwnedSemaphorePermit};
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
@@ -76,6 +77,12 @@ pin_project! {
         // here, and the success path's future stays small.
         Asking {
             asking: Box<Asking<B, R, E>>,
+        },
+        // Waiting for a place under the partition's limit on requests in flight (boxed, as
+        // asking is).
+        Acquiring {
+            place: Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>,
+            body: ReplayBody<B>,
         },
         Done,
     }
@@ -159,6 +166,10 @@ impl<F, B: Body, R, E> State<F, B, R, E> {
                 });
             }
             Next::Ask(asking) => self.set(State::Asking { asking }),
+            Next::Acquire { places, body } => self.set(State::Acquiring {
+                place: Box::pin(places.acquire_owned()),
+                body,
+            }),
         }
         None
     }
@@ -251,10 +262,16 @@ where
                         _ => continue,
                     }
                 }
+                StateProj::Acquiring { place, body } => {
+                    let Poll::Ready(place) = place.as_mut().poll(cx) else {
+                        return Poll::Pending;
+                    };
+                    this.engine.placed(place.ok(), std::mem::take(body))
+                }
                 #[allow(clippy::panic)] // the `Future` contract: documented under Panics
                 StateProj::Done => panic!("ResponseFuture polled after it returned Ready"),
             };
-            if *this.ready && matches!(next, Next::Wait { .. }) {
+            if *this.ready && matches!(next, Next::Wait { .. } | Next::Acquire { .. }) {
                 // Waiting holds no permit, buffer slot or such that readiness reserved.
                 *this.service = this.service.clone();
                 *this.ready = false;

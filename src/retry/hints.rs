@@ -449,17 +449,27 @@ pub(crate) fn scope(headers: &HeaderMap) -> Option<u64> {
     Some(hash.max(1))
 }
 
-/// The unit of the first `RateLimit` policy an answer counts in something other than
-/// requests, which the layer does not follow (`other` for one it does not know: events name
-/// no free text of the server's).
+/// The most requests in flight an answer says its quota allows: the smallest `q` of the
+/// `RateLimit-Policy` policies counted in requests in flight (`qu="concurrent-requests"`).
+pub(crate) fn concurrency(headers: &HeaderMap) -> Option<u32> {
+    policies_in(headers, RATELIMIT_POLICY)
+        .filter(|p| p.unit == Some("concurrent-requests"))
+        .filter_map(|p| p.quota)
+        .filter(|q| *q > 0)
+        .min()
+        .map(|q| u32::try_from(q).unwrap_or(u32::MAX))
+}
+
+/// The unit of the first `RateLimit` policy an answer counts in something the layer does not
+/// follow (neither requests nor requests in flight; `other` for a unit it does not know:
+/// events name no free text of the server's).
 #[cfg(feature = "tracing")]
 pub(crate) fn ignored_unit(headers: &HeaderMap) -> Option<&'static str> {
     let unit = policies_in(headers, RATELIMIT)
-        .find(|p| !p.counts_requests())?
-        .unit?;
+        .filter_map(|p| p.unit)
+        .find(|unit| !matches!(*unit, "requests" | "concurrent-requests"))?;
     Some(match unit {
         "content-bytes" => "content-bytes",
-        "concurrent-requests" => "concurrent-requests",
         _ => "other",
     })
 }
@@ -966,13 +976,34 @@ mod tests {
             of("\"a\";r=1;t=1, \"b\";r=0;t=9;qu=\"content-bytes\""),
             Some("content-bytes")
         );
-        assert_eq!(
-            of("\"c\";r=0;t=9;qu=\"concurrent-requests\""),
-            Some("concurrent-requests")
-        );
+        // Followed as a limit on requests in flight: not ignored.
+        assert_eq!(of("\"c\";r=0;t=9;qu=\"concurrent-requests\""), None);
         assert_eq!(of("\"d\";r=0;t=9;qu=\"secret-thing\""), Some("other"));
         assert_eq!(of("\"e\";r=0;t=9;qu=\"requests\""), None);
         assert_eq!(of("\"f\";r=0;t=9"), None);
+    }
+
+    #[test]
+    fn an_in_flight_limit_is_read_from_its_policy() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(concurrency(&headers), None);
+        headers.insert("ratelimit-policy", hv("\"default\";q=100;w=1"));
+        assert_eq!(concurrency(&headers), None);
+        headers.insert(
+            "ratelimit-policy",
+            hv("\"default\";q=100;w=1, \"c\";q=8;qu=\"concurrent-requests\", \"d\";q=4;qu=\"concurrent-requests\""),
+        );
+        assert_eq!(concurrency(&headers), Some(4));
+        headers.insert(
+            "ratelimit-policy",
+            hv("\"c\";q=0;qu=\"concurrent-requests\""),
+        );
+        assert_eq!(concurrency(&headers), None);
+        headers.insert(
+            "ratelimit-policy",
+            hv("\"c\";q=99999999999;qu=\"concurrent-requests\""),
+        );
+        assert_eq!(concurrency(&headers), Some(u32::MAX));
     }
 
     #[test]

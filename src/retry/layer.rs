@@ -445,6 +445,13 @@ impl RetryBuilder {
     /// siblings did; a path not answered yet counts against the origin and credential as a
     /// whole. Not with [`quota`](Self::quota): a quota you configure is the key's.
     ///
+    /// A policy counted in requests in flight (`RateLimit-Policy: "c";q=4;qu="concurrent-requests"`)
+    /// is kept as such: from the first answer that states it (and for a minute after the last),
+    /// a request of that partition takes one of `q` places to be sent and gives it back at its
+    /// answer (or when dropped); the others wait for a place, first come, first served. A
+    /// place is held until the response's head, so a server that counts a request until its
+    /// body is read may still see one more. Not shared through a fleet.
+    ///
     /// A refusal of a request sent under the allowance shows that the quota is not this
     /// client's alone: the allowance is then no longer refilled, the quota a 429 states is not
     /// taken as this client's rate, and the pace learned from the refusals holds too. A Redis

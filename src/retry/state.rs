@@ -19,10 +19,11 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use http::{HeaderMap, StatusCode, Uri};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::StopReason;
@@ -217,6 +218,8 @@ struct Held {
     pacer: Option<Pacer>,
     /// What the server said is left of its quota, counted down since.
     allowance: Option<Allowance>,
+    /// The most requests in flight the server said it allows.
+    in_flight: Option<InFlight>,
     /// Un-hinted failures in a row, and when the last came.
     failures: u32,
     failed_at: Option<Instant>,
@@ -224,6 +227,19 @@ struct Held {
     /// recent first once it is full.
     touched: Option<Instant>,
 }
+
+/// A limit on the requests in flight, and the places under it.
+#[derive(Debug)]
+struct InFlight {
+    limit: u32,
+    /// One permit per place: a request holds one from its sending to its answer.
+    places: Arc<Semaphore>,
+    /// Kept until then, unless an answer says it again.
+    until: Instant,
+}
+
+/// How long an in-flight limit is kept after the last answer that stated it.
+const IN_FLIGHT_KEPT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy)]
 struct Closed {
@@ -842,6 +858,44 @@ impl State {
         }
     }
 
+    /// The server says `partition` allows at most `limit` requests in flight: from now on
+    /// (for [`IN_FLIGHT_KEPT`] after the last answer that says so), a request takes one of
+    /// that many places to be sent ([`places`](Self::places)).
+    pub(crate) fn limit_in_flight(&self, partition: &Partition, limit: u32, now: Instant) {
+        let mut table = self.lock();
+        let held = table.held.entry(partition.clone()).or_default();
+        held.touched = Some(now);
+        let until = later(now, IN_FLIGHT_KEPT);
+        match &mut held.in_flight {
+            Some(known) => {
+                // Places in use when the limit falls stay in use: it binds as they free.
+                if limit > known.limit {
+                    known.places.add_permits((limit - known.limit) as usize);
+                } else {
+                    known.places.forget_permits((known.limit - limit) as usize);
+                }
+                known.limit = limit;
+                known.until = until;
+            }
+            None => {
+                held.in_flight = Some(InFlight {
+                    limit,
+                    places: Arc::new(Semaphore::new(limit as usize)),
+                    until,
+                });
+            }
+        }
+        self.throttled.store(true, Ordering::Release);
+        self.bound(&mut table, &mut Changed::default());
+    }
+
+    /// The places under `partition`'s limit on requests in flight, when it has one.
+    pub(crate) fn places(&self, partition: &Partition) -> Option<Arc<Semaphore>> {
+        let table = self.lock();
+        let in_flight = table.held.get(partition)?.in_flight.as_ref()?;
+        Some(Arc::clone(&in_flight.places))
+    }
+
     /// A ticket for a request about to start (see [`Allowance`]).
     pub(crate) fn start(&self) -> u64 {
         self.started.fetch_add(1, Ordering::Relaxed)
@@ -894,7 +948,14 @@ impl Held {
             self.failures = 0;
             self.failed_at = None;
         }
-        self.gate.is_some() || self.pacer.is_some() || self.allowance.is_some() || self.failures > 0
+        if self.in_flight.as_ref().is_some_and(|f| now >= f.until) {
+            self.in_flight = None;
+        }
+        self.gate.is_some()
+            || self.pacer.is_some()
+            || self.allowance.is_some()
+            || self.in_flight.is_some()
+            || self.failures > 0
     }
 }
 
@@ -1053,7 +1114,7 @@ mod tests {
 
         #[derive(Default)]
         struct Probe {
-            state: std::sync::OnceLock<std::sync::Arc<State>>,
+            state: std::sync::OnceLock<Arc<State>>,
             names: Mutex<Vec<String>>,
             under_lock: AtomicUsize,
         }
@@ -1095,9 +1156,9 @@ mod tests {
             .shared
             .settings
             .clone();
-        let state = std::sync::Arc::new(State::new(&settings, true, Some(Budget::new(0.0, 0))));
+        let state = Arc::new(State::new(&settings, true, Some(Budget::new(0.0, 0))));
         let probe = Probe::default();
-        let _ = probe.state.set(std::sync::Arc::clone(&state));
+        let _ = probe.state.set(Arc::clone(&state));
         let api = state.partition(&"https://api.test/".parse().unwrap(), &HeaderMap::new());
         let t0 = Instant::now();
         metrics::with_local_recorder(&probe, || {

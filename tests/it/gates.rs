@@ -818,3 +818,41 @@ async fn one_endpoints_quota_does_not_pace_another() {
     let (_, searched) = searches.await.unwrap();
     assert_eq!(searched, 30);
 }
+
+/// A limit on requests in flight the server names (`qu="concurrent-requests"`, 4 at once,
+/// each answer taking 100 ms) is kept from its first statement: after the first crowd (16
+/// sent before anything was known), no request is refused, and the batch takes the limit's
+/// time. Not reading the fields, the same batch meets a refusal every few requests.
+#[tokio::test(start_paused = true)]
+async fn a_limit_on_requests_in_flight_is_kept_from_its_first_statement() {
+    const N: usize = 200;
+    let run = |read: bool| async move {
+        let api = Emulator::builder()
+            .quota(Quota::fixed_window(1000, S))
+            .concurrency_limit(4)
+            .latency(100 * MS)
+            .rate_limit_headers(true)
+            .build();
+        let layer = RetryLayer::builder()
+            .jitter(Fixed(0.5))
+            .rate_limit_headers(read)
+            .build()
+            .unwrap();
+        let (first, _) = batch(stack_of(&layer, &api), 16, 16).await;
+        let crowd = rejected(&api);
+        let (makespan, ok) = batch(stack_of(&layer, &api), N, 16).await;
+        (first, crowd, makespan, ok, rejected(&api) - crowd)
+    };
+    let (_, crowd, makespan, ok, after) = run(true).await;
+    let shown = format!("{crowd} refused in the first crowd, {after} after; {makespan:?}");
+    assert_eq!(ok, N, "{shown}");
+    assert!(crowd <= 12, "{shown}");
+    assert_eq!(after, 0, "{shown}");
+    // 200 requests, 4 at a time, 100 ms each: 5 s.
+    assert!(makespan <= 5 * S + 100 * MS, "{shown}");
+    let (_, _, _, _, unread) = run(false).await;
+    assert!(
+        unread > 5,
+        "not read: {unread} refused after the first crowd"
+    );
+}

@@ -299,7 +299,7 @@ async fn each_attempt_is_a_client_span_under_its_request() {
     }
 }
 
-/// A quota counted in bytes (or in requests in flight) is not followed, and a DEBUG event
+/// A quota counted in bytes is not followed, and a DEBUG event
 /// says so, naming the unit; a unit the crate does not know is named `other`, not echoed.
 #[tokio::test(start_paused = true)]
 async fn a_quota_in_another_unit_is_named_in_a_debug_event() {
