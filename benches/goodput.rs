@@ -28,6 +28,11 @@
 //! the fleet's tables alone; `GOODPUT_ONLY=quota` only the `InfoPlugLayer` rows, told the
 //! quota and not, in every table.
 //!
+//! Then two priority classes on one saturated quota (`GOODPUT_ONLY=priority`): a batch and
+//! an interactive caller, with and without `Priority`; and two endpoints with quotas of their
+//! own (`GOODPUT_ONLY=endpoints`): one endpoint's batch alone and beside the other's
+//! saturated quota, reading the draft's fields and not.
+//!
 //! Last, the same clients against Debian's nginx `limit_req` (20 a second, no burst; bare
 //! refusals and `Retry-After: 1`), when `/usr/sbin/nginx` exists: 400 requests
 //! (`GOODPUT_NGINX_N`), 16 and 64 in flight; `GOODPUT_ONLY=nginx` runs those alone, and
