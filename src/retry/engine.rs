@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::body::{Replay, ReplayBody};
-use super::hints::{Reading, concurrency, quota, reading, remaining_rate, scope, wait_hint};
+use super::hints::{Reading, concurrency, quota, reading, scope, wait_hint};
 use super::hooks::{RetriedAfter, RetryEvent, ThrottleEvent};
 use super::layer::{Settings, Shared};
 use super::plan::{Inputs, Plan, Step, Stop};
@@ -437,18 +437,11 @@ impl<B: Body, P> Engine<B, P> {
     }
 
     /// Tells the store what the attempt showed.
-    fn observe(
-        &mut self,
-        signal: Signal,
-        follow: Option<f64>,
-        reading: Option<Reading>,
-        unhinted: Option<StatusCode>,
-    ) {
+    fn observe(&mut self, signal: Signal, reading: Option<Reading>, unhinted: Option<StatusCode>) {
         let seen = Observation {
             signal,
             slot: self.sent_at_slot.take(),
             probe: std::mem::take(&mut self.probe),
-            follow,
             reading,
             ticket: self.ticket,
             unhinted,
@@ -635,11 +628,6 @@ impl<B: Body, P> Engine<B, P> {
         } else {
             Signal::Healthy
         };
-        // Only a paced partition follows the server's figures: nothing is read while nothing
-        // is throttled.
-        let follow = (signal == Signal::Healthy && self.shared.state.throttled())
-            .then(|| remaining_rate(res.headers(), settings.hint_fields, self.shared.clock.now()))
-            .flatten();
         // What is left of the quota, read on every healthy answer when asked to.
         let reading = (signal == Signal::Healthy && settings.hint_fields.follows())
             .then(|| reading(res.headers(), settings.hint_fields, &*self.shared.clock))
@@ -651,7 +639,7 @@ impl<B: Body, P> Engine<B, P> {
             500..=599 if hint.is_none_or(|h| h.is_zero()) => Some(status),
             _ => None,
         };
-        self.observe(signal, follow, reading, unhinted);
+        self.observe(signal, reading, unhinted);
         // The usual answer is final: returned as it is, not moved into a `Kept` first (that
         // move measured 60 instructions on every 2xx).
         if decision == Decision::Stop {
@@ -706,7 +694,7 @@ impl<B: Body, P> Engine<B, P> {
         });
         // No answer counts as a 503 for the breaker, unless nothing was sent at all.
         let unhinted = (failure != Failure::Unsendable).then_some(StatusCode::SERVICE_UNAVAILABLE);
-        self.observe(Signal::Failed, None, None, unhinted);
+        self.observe(Signal::Failed, None, unhinted);
         self.conclude(decision, Kept::Failure { error, failure })
     }
 

@@ -311,41 +311,6 @@ pub(crate) fn quota(headers: &HeaderMap) -> Option<f64> {
         .min_by(f64::total_cmp)
 }
 
-/// The rate, in requests a second, at which what the server says is left of its quota lasts
-/// until the quota resets: `r` over `t` of the tightest `RateLimit` policy (with the
-/// `RateLimit` fields read), or `X-RateLimit-Remaining` over `X-RateLimit-Reset` (with that
-/// field read). `None` without both figures, or with a reset of zero.
-pub(crate) fn remaining_rate(
-    headers: &HeaderMap,
-    fields: HintFields,
-    now: SystemTime,
-) -> Option<f64> {
-    let rate = |remaining: u64, reset: Duration| {
-        (!reset.is_zero()).then(|| remaining as f64 / reset.as_secs_f64())
-    };
-    let from_rate_limit = fields
-        .rate_limit
-        .then(|| {
-            policies_in(headers, "ratelimit")
-                .filter(Policy::counts_requests)
-                .filter_map(|p| rate(p.remaining?, Duration::from_secs(p.reset?)))
-                .min_by(f64::total_cmp)
-        })
-        .flatten();
-    let from_x_rate_limit = fields
-        .x_rate_limit_reset
-        .then(|| {
-            let remaining = number(headers, "x-ratelimit-remaining")?;
-            let reset = x_rate_limit_reset(headers.get(X_RATELIMIT_RESET)?, now)?;
-            rate(remaining, reset)
-        })
-        .flatten();
-    [from_rate_limit, from_x_rate_limit]
-        .into_iter()
-        .flatten()
-        .min_by(f64::total_cmp)
-}
-
 /// What is left of the server's rate limit (remaining, reset, quota): the tightest policy of
 /// the `RateLimit` field, else the `RateLimit-*` fields, else the `X-RateLimit-*` fields.
 pub(crate) fn rate_limit_status(
@@ -889,23 +854,6 @@ mod tests {
     }
 
     #[test]
-    fn the_remaining_quota_over_its_reset_is_a_rate() {
-        let both = every_field();
-        let mut headers = HeaderMap::new();
-        assert_eq!(remaining_rate(&headers, both, at(NOW)), None);
-        headers.insert("ratelimit", hv("\"burst\";r=5;t=2, \"daily\";r=900;t=100"));
-        assert_eq!(remaining_rate(&headers, both, at(NOW)), Some(2.5));
-        headers.insert("x-ratelimit-remaining", hv("1"));
-        headers.insert("x-ratelimit-reset", hv("4"));
-        assert_eq!(remaining_rate(&headers, both, at(NOW)), Some(0.25));
-        // Fields not read are not used; a reset of zero names no rate.
-        assert_eq!(remaining_rate(&headers, NONE, at(NOW)), None);
-        headers.insert("ratelimit", hv("\"burst\";r=5;t=0"));
-        headers.remove("x-ratelimit-remaining");
-        assert_eq!(remaining_rate(&headers, both, at(NOW)), None);
-    }
-
-    #[test]
     fn the_reading_is_the_fewest_requests_left_and_its_stated_quota() {
         let both = every_field();
         let s = Duration::from_secs;
@@ -1194,7 +1142,6 @@ mod tests {
                 let _ = rate_limit_status(&headers, at(now));
                 let _ = wait_hint(&headers, all, at(now));
                 let _ = quota(&headers);
-                let _ = remaining_rate(&headers, all, at(now));
             }
         }
 

@@ -265,17 +265,6 @@ impl Pacer {
         }
     }
 
-    /// Paces at `rate`, what the server says is left of its quota over the time until it
-    /// resets (`RateLimit: r/t`, `X-RateLimit-Remaining/Reset`), when it says so.
-    pub(crate) fn follow(&mut self, rate: f64) {
-        if rate.is_finite() && rate > 0.0 {
-            self.rate = rate;
-            self.stated = true;
-            self.growth = Growth::Held;
-            self.pending = false;
-        }
-    }
-
     /// Whether the rate was searched rather than measured or stated (or cut from either): a
     /// search's rate is this process's guess at the whole limiter, not a share of what it
     /// admitted, so a fleet does not add it to the others'. A measured share that a throttle

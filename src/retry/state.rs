@@ -94,9 +94,6 @@ pub(crate) struct Observation {
     pub(crate) slot: Option<u32>,
     /// Whether it went as the gate's probe.
     pub(crate) probe: bool,
-    /// For a healthy answer in a paced partition: the rate at which the server says its
-    /// remaining quota lasts, when it says so.
-    pub(crate) follow: Option<f64>,
     /// For a healthy answer: what the server says is left of its quota.
     pub(crate) reading: Option<Reading>,
     /// The ticket the attempt took as it started (0 when answers are not read for the quota):
@@ -650,10 +647,6 @@ impl State {
                         .and_then(|held| held.pacer.as_mut())
                 {
                     pacer.admitted();
-                    if let Some(rate) = seen.follow {
-                        pacer.follow(rate);
-                        changed.paced = Some(pacer.rate_at(now));
-                    }
                 }
             }
         }
@@ -978,7 +971,6 @@ mod tests {
             signal,
             slot: None,
             probe,
-            follow: None,
             reading: None,
             ticket: 0,
             unhinted: None,
