@@ -15,6 +15,7 @@ use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
 use super::StopReason;
+use super::hints::Reading;
 use super::layer::RetryLayer;
 use super::plan::{Inputs, Plan, Step};
 use super::state::{Observation, Signal};
@@ -37,6 +38,9 @@ enum Op {
     Fail(u16, bool),
     /// A healthy answer seen, by the gate's probe or not.
     Healthy(bool),
+    /// A healthy answer that says what is left of the quota: remaining, reset (ms), and the
+    /// quota and its window (ms) when stated; read from a request that took no ticket.
+    Read(u64, u64, Option<(u64, u64)>),
 }
 
 /// What the plan should be.
@@ -67,6 +71,33 @@ const fn go(at: u64) -> Op {
 /// The table. Layer: `max_cooldown` 1 s, `max_retry_after` 60 s, a budget of ratio 0 with
 /// one retry a second (a reserve of 10); jitter samples 0.
 const TABLE: &[Scenario] = &[
+    Scenario {
+        quota: None,
+        name: "what is left of the quota bounds the requests before its reset, then refills",
+        steps: &[
+            (0, Op::Read(1, 500, Some((2, 1000)))),
+            (100, go(100)),
+            (100, go(500)),
+            (600, go(600)),
+            (600, go(600)),
+            (600, go(1500)),
+        ],
+    },
+    Scenario {
+        quota: None,
+        name: "a refusal under the allowance contradicts it: no refill",
+        steps: &[
+            (0, Op::Read(0, 500, Some((1, 1000)))),
+            (50, Op::Throttle(429, None, None)),
+            (600, go(600)),
+            (600, go(600)),
+        ],
+    },
+    Scenario {
+        quota: None,
+        name: "an allowance lapses at its reset when no quota is stated",
+        steps: &[(0, Op::Read(0, 400, None)), (100, go(400)), (500, go(500))],
+    },
     Scenario {
         quota: Some(20),
         name: "a configured quota gives slots from the first request",
@@ -220,6 +251,7 @@ const fn retry_goes() -> Op {
 
 fn layer(scenario: &Scenario) -> super::layer::RetryBuilder {
     let layer = RetryLayer::builder()
+        .rate_limit_headers(true)
         .max_cooldown(Duration::from_secs(1))
         .circuit_breaker(3, Duration::from_millis(300))
         .budget(0.0, 1);
@@ -278,6 +310,20 @@ fn answer(op: Op) -> Observation {
             probe,
         ),
         Op::Healthy(probe) => (Signal::Healthy, None, probe),
+        Op::Read(remaining, reset, quota) => {
+            return Observation {
+                signal: Signal::Healthy,
+                slot: None,
+                probe: false,
+                reading: Some(Reading {
+                    remaining,
+                    reset: Duration::from_millis(reset),
+                    quota: quota.map(|(q, w)| (q, Duration::from_millis(w))),
+                }),
+                ticket: u64::MAX,
+                unhinted: None,
+            };
+        }
         _ => panic!("{op:?} is not an answer"),
     };
     Observation {
@@ -326,7 +372,7 @@ fn the_local_store_keeps_the_contract() {
                 Op::Throttle(status, hint, quota) => {
                     store.observe(&throttle(status, hint, quota), || partition.clone(), || now);
                 }
-                Op::Fail(..) | Op::Healthy(_) => {
+                Op::Fail(..) | Op::Healthy(_) | Op::Read(..) => {
                     store.observe(&answer(op), || partition.clone(), || now);
                 }
                 Op::Ask { .. } | Op::Resume(_) => {
@@ -408,7 +454,7 @@ async fn fleet_keeps_the_contract(fleet: impl Fn() -> super::RedisFleetBuilder) 
                     // The report goes in the background: let it land.
                     tokio::time::sleep(20 * MS).await;
                 }
-                Op::Fail(..) | Op::Healthy(_) => {
+                Op::Fail(..) | Op::Healthy(_) | Op::Read(..) => {
                     store_a.observe(&answer(op), || partition.clone(), Instant::now);
                     tokio::time::sleep(20 * MS).await;
                 }

@@ -98,8 +98,10 @@ pub(super) struct Engine<B, P> {
     /// The schedule of the pacing slot the attempt in flight went at, if it went at one.
     sent_at_slot: Option<u32>,
     /// The ticket the attempt in flight took as it started, when answers are read for what
-    /// is left of the quota.
+    /// is left of the quota (`u64::MAX`: none).
     ticket: u64,
+    /// The ticket a fleet's store handed the request for its next attempt.
+    fleet_ticket: Option<u64>,
     /// Attempts sent at a pacing slot and refused with a 429: the pacer's misses (a byte:
     /// only up to `max_attempts - 1`, at most 99, count).
     misses: u8,
@@ -147,7 +149,8 @@ impl<B: Body, P> Engine<B, P> {
             waited: Duration::ZERO,
             last_hint: None,
             sent_at_slot: None,
-            ticket: 0,
+            ticket: u64::MAX,
+            fleet_ticket: None,
             misses: 0,
             probe: false,
             slot: None,
@@ -250,6 +253,7 @@ impl<B: Body, P> Engine<B, P> {
         remote: Option<Remote>,
     ) -> Next<B, R, E> {
         let now = Instant::now();
+        self.fleet_ticket = remote.and_then(|r| r.ticket);
         let plan = self.resolve(asking.inputs, remote, now);
         match asking.then {
             Then::Admit(body) => self.go(plan, body, now),
@@ -270,7 +274,13 @@ impl<B: Body, P> Engine<B, P> {
         self.attempts += 1;
         self.sent_at_slot = self.slot.take();
         if self.shared.settings.hint_fields.follows() {
-            self.ticket = self.shared.state.local().start();
+            // A fleet counts the requests of all its processes: its store's ticket, or none
+            // (the request went without asking it).
+            self.ticket = match self.fleet_ticket.take() {
+                Some(ticket) => ticket,
+                None if self.shared.state.is_fleet() => u64::MAX,
+                None => self.shared.state.local().start(),
+            };
         }
         span.sending(self.attempts, &self.head.method, &self.head.uri);
         #[cfg(feature = "metrics")]

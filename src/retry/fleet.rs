@@ -58,6 +58,12 @@ pub const DEFAULT_FLEET_TIMEOUT: Duration = Duration::from_millis(50);
 ///   cached; while it and the local state say no, requests do exactly what they do without a
 ///   fleet. A reading older than 100 ms (a process that was idle) is not trusted: the next
 ///   request asks.
+/// - **Allowance** (with the quota fields read): what an answer says is left of the quota is
+///   merged into the partition's allowance in Redis (a hash, expiring after its window), and
+///   each request that goes while it holds takes a ticket from a counter there, in the round
+///   trip that asks for its gate and slot; one that would go with nothing left before the
+///   reset waits for it. Readings subtract the tickets taken after their request's, as a
+///   single process's do.
 /// - **Budget**: healthy answers and retries counted in per-second hashes that expire; a
 ///   retry takes one from the fleet's pooled allowance (the ratio of the fleet's healthy
 ///   answers in the last ten seconds, plus each live process's reserve) or stops. Deposits
@@ -334,6 +340,8 @@ struct Scripts {
     admit: Script,
     close: Script,
     pace: Script,
+    read: Script,
+    refuse: Script,
     reopen: Script,
     release: Script,
     refresh: Script,
@@ -356,15 +364,59 @@ impl Scripts {
     fn new() -> Self {
         let script = |body: &str| Script::new(&format!("{NOW}{EXTEND_FLAG}{body}"));
         Self {
-            // KEYS: gate, probe, rates, tat. ARGV: me, my rate, stated (1/0), my rate's
-            // lifetime (ms), earliest slot (ms from now), cap (ms), take a slot (1 yes, 0 no,
-            // 2 only while the gate is shut: a resumed request's slot was in its shadow), probe
-            // lease (ms), ask the budget (1/0), ratio, reserve, budget key prefix.
-            // Returns {code, reopen_in, asked_in, status, budget, slot_in}: code 1 closed,
-            // 2 probe granted, 3 probe out elsewhere, 0 open; budget 1 taken, 0 refused, -1
-            // not asked; slot_in the pacing slot (taken unless past the cap), -1 not paced.
+            // KEYS: gate, probe, rates, tat, allow, started. ARGV: me, my rate, stated (1/0),
+            // my rate's lifetime (ms), earliest slot (ms from now), cap (ms), take a slot (1
+            // yes, 0 no, 2 only while the gate is shut: a resumed request's slot was in its
+            // shadow), probe lease (ms), ask the budget (1/0), ratio, reserve, budget key
+            // prefix, answers are read for the quota (1/0).
+            // Returns {code, reopen_in, asked_in, status, budget, slot_in, ticket, hold_in}:
+            // code 1 closed, 2 probe granted, 3 probe out elsewhere, 0 open; budget 1 taken,
+            // 0 refused, -1 not asked; slot_in the pacing slot (taken unless past the cap), -1
+            // not paced; ticket the request's (see `rules::Allowance`), taken when it goes now,
+            // else -1; hold_in, when nothing is left of the allowance before it would go: the
+            // allowance's reset, else -1.
             admit: script(
-                "local my_rate = tonumber(ARGV[2])
+                "local follow = ARGV[13] == '1'
+-- The allowance as it stands now (rules::Allowance::at): refilled at its reset for one
+-- window when the quota is stated and no refusal contradicted it, else gone.
+local allow = nil
+if follow then
+  local a = redis.call('HMGET', KEYS[5], 'left', 'until', 'quota', 'window', 'contradicted')
+  if a[1] then
+    local left, till = tonumber(a[1]), tonumber(a[2])
+    local quota, window = tonumber(a[3]) or 0, tonumber(a[4]) or 0
+    if now >= till then
+      if quota > 0 and a[5] ~= '1' and now < till + window then
+        left, till = quota, till + window
+        local started = tonumber(redis.call('GET', KEYS[6]) or '0')
+        redis.call('HSET', KEYS[5], 'left', left, 'until', till, 'ticket', started, 'refilled', 1)
+      else
+        redis.call('DEL', KEYS[5])
+        left = nil
+      end
+    end
+    if left then allow = {left, till, a[5] == '1'} end
+  end
+end
+-- A request that goes now takes a ticket, and one of what is left before the reset; one
+-- that would go before the reset with nothing left is held until it.
+local function finish(code, reopen_in, asked_in, status, budget, slot_in)
+  local ticket, hold_in = -1, -1
+  if follow then
+    local at_in = tonumber(ARGV[5])
+    if code == 1 then at_in = math.max(at_in, asked_in) end
+    if slot_in >= 0 then at_in = math.max(at_in, slot_in) end
+    if allow and allow[1] <= 0 and now + at_in < allow[2] then
+      hold_in = allow[2] - now
+    elseif at_in <= 0 then
+      ticket = redis.call('INCR', KEYS[6]) - 1
+      redis.call('PEXPIRE', KEYS[6], 3600000)
+      if allow and now < allow[2] then redis.call('HINCRBY', KEYS[5], 'left', -1) end
+    end
+  end
+  return {code, reopen_in, asked_in, status, budget, slot_in, ticket, hold_in}
+end
+local my_rate = tonumber(ARGV[2])
 if my_rate > 0 then
   local life = tonumber(ARGV[4])
   redis.call('HSET', KEYS[3], ARGV[1], my_rate .. ':' .. ARGV[3] .. ':' .. (now + life))
@@ -380,7 +432,7 @@ if gate[1] then
   elseif now < asked then
     asked_in = asked - now
     if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[8]) then
-      return {3, 0, asked_in, status, -1, -1}
+      return {3, 0, asked_in, status, -1, -1, -1, -1}
     end
     code = 2
   end
@@ -401,14 +453,14 @@ if ARGV[9] == '1' then
   -- The processes' allowances pooled: the ratio of the fleet's healthy answers, and each
   -- process's reserve.
   if retries + 1 > tonumber(ARGV[10]) * ok + tonumber(ARGV[11]) * math.max(procs, 1) then
-    return {code, reopen_in, asked_in, status, 0, -1}
+    return {code, reopen_in, asked_in, status, 0, -1, -1, -1}
   end
   redis.call('HINCRBY', ARGV[12] .. sec, 'retries', 1)
   redis.call('EXPIRE', ARGV[12] .. sec, 20)
   budget = 1
 end
 if code == 2 or ARGV[7] == '0' or (ARGV[7] == '2' and code ~= 1) then
-  return {code, reopen_in, asked_in, status, budget, -1}
+  return finish(code, reopen_in, asked_in, status, budget, -1)
 end
 local entries = redis.call('HGETALL', KEYS[3])
 local stated, measured = 0, 0
@@ -421,7 +473,9 @@ for i = 1, #entries, 2 do
   end
 end
 local rate = stated > 0 and stated or measured
-if rate <= 0 then return {code, reopen_in, asked_in, status, budget, -1} end
+-- While an allowance holds, a pace learned from refusals does not pace (one stated does).
+if allow and not allow[3] and stated <= 0 then rate = 0 end
+if rate <= 0 then return finish(code, reopen_in, asked_in, status, budget, -1) end
 -- A request held by the gate takes its slot after the gate, as the local pacer does.
 local earliest = tonumber(ARGV[5])
 if code == 1 then earliest = math.max(earliest, asked_in) end
@@ -431,7 +485,10 @@ if slot - now <= tonumber(ARGV[6]) then
   redis.call('SET', KEYS[4], tostring(next), 'PX', math.floor(next - now) + 60000)
 end
 -- Past the cap the slot is reported, not taken: the request will not wait for it.
-return {code, reopen_in, asked_in, status, budget, math.ceil(slot - now)}",
+if slot - now > tonumber(ARGV[6]) then
+  return {code, reopen_in, asked_in, status, budget, math.ceil(slot - now), -1, -1}
+end
+return finish(code, reopen_in, asked_in, status, budget, math.ceil(slot - now))",
             ),
             // KEYS: gate, probe, flag. ARGV: reopen_in, asked_in, status, was the probe (1/0).
             close: script(
@@ -456,6 +513,64 @@ return 1",
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ARGV[3] .. ':' .. (now + life))
 if redis.call('PTTL', KEYS[1]) < life then redis.call('PEXPIRE', KEYS[1], life) end
 extend(KEYS[2], life)
+return 1",
+            ),
+            // KEYS: allow, started, flag. ARGV: remaining, reset (ms), quota (0: none stated),
+            // window (ms), ticket (-1: unknown, taken as the latest). A reading merged into the
+            // allowance as it stands now (rules::Allowance::read, at, merge).
+            read: script(
+                "local started = tonumber(redis.call('GET', KEYS[2]) or '0')
+local ticket = tonumber(ARGV[5])
+if ticket < 0 then ticket = started end
+local fleft = math.max(tonumber(ARGV[1]) - math.max(started - (ticket + 1), 0), 0)
+local funtil = now + tonumber(ARGV[2])
+local fquota, fwindow = tonumber(ARGV[3]), tonumber(ARGV[4])
+local left, till, tk, quota, window = fleft, funtil, ticket, fquota, fwindow
+local since, contra, refilled = started, 0, 0
+local a = redis.call('HMGET', KEYS[1], 'left', 'until', 'ticket', 'quota', 'window', 'since',
+  'contradicted', 'refilled')
+if a[1] then
+  local sleft, still, stk = tonumber(a[1]), tonumber(a[2]), tonumber(a[3])
+  local squota, swindow = tonumber(a[4]) or 0, tonumber(a[5]) or 0
+  local ssince, scontra, srefilled = tonumber(a[6]) or 0, tonumber(a[7]) or 0, tonumber(a[8]) or 0
+  local alive = true
+  if now >= still then
+    if squota > 0 and scontra == 0 and now < still + swindow then
+      sleft, still, stk, srefilled = squota, still + swindow, started, 1
+    else
+      alive = false
+    end
+  end
+  if alive then
+    if ticket < stk then
+      left, till, tk, quota, window = sleft, still, stk, squota, swindow
+      since, contra, refilled = ssince, scontra, srefilled
+    else
+      left = math.min(sleft, fleft)
+      if srefilled == 0 then till = math.min(still, funtil) end
+      if fquota > 0 then
+        if squota > 0 then window = math.max(fwindow, swindow) end
+      else
+        quota, window = squota, swindow
+      end
+      since, contra = ssince, scontra
+    end
+  end
+end
+redis.call('HSET', KEYS[1], 'left', left, 'until', till, 'ticket', tk, 'quota', quota,
+  'window', window, 'since', since, 'contradicted', contra, 'refilled', refilled)
+local last = till + (quota > 0 and window or 0)
+redis.call('PEXPIREAT', KEYS[1], math.floor(last) + 1000)
+extend(KEYS[3], last - now)
+return 1",
+            ),
+            // KEYS: allow. ARGV: ticket. A refusal of a request sent under the allowance
+            // contradicts it (rules::Allowance::refused).
+            refuse: script(
+                "local since = redis.call('HGET', KEYS[1], 'since')
+if since and tonumber(ARGV[1]) >= tonumber(since) then
+  redis.call('HSET', KEYS[1], 'contradicted', 1)
+end
 return 1",
             ),
             // KEYS: gate, probe. The probe's answer had no hint: the gate reopens.
@@ -498,6 +613,10 @@ struct Keys {
     probe: String,
     rates: String,
     tat: String,
+    /// What the server said is left of the quota (see `rules::Allowance`).
+    allow: String,
+    /// The tickets handed out to requests as they go.
+    started: String,
 }
 
 impl Fleet {
@@ -515,6 +634,8 @@ impl Fleet {
             probe: format!("{base}:probe"),
             rates: format!("{base}:rates"),
             tat: format!("{base}:tat"),
+            allow: format!("{base}:allow"),
+            started: format!("{base}:started"),
         }
     }
 
@@ -687,9 +808,17 @@ impl Fleet {
             u8::from(ask.budget.is_some()),
             ask.budget.map_or(0.0, |(ratio, _)| ratio),
             ask.budget.map_or(0.0, |(_, reserve)| reserve),
-            self.budget_prefix()
+            self.budget_prefix(),
+            u8::from(ask.follow)
         ];
-        let keys = [&*keys.gate, &keys.probe, &keys.rates, &keys.tat];
+        let keys = [
+            &*keys.gate,
+            &keys.probe,
+            &keys.rates,
+            &keys.tat,
+            &keys.allow,
+            &keys.started,
+        ];
         let reply: Vec<i64> = self.call(&self.scripts.admit, &keys, &args).await?;
         Some(decode_admit(&reply, Instant::now()))
     }
@@ -725,6 +854,23 @@ impl Fleet {
                     vec![keys.rates, flag],
                     args![&*fleet.me, rate, u8::from(stated), ms(life).max(1)],
                 ),
+                Report::Read {
+                    remaining,
+                    reset,
+                    quota,
+                    ticket,
+                } => (
+                    &scripts.read,
+                    vec![keys.allow, keys.started, flag],
+                    args![
+                        remaining,
+                        ms(reset),
+                        quota.map_or(0, |(q, _)| q),
+                        quota.map_or(0, |(_, w)| ms(w)),
+                        ticket.map_or(-1, |t| i64::try_from(t).unwrap_or(i64::MAX))
+                    ],
+                ),
+                Report::Refuse { ticket } => (&scripts.refuse, vec![keys.allow], args![ticket]),
                 Report::Reopen => (&scripts.reopen, vec![keys.gate, keys.probe], Vec::new()),
                 Report::Release => (&scripts.release, vec![keys.probe], args![&*fleet.me]),
             };
@@ -767,9 +913,9 @@ fn ms(duration: Duration) -> u64 {
 /// the status as they get it, so the kind of gate needs no field of its own.
 const BREAKER: u16 = 1000;
 
-/// The admit script's reply `{code, reopen_in, asked_in, status, budget, slot_in}` (see
-/// `Scripts::admit`), read at `now`: whatever Redis sends, a gate, a slot and a budget answer
-/// (a field missing or out of range reads as nothing held).
+/// The admit script's reply `{code, reopen_in, asked_in, status, budget, slot_in, ticket,
+/// hold_in}` (see `Scripts::admit`), read at `now`: whatever Redis sends, a gate, a slot, a
+/// budget answer, a ticket and a hold (a field missing or out of range reads as nothing held).
 fn decode_admit(reply: &[i64], now: Instant) -> Remote {
     let field = |i: usize| reply.get(i).copied().unwrap_or(0);
     let after = |v: i64| super::later(now, Duration::from_millis(u64::try_from(v).unwrap_or(0)));
@@ -802,6 +948,10 @@ fn decode_admit(reply: &[i64], now: Instant) -> Remote {
             0 => Some(false),
             _ => None,
         },
+        ticket: u64::try_from(reply.get(6).copied().unwrap_or(-1)).ok(),
+        hold: Some(reply.get(7).copied().unwrap_or(-1))
+            .filter(|hold| *hold >= 0)
+            .map(after),
     }
 }
 
@@ -830,6 +980,9 @@ struct Ask {
     lease: Duration,
     /// For a retry, the budget's ratio and reserve.
     budget: Option<(f64, f64)>,
+    /// Whether answers are read for what is left of the quota: the fleet keeps the allowance
+    /// and hands out tickets.
+    follow: bool,
 }
 
 /// What an attempt tells the fleet.
@@ -846,6 +999,18 @@ enum Report {
         rate: f64,
         stated: bool,
         life: Duration,
+    },
+    /// What a healthy answer said is left of the quota, read from the answer to the request
+    /// with `ticket` (`None`: it took none in the fleet).
+    Read {
+        remaining: u64,
+        reset: Duration,
+        quota: Option<(u64, Duration)>,
+        ticket: Option<u64>,
+    },
+    /// A refusal of the request with `ticket`.
+    Refuse {
+        ticket: u64,
     },
     Reopen,
     Release,
@@ -941,6 +1106,7 @@ impl FleetState {
             budget: self
                 .budget
                 .filter(|_| rules::spends(inputs.step, settings.pacing)),
+            follow: settings.hint_fields.follows(),
         };
         let keys = self.fleet.keys(&partition);
         Ok(Box::pin(Arc::clone(&self.fleet).admit(keys, ask)))
@@ -955,12 +1121,12 @@ impl FleetState {
         if seen.signal == Signal::Healthy {
             self.fleet.deposits.fetch_add(1, Ordering::Relaxed);
         }
-        // What the server says is left is the fleet's, and the requests on their way are
-        // counted in each process only: a fleet does not follow the allowance (each process
-        // following its share of it stalled the fleet in the goodput bench; not traced yet).
-        // The fleet's gates and pacing still follow the server's refusals.
+        // What the server says is left is the fleet's: its allowance is kept in Redis, where
+        // the tickets of the whole fleet's requests are counted (not in each process: a
+        // process that counts only its own requests takes the others' share as its own).
+        let reading = seen.reading;
         let unread;
-        let seen = if seen.reading.is_some() {
+        let seen = if reading.is_some() {
             unread = Observation {
                 reading: None,
                 ..*seen
@@ -969,13 +1135,32 @@ impl FleetState {
         } else {
             seen
         };
+        // A ticket the fleet handed out (`u64::MAX`: none; see `Engine::send`).
+        let ticket = Some(seen.ticket).filter(|t| *t != u64::MAX);
+        let refused = matches!(seen.signal, Signal::Throttled { .. }) && ticket.is_some();
         let reports = matches!(seen.signal, Signal::Throttled { .. })
             || seen.probe
-            || seen.unhinted.is_some();
+            || seen.unhinted.is_some()
+            || reading.is_some();
         if !reports || !self.fleet.may_ask() {
             return self.local.observe(seen, partition, now);
         }
         let partition = partition();
+        if let Some(reading) = reading {
+            self.fleet.report(
+                self.fleet.keys(&partition),
+                Report::Read {
+                    remaining: reading.remaining,
+                    reset: reading.reset,
+                    quota: reading.quota,
+                    ticket,
+                },
+            );
+        }
+        if refused && let Some(ticket) = ticket {
+            self.fleet
+                .report(self.fleet.keys(&partition), Report::Refuse { ticket });
+        }
         let throttled = self.local.observe(seen, || partition.clone(), &now);
         let report = |report| self.fleet.report(self.fleet.keys(&partition), report);
         // The breaker this process tripped is the fleet's: its gate, kept as a breaker's.

@@ -454,9 +454,10 @@ impl RetryBuilder {
     ///
     /// A refusal of a request sent under the allowance shows that the quota is not this
     /// client's alone: the allowance is then no longer refilled, the quota a 429 states is not
-    /// taken as this client's rate, and the pace learned from the refusals holds too. A Redis
-    /// fleet does not follow the allowance yet (its gates and pacing still follow the
-    /// refusals): the requests on their way are counted in each process only.
+    /// taken as this client's rate, and the pace learned from the refusals holds too. With a
+    /// [`RedisFleet`](super::RedisFleet) the allowance is the fleet's, kept in Redis, where
+    /// each request that goes takes its ticket, so every process's requests on their way are
+    /// counted.
     ///
     /// Off by default, though it costs a look-up of one header per answer when the server
     /// sends none (2.4% of the whole stack's success path, by instruction count): clients

@@ -366,6 +366,19 @@ impl Allowance {
         }
     }
 
+    /// Nothing left until `until`: a fleet's store's word on its allowance.
+    pub(crate) fn spent_until(until: Instant) -> Self {
+        Self {
+            left: 0,
+            until,
+            ticket: 0,
+            quota: None,
+            since: 0,
+            contradicted: false,
+            refilled: false,
+        }
+    }
+
     /// A request with `ticket` was refused: if it was sent under this allowance, the allowance
     /// is contradicted.
     pub(crate) fn refused(&mut self, ticket: u64) {

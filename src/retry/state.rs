@@ -451,7 +451,12 @@ impl State {
             .and_then(|h| h.gate)
             .map_or(Gate::Open, |gate| gate.at(now));
         let retry = matches!(inputs.step, Step::Retry { .. });
-        let allowance = held.as_ref().and_then(|h| h.allowance);
+        // A fleet's allowance is kept in its store, which says only whether it holds the
+        // request: until the reset, when nothing is left.
+        let allowance = match remote {
+            Some(remote) => remote.hold.map(Allowance::spent_until),
+            None => held.as_ref().and_then(|h| h.allowance),
+        };
         let snapshot = Snapshot {
             allowance,
             gate: remote.map_or(local_gate, |r| local_gate.stricter(r.gate)),

@@ -42,6 +42,11 @@ pub(crate) struct Remote {
     pub(crate) slot: Option<Instant>,
     /// For a retry, whether the fleet's budget gave one (and took it); `None`: not asked.
     pub(crate) budget: Option<bool>,
+    /// The ticket the fleet handed the request, going now with answers read for the quota.
+    pub(crate) ticket: Option<u64>,
+    /// Nothing is left of the fleet's allowance before the request would go: not before
+    /// then (its reset).
+    pub(crate) hold: Option<Instant>,
 }
 
 /// The store a layer was built with.
@@ -75,6 +80,15 @@ impl Store {
     /// The partition of a request.
     pub(crate) fn partition(&self, uri: &Uri, headers: &HeaderMap) -> Partition {
         self.local().partition(uri, headers)
+    }
+
+    /// Whether a fleet's store adds to this process's state.
+    pub(crate) fn is_fleet(&self) -> bool {
+        match self {
+            Self::Local(_) => false,
+            #[cfg(feature = "redis")]
+            Self::Fleet(_) => true,
+        }
     }
 
     /// This process's state (a fleet's store adds to it).

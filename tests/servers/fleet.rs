@@ -661,3 +661,60 @@ async fn shared_gate(
         fb.is_connected()
     );
 }
+
+/// A quota the server announces on every answer is the fleet's: what is left is kept in
+/// Redis, and each request that goes takes a ticket there, so two processes together start
+/// no more requests before the reset than the server said are left. Against a fixed window
+/// of 20 a second, after the first answers nothing is refused, and the batch takes the
+/// quota's time. (Each process counting only its own requests took the other's share too.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server"]
+async fn an_announced_quota_is_followed_by_the_whole_fleet() {
+    let redis = RedisServer::start();
+    let api = Emulator::builder()
+        .credits(10_000)
+        .quota(Quota::fixed_window(20, Duration::from_secs(1)))
+        .rate_limit_headers(true)
+        .build();
+    let read = |r: RetryBuilder| r.rate_limit_headers(true);
+    let (fa, a) = process(&redis.url(), "announced", &api, read);
+    let (fb, b) = process(&redis.url(), "announced", &api, read);
+    joined(&fa, &a).await;
+    joined(&fb, &b).await;
+    // One answer each, read: the fleet knows the quota before the batch.
+    for stack in [&a, &b] {
+        let res = stack.clone().oneshot(get(URL)).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    tokio::time::sleep(50 * MS).await;
+    let credits = api.credits();
+    let calls_before = api.request_count();
+    let run = |stack: Stack| async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let stack = stack.clone();
+            tasks.spawn(async move {
+                let mut ok = 0;
+                for _ in 0..10 {
+                    let res = stack.clone().oneshot(get(URL)).await.unwrap();
+                    ok += usize::from(res.status() == StatusCode::OK);
+                }
+                ok
+            });
+        }
+        let mut ok = 0;
+        while let Some(done) = tasks.join_next().await {
+            ok += done.unwrap();
+        }
+        ok
+    };
+    let started = Instant::now();
+    let (ok_a, ok_b) = tokio::join!(run(a.clone()), run(b.clone()));
+    let took = started.elapsed();
+    assert_eq!(ok_a + ok_b, 80, "every request ends in a 200");
+    let calls = api.request_count() - calls_before;
+    let refused = calls - (credits - api.credits()) as usize;
+    assert_eq!(refused, 0, "{refused} 429s for {calls} calls in {took:?}");
+    // 80 requests at 20 a window, 2 of the first window spent: 4 windows, wall clock.
+    assert!(took <= Duration::from_millis(4600), "{took:?}");
+}
