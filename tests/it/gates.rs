@@ -277,26 +277,9 @@ async fn a_lone_request_waits_its_hint_plus_at_most_a_tenth_or_100_ms() {
     }
 }
 
-/// `n` requests, `in_flight` at a time, each as soon as the last of its lane ends; returns
-/// the makespan and how many ended in a 200.
-async fn batch<S>(client: S, n: usize, in_flight: usize) -> (Duration, usize)
-where
-    S: tower::Service<
-            Request<Full<Bytes>>,
-            Response = Response<
-                tower_infoplug::classify::ClassifyBody<tower_infoplug_mock::MockBody>,
-            >,
-            Error = RetryError<std::convert::Infallible>,
-            Future: Send,
-        > + Clone
-        + Send
-        + 'static,
-{
-    batch_to(client, "/v1/x", n, in_flight).await
-}
-
-/// [`batch`] to `path`.
-async fn batch_to<S>(client: S, path: &'static str, n: usize, in_flight: usize) -> (Duration, usize)
+/// `n` requests to `path`, `in_flight` at a time, each as soon as the last of its lane ends;
+/// returns the makespan and how many ended in a 200.
+async fn batch<S>(client: S, path: &'static str, n: usize, in_flight: usize) -> (Duration, usize)
 where
     S: tower::Service<
             Request<Full<Bytes>>,
@@ -352,7 +335,7 @@ async fn a_quota_is_paced_instead_of_hit_window_after_window() {
                 .max_attempts(10)
                 .build()
                 .unwrap();
-            let (makespan, ok) = batch(stack_of(&layer, &api), 120, 20).await;
+            let (makespan, ok) = batch(stack_of(&layer, &api), "/v1/x", 120, 20).await;
             (makespan, ok, rejected(&api))
         };
         let (paced, ok, paced_rejected) = run(true).await;
@@ -546,7 +529,7 @@ async fn a_leaky_bucket_is_paced_to_its_rate_with_or_without_hints() {
         for in_flight in [16, 64] {
             let api = Emulator::builder().quota(quota).build();
             let layer = RetryLayer::builder().jitter(Fixed(0.5)).build().unwrap();
-            let (makespan, ok) = batch(stack_of(&layer, &api), 400, in_flight).await;
+            let (makespan, ok) = batch(stack_of(&layer, &api), "/v1/x", 400, in_flight).await;
             let (calls, refused) = (api.request_count(), rejected(&api));
             let run = format!(
                 "{quota:?}, {in_flight} in flight: {makespan:?}, {refused} of {calls} refused"
@@ -625,7 +608,7 @@ async fn a_configured_quota_is_followed_from_the_first_request() {
                 .quota_burst(burst)
                 .build()
                 .unwrap();
-            let (makespan, ok) = batch(stack_of(&layer, &api), N, in_flight).await;
+            let (makespan, ok) = batch(stack_of(&layer, &api), "/v1/x", N, in_flight).await;
             let run = format!("{quota:?}, {in_flight} in flight: {makespan:?}");
             assert_eq!(ok, N, "{run}");
             assert_eq!(rejected(&api), 0, "{run}");
@@ -641,7 +624,7 @@ async fn a_configured_quota_is_followed_from_the_first_request() {
         .quota(Quota::fixed_window(20, S))
         .build();
     let layer = RetryLayer::builder().jitter(Fixed(0.5)).build().unwrap();
-    let (_, ok) = batch(stack_of(&layer, &api), N, 16).await;
+    let (_, ok) = batch(stack_of(&layer, &api), "/v1/x", N, 16).await;
     assert_eq!(ok, N);
     assert!(rejected(&api) > 0);
 }
@@ -669,7 +652,7 @@ async fn an_announced_quota_is_followed_from_each_answer() {
                     .x_rate_limit_reset(x_fields)
                     .build()
                     .unwrap();
-                let (makespan, ok) = batch(far_stack_of(&layer, &api), N, in_flight).await;
+                let (makespan, ok) = batch(far_stack_of(&layer, &api), "/v1/x", N, in_flight).await;
                 let run = format!(
                     "{quota:?}, X-RateLimit {x_fields}, {in_flight} in flight: {makespan:?}, {} refused",
                     rejected(&api)
@@ -706,7 +689,10 @@ async fn clients_that_share_a_quota_but_not_their_state_lose_no_request() {
             .unwrap();
         far_stack_of(&layer, &api)
     };
-    let (a, b) = tokio::join!(batch(client(), N / 2, 16), batch(client(), N / 2, 16));
+    let (a, b) = tokio::join!(
+        batch(client(), "/v1/x", N / 2, 16),
+        batch(client(), "/v1/x", N / 2, 16)
+    );
     assert_eq!(a.1 + b.1, N, "{} refused; {a:?} {b:?}", rejected(&api));
 }
 
@@ -796,7 +782,7 @@ async fn one_endpoints_quota_does_not_pace_another() {
     };
     // Alone: 200 requests, 8 at a time, 40 ms each.
     let (api_alone, layer_alone) = (api(), layer());
-    let (alone, ok) = batch_to(
+    let (alone, ok) = batch(
         far_stack_of(&layer_alone, &api_alone),
         "/v1/profile",
         200,
@@ -807,9 +793,9 @@ async fn one_endpoints_quota_does_not_pace_another() {
     // Beside a saturated search quota, on one layer.
     let (api, layer) = (api(), layer());
     let client = far_stack_of(&layer, &api);
-    let searches = tokio::spawn(batch_to(client.clone(), "/v1/search?q=x", 30, 8));
+    let searches = tokio::spawn(batch(client.clone(), "/v1/search?q=x", 30, 8));
     tokio::time::sleep(100 * MS).await;
-    let (beside, ok) = batch_to(client, "/v1/profile", 200, 8).await;
+    let (beside, ok) = batch(client, "/v1/profile", 200, 8).await;
     assert_eq!(ok, 200);
     assert!(
         beside.as_secs_f64() <= alone.as_secs_f64() / 0.98,
@@ -838,9 +824,9 @@ async fn a_limit_on_requests_in_flight_is_kept_from_its_first_statement() {
             .rate_limit_headers(read)
             .build()
             .unwrap();
-        let (first, _) = batch(stack_of(&layer, &api), 16, 16).await;
+        let (first, _) = batch(stack_of(&layer, &api), "/v1/x", 16, 16).await;
         let crowd = rejected(&api);
-        let (makespan, ok) = batch(stack_of(&layer, &api), N, 16).await;
+        let (makespan, ok) = batch(stack_of(&layer, &api), "/v1/x", N, 16).await;
         (first, crowd, makespan, ok, rejected(&api) - crowd)
     };
     let (_, crowd, makespan, ok, after) = run(true).await;

@@ -61,6 +61,28 @@ fn process(
 
 /// Sends requests until the fleet has answered once; then waits until its "nothing
 /// throttled" reading is no longer trusted, so the next request asks.
+/// `lanes` tasks on `stack`, each sending `each` GETs one after the other: how many ended in
+/// a 200.
+async fn lanes(stack: Stack, lanes: usize, each: usize) -> usize {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..lanes {
+        let stack = stack.clone();
+        tasks.spawn(async move {
+            let mut ok = 0;
+            for _ in 0..each {
+                let res = stack.clone().oneshot(get(URL)).await.unwrap();
+                ok += usize::from(res.status() == StatusCode::OK);
+            }
+            ok
+        });
+    }
+    let mut ok = 0;
+    while let Some(done) = tasks.join_next().await {
+        ok += done.unwrap();
+    }
+    ok
+}
+
 async fn joined(fleet: &RedisFleet, stack: &Stack) {
     let started = Instant::now();
     while !fleet.is_connected() {
@@ -137,26 +159,7 @@ async fn two_processes_share_a_pace() {
     api.take_requests();
     let credits = api.credits();
 
-    let run = |stack: Stack| async move {
-        let mut tasks = tokio::task::JoinSet::new();
-        for lane in 0..4 {
-            let stack = stack.clone();
-            tasks.spawn(async move {
-                let mut ok = 0;
-                for _ in 0..5 {
-                    let res = stack.clone().oneshot(get(URL)).await.unwrap();
-                    ok += usize::from(res.status() == StatusCode::OK);
-                }
-                let _ = lane;
-                ok
-            });
-        }
-        let mut ok = 0;
-        while let Some(done) = tasks.join_next().await {
-            ok += done.unwrap();
-        }
-        ok
-    };
+    let run = |stack: Stack| lanes(stack, 4, 5);
     let (ok_a, ok_b) = tokio::join!(run(a.clone()), run(b.clone()));
     assert_eq!(ok_a + ok_b, 40, "every request ends in a 200");
     // What the server turned away: every call beyond those it admitted (and charged).
@@ -187,25 +190,7 @@ async fn a_configured_quota_is_the_fleets_from_the_first_request() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     api.take_requests();
     let credits = api.credits();
-    let run = |stack: Stack| async move {
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..4 {
-            let stack = stack.clone();
-            tasks.spawn(async move {
-                let mut ok = 0;
-                for _ in 0..6 {
-                    let res = stack.clone().oneshot(get(URL)).await.unwrap();
-                    ok += usize::from(res.status() == StatusCode::OK);
-                }
-                ok
-            });
-        }
-        let mut ok = 0;
-        while let Some(done) = tasks.join_next().await {
-            ok += done.unwrap();
-        }
-        ok
-    };
+    let run = |stack: Stack| lanes(stack, 4, 6);
     let started = Instant::now();
     let (ok_a, ok_b) = tokio::join!(run(a.clone()), run(b.clone()));
     let took = started.elapsed();
@@ -689,25 +674,7 @@ async fn an_announced_quota_is_followed_by_the_whole_fleet() {
     tokio::time::sleep(50 * MS).await;
     let credits = api.credits();
     let calls_before = api.request_count();
-    let run = |stack: Stack| async move {
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..4 {
-            let stack = stack.clone();
-            tasks.spawn(async move {
-                let mut ok = 0;
-                for _ in 0..10 {
-                    let res = stack.clone().oneshot(get(URL)).await.unwrap();
-                    ok += usize::from(res.status() == StatusCode::OK);
-                }
-                ok
-            });
-        }
-        let mut ok = 0;
-        while let Some(done) = tasks.join_next().await {
-            ok += done.unwrap();
-        }
-        ok
-    };
+    let run = |stack: Stack| lanes(stack, 4, 10);
     let started = Instant::now();
     let (ok_a, ok_b) = tokio::join!(run(a.clone()), run(b.clone()));
     let took = started.elapsed();
