@@ -201,7 +201,15 @@ impl Row {
                     } else {
                         RedisFleet::builder(url)
                     };
-                    builder.prefix(prefix).build().unwrap()
+                    // `GOODPUT_FLEET_TIMEOUT_MS`: the fleet's Redis timeout (default 50 ms).
+                    let timeout = std::env::var("GOODPUT_FLEET_TIMEOUT_MS")
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .map_or(
+                            tower_infoplug::retry::DEFAULT_FLEET_TIMEOUT,
+                            Duration::from_millis,
+                        );
+                    builder.prefix(prefix).timeout(timeout).build().unwrap()
                 });
                 let quota = QUOTA.load(Ordering::Relaxed);
                 let layer = InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), base)
@@ -497,7 +505,7 @@ fn main() {
     let only_quota = only == "quota";
     // `GOODPUT_ONLY=announced`: the rows against a server that announces its quota, beside
     // the stack against one that does not.
-    let only_announced = only == "announced";
+    let only_announced = only == "announced" || only == "announced-fleet";
     let quotas = [
         (
             "fixed window",
@@ -506,7 +514,9 @@ fn main() {
         ("token bucket", Quota::token_bucket(per_second, per_second)),
     ];
     for (workers, title) in [(1, "one stack"), (4, "a fleet of 4 stacks on one quota")] {
-        if (only_fleet && workers == 1) || (only_stack && workers > 1) {
+        if ((only_fleet || only == "announced-fleet") && workers == 1)
+            || (only_stack && workers > 1)
+        {
             continue;
         }
         for (quota_name, quota) in quotas {
@@ -531,6 +541,9 @@ fn main() {
                     if only_announced
                         && !(row.announced() || matches!(row, Row::InfoPlug | Row::Fleet))
                     {
+                        continue;
+                    }
+                    if only == "announced-fleet" && row != Row::AnnouncedFleet {
                         continue;
                     }
                     let out =

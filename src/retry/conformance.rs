@@ -95,6 +95,21 @@ const TABLE: &[Scenario] = &[
     },
     Scenario {
         quota: None,
+        name: "while an allowance holds, a pace taken from a 429 does not pace",
+        steps: &[
+            (0, Op::Throttle(429, None, Some(10.0))),
+            (10, Op::Read(50, 1000, None)),
+            (100, go(100)),
+            (100, go(100)),
+        ],
+    },
+    Scenario {
+        quota: Some(20),
+        name: "while an allowance holds, a configured quota still paces",
+        steps: &[(0, Op::Read(50, 1000, None)), (10, go(10)), (10, go(61))],
+    },
+    Scenario {
+        quota: None,
         name: "an allowance lapses at its reset when no quota is stated",
         steps: &[(0, Op::Read(0, 400, None)), (100, go(400)), (500, go(500))],
     },

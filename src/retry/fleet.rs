@@ -364,7 +364,8 @@ impl Scripts {
     fn new() -> Self {
         let script = |body: &str| Script::new(&format!("{NOW}{EXTEND_FLAG}{body}"));
         Self {
-            // KEYS: gate, probe, rates, tat, allow, started. ARGV: me, my rate, stated (1/0),
+            // KEYS: gate, probe, rates, tat, allow, started. ARGV: me, my rate, stated (1, 2:
+            // configured, 0 not),
             // my rate's lifetime (ms), earliest slot (ms from now), cap (ms), take a slot (1
             // yes, 0 no, 2 only while the gate is shut: a resumed request's slot was in its
             // shadow), probe lease (ms), ask the budget (1/0), ratio, reserve, budget key
@@ -463,18 +464,20 @@ if code == 2 or ARGV[7] == '0' or (ARGV[7] == '2' and code ~= 1) then
   return finish(code, reopen_in, asked_in, status, budget, -1)
 end
 local entries = redis.call('HGETALL', KEYS[3])
-local stated, measured = 0, 0
+local stated, measured, configured = 0, 0, false
 for i = 1, #entries, 2 do
   local r, s, e = string.match(entries[i + 1], '^([^:]+):([^:]+):([^:]+)$')
   if tonumber(e) and tonumber(e) > now then
-    if s == '1' then stated = math.max(stated, tonumber(r)) else measured = measured + tonumber(r) end
+    if s ~= '0' then stated = math.max(stated, tonumber(r)) else measured = measured + tonumber(r) end
+    if s == '2' then configured = true end
   else
     redis.call('HDEL', KEYS[3], entries[i])
   end
 end
 local rate = stated > 0 and stated or measured
--- While an allowance holds, a pace learned from refusals does not pace (one stated does).
-if allow and not allow[3] and stated <= 0 then rate = 0 end
+-- While an allowance holds, only a configured quota paces: what the server says is left is
+-- better than a pace learned or taken from its refusals.
+if allow and not allow[3] and not configured then rate = 0 end
 if rate <= 0 then return finish(code, reopen_in, asked_in, status, budget, -1) end
 -- A request held by the gate takes its slot after the gate, as the local pacer does.
 local earliest = tonumber(ARGV[5])
@@ -507,7 +510,8 @@ redis.call('PEXPIREAT', KEYS[1], asked)
 extend(KEYS[3], asked - now)
 return 1",
             ),
-            // KEYS: rates, flag. ARGV: me, rate, stated (1/0), lifetime (ms).
+            // KEYS: rates, flag. ARGV: me, rate, stated (1, 2: configured, 0 not), lifetime
+            // (ms).
             pace: script(
                 "local life = tonumber(ARGV[4])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ARGV[3] .. ':' .. (now + life))
@@ -799,7 +803,10 @@ impl Fleet {
         let args = args![
             &*self.me,
             ask.rate.map_or(0.0, |(rate, _, _)| rate),
-            u8::from(ask.rate.is_some_and(|(_, stated, _)| stated)),
+            stated_arg(
+                ask.rate.is_some_and(|(_, stated, _)| stated),
+                ask.configured
+            ),
             ask.rate.map_or(0, |(_, _, life)| ms(life).max(1)),
             ms(ask.earliest),
             ms(ask.cap),
@@ -852,7 +859,7 @@ impl Fleet {
                 Report::Pace { rate, stated, life } => (
                     &scripts.pace,
                     vec![keys.rates, flag],
-                    args![&*fleet.me, rate, u8::from(stated), ms(life).max(1)],
+                    args![&*fleet.me, rate, stated, ms(life).max(1)],
                 ),
                 Report::Read {
                     remaining,
@@ -903,6 +910,12 @@ fn spawn(work: impl Future<Output = ()> + Send + 'static) -> bool {
         }
         Err(_) => false,
     }
+}
+
+/// The scripts' `stated` argument: 2 for a quota the user configured, 1 for a rate the server
+/// stated, 0 for one measured or searched.
+fn stated_arg(stated: bool, configured: bool) -> u8 {
+    if configured { 2 } else { u8::from(stated) }
 }
 
 fn ms(duration: Duration) -> u64 {
@@ -968,6 +981,8 @@ enum Take {
 
 /// What a request asks the fleet.
 struct Ask {
+    /// Whether the rate is a quota the user configured.
+    configured: bool,
     /// This process's pacing of the partition: rate, stated, how long it lasts.
     rate: Option<(f64, bool, Duration)>,
     /// The request's own earliest time (backoff, hint), from now.
@@ -997,7 +1012,8 @@ enum Report {
     },
     Pace {
         rate: f64,
-        stated: bool,
+        /// The scripts' `stated` argument (see [`stated_arg`]).
+        stated: u8,
         life: Duration,
     },
     /// What a healthy answer said is left of the quota, read from the answer to the request
@@ -1022,14 +1038,33 @@ pub(crate) struct FleetState {
     fleet: Arc<Fleet>,
     /// The budget's ratio and its reserve (retries over ten seconds), if there is a budget.
     budget: Option<(f64, f64)>,
+    /// Whether answers are read for what is left of the quota.
+    follows: bool,
+    /// With `follows`, whether the server's last healthy answer said what is left
+    /// ([`UNKNOWN`] before the first): until one shows it does not, every request asks the
+    /// fleet and takes a ticket, so the fleet's first crowd is counted too (a reading of an
+    /// answer to a request that took none cannot tell which requests went after it).
+    announces: std::sync::atomic::AtomicU8,
 }
 
+/// [`FleetState::announces`]: not known yet, yes, no.
+const UNKNOWN: u8 = 0;
+const ANNOUNCES: u8 = 1;
+const SILENT: u8 = 2;
+
 impl FleetState {
-    pub(crate) fn new(local: State, fleet: &RedisFleet, budget: Option<(f64, u32)>) -> Self {
+    pub(crate) fn new(
+        local: State,
+        fleet: &RedisFleet,
+        budget: Option<(f64, u32)>,
+        follows: bool,
+    ) -> Self {
         Self {
             local,
             fleet: Arc::clone(&fleet.fleet),
             budget: budget.map(|(ratio, min)| (ratio, f64::from(min) * 10.0)),
+            follows,
+            announces: std::sync::atomic::AtomicU8::new(UNKNOWN),
         }
     }
 }
@@ -1048,7 +1083,9 @@ impl FleetState {
     pub(crate) fn throttled(&self) -> bool {
         // Both read: the flag's refresh keeps ticking while anything is throttled locally.
         let fleet = self.fleet.throttled();
-        self.local.throttled() || fleet
+        self.local.throttled()
+            || fleet
+            || (self.follows && self.announces.load(Ordering::Relaxed) == UNKNOWN)
     }
 
     /// This process's share of a fleet-wide rate while it plans alone.
@@ -1089,6 +1126,7 @@ impl FleetState {
                 .local
                 .pacing_of(&partition, now)
                 .map(|(rate, stated, ends)| (rate, stated, ends.saturating_duration_since(now))),
+            configured: self.local.configured(),
             earliest: at.saturating_duration_since(now),
             cap: rules::cap(
                 inputs.max_retry_after.unwrap_or(settings.max_retry_after),
@@ -1120,6 +1158,14 @@ impl FleetState {
     ) -> Option<Throttled> {
         if seen.signal == Signal::Healthy {
             self.fleet.deposits.fetch_add(1, Ordering::Relaxed);
+            if self.follows {
+                let said = if seen.reading.is_some() {
+                    ANNOUNCES
+                } else {
+                    SILENT
+                };
+                self.announces.store(said, Ordering::Relaxed);
+            }
         }
         // What the server says is left is the fleet's: its allowance is kept in Redis, where
         // the tickets of the whole fleet's requests are counted (not in each process: a
@@ -1147,6 +1193,10 @@ impl FleetState {
         }
         let partition = partition();
         if let Some(reading) = reading {
+            // This process's next requests ask the fleet (and take tickets) at once, not once
+            // the report landed and the flag was read again: sent unasked, they would go
+            // uncounted.
+            self.fleet.flag.store(true, Ordering::Release);
             self.fleet.report(
                 self.fleet.keys(&partition),
                 Report::Read {
@@ -1195,7 +1245,7 @@ impl FleetState {
                 {
                     report(Report::Pace {
                         rate,
-                        stated,
+                        stated: stated_arg(stated, self.local.configured()),
                         life: ends.saturating_duration_since(at),
                     });
                 }

@@ -833,6 +833,7 @@ impl RetryBuilder {
                     local.with_stable_partitions(&salt),
                     fleet,
                     self.budget,
+                    settings.hint_fields.follows(),
                 ))
             }
             None => Store::Local(local),

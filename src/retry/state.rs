@@ -285,6 +285,12 @@ impl State {
         self.gates
     }
 
+    /// Whether a quota is configured (every partition's pacing is it).
+    #[cfg(feature = "redis")]
+    pub(crate) fn configured(&self) -> bool {
+        self.quota.is_some()
+    }
+
     /// Whether a 429 starts pacing.
     #[cfg(feature = "redis")]
     pub(crate) fn pacing(&self) -> bool {

@@ -59,8 +59,6 @@ fn process(
     (fleet, layer.layer(api.clone()))
 }
 
-/// Sends requests until the fleet has answered once; then waits until its "nothing
-/// throttled" reading is no longer trusted, so the next request asks.
 /// `lanes` tasks on `stack`, each sending `each` GETs one after the other: how many ended in
 /// a 200.
 async fn lanes(stack: Stack, lanes: usize, each: usize) -> usize {
@@ -83,6 +81,8 @@ async fn lanes(stack: Stack, lanes: usize, each: usize) -> usize {
     ok
 }
 
+/// Sends requests until the fleet has answered once; then waits until its "nothing
+/// throttled" reading is no longer trusted, so the next request asks.
 async fn joined(fleet: &RedisFleet, stack: &Stack) {
     let started = Instant::now();
     while !fleet.is_connected() {
