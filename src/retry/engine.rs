@@ -46,9 +46,11 @@ pub(super) enum Next<B: Body, R, E> {
         drain: Option<R>,
     },
     /// Wait for a place under the partition's limit on requests in flight, then
-    /// [`placed`](Engine::placed) and send `body`.
+    /// [`placed`](Engine::placed) and send `body`; at `until` (the longest the request may
+    /// wait), [`no_place`](Engine::no_place).
     Acquire {
         places: Arc<Semaphore>,
+        until: Instant,
         body: ReplayBody<B>,
     },
     /// Ask a fleet's store, then [`answered`](Engine::answered).
@@ -224,7 +226,18 @@ impl<B: Body, P> Engine<B, P> {
                 self.place = Some(place);
                 Next::Send(body)
             }
-            Err(TryAcquireError::NoPermits) => Next::Acquire { places, body },
+            Err(TryAcquireError::NoPermits) => {
+                let now = Instant::now();
+                let own = self.head.extensions.get::<RetryOverrides>();
+                let most = own.and_then(|own| own.max_retry_after);
+                let most = most.unwrap_or(self.shared.settings.max_retry_after);
+                let until = super::later(now, rules::cap(most, self.deadline, now));
+                Next::Acquire {
+                    places,
+                    until,
+                    body,
+                }
+            }
             // Never closed; were it, nothing would hold the request.
             Err(TryAcquireError::Closed) => Next::Send(body),
         }
@@ -238,6 +251,17 @@ impl<B: Body, P> Engine<B, P> {
     ) -> Next<B, R, E> {
         self.place = place;
         Next::Send(body)
+    }
+
+    /// No place came free within what the request may wait (`max_retry_after`, its
+    /// deadline): it is not sent.
+    pub(super) fn no_place<R, E>(&mut self) -> Next<B, R, E> {
+        let stop = Stop {
+            reason: StopReason::CoolingDown,
+            retry_after: None,
+            status: Some(StatusCode::TOO_MANY_REQUESTS),
+        };
+        Next::Return(Err(self.cooling_down(stop)))
     }
 
     /// A wait ended after `waited`: whether `body` goes now.

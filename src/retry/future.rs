@@ -82,6 +82,8 @@ pin_project! {
         // asking is).
         Acquiring {
             place: Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>,
+            // The longest the request may wait for one.
+            until: Pin<Box<Sleep>>,
             body: ReplayBody<B>,
         },
         Done,
@@ -166,8 +168,13 @@ impl<F, B: Body, R, E> State<F, B, R, E> {
                 });
             }
             Next::Ask(asking) => self.set(State::Asking { asking }),
-            Next::Acquire { places, body } => self.set(State::Acquiring {
+            Next::Acquire {
+                places,
+                until,
+                body,
+            } => self.set(State::Acquiring {
                 place: Box::pin(places.acquire_owned()),
+                until: Box::pin(tokio::time::sleep_until(until)),
                 body,
             }),
         }
@@ -262,12 +269,11 @@ where
                         _ => continue,
                     }
                 }
-                StateProj::Acquiring { place, body } => {
-                    let Poll::Ready(place) = place.as_mut().poll(cx) else {
-                        return Poll::Pending;
-                    };
-                    this.engine.placed(place.ok(), std::mem::take(body))
-                }
+                StateProj::Acquiring { place, until, body } => match place.as_mut().poll(cx) {
+                    Poll::Ready(place) => this.engine.placed(place.ok(), std::mem::take(body)),
+                    Poll::Pending if until.as_mut().poll(cx).is_ready() => this.engine.no_place(),
+                    Poll::Pending => return Poll::Pending,
+                },
                 #[allow(clippy::panic)] // the `Future` contract: documented under Panics
                 StateProj::Done => panic!("ResponseFuture polled after it returned Ready"),
             };

@@ -448,7 +448,9 @@ impl RetryBuilder {
     /// A policy counted in requests in flight (`RateLimit-Policy: "c";q=4;qu="concurrent-requests"`)
     /// is kept as such: from the first answer that states it (and for a minute after the last),
     /// a request of that partition takes one of `q` places to be sent and gives it back at its
-    /// answer (or when dropped); the others wait for a place, first come, first served. A
+    /// answer (or when dropped); the others wait for a place, first come, first served, no
+    /// longer than `max_retry_after` or their deadline (then
+    /// [`CoolingDown`](super::RetryError::CoolingDown), 429, unsent). A
     /// place is held until the response's head, so a server that counts a request until its
     /// body is read may still see one more. Not shared through a fleet.
     ///

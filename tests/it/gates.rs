@@ -842,3 +842,39 @@ async fn a_limit_on_requests_in_flight_is_kept_from_its_first_statement() {
         "not read: {unread} refused after the first crowd"
     );
 }
+
+/// A request waiting for a place in flight waits no longer than it may wait for anything
+/// (`max_retry_after`, its deadline): then it fails with `CoolingDown` (429), unsent. A
+/// server whose answers never come cannot hold it forever.
+#[tokio::test(start_paused = true)]
+async fn a_wait_for_a_place_in_flight_is_bounded() {
+    let api = Emulator::builder()
+        .concurrency_limit(1)
+        .latency(10 * S)
+        .rate_limit_headers(true)
+        .build();
+    let layer = RetryLayer::builder()
+        .jitter(Fixed(0.5))
+        .rate_limit_headers(true)
+        .max_retry_after(2 * S)
+        .build()
+        .unwrap();
+    let client = stack_of(&layer, &api);
+    // The first answer states the limit: one in flight.
+    let res = client.clone().oneshot(get("/v1/x")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let holder = tokio::spawn(client.clone().oneshot(get("/v1/x")));
+    tokio::time::sleep(100 * MS).await;
+    let asked = Instant::now();
+    match client.clone().oneshot(get("/v1/x")).await {
+        Err(RetryError::CoolingDown { status, info }) => {
+            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(info.stop_reason(), StopReason::CoolingDown);
+            assert_eq!(info.attempts(), 0);
+        }
+        other => panic!("{:?}", other.map(|r| r.status())),
+    }
+    assert_eq!(asked.elapsed(), 2 * S);
+    assert_eq!(api.request_count(), 2, "the third was not sent");
+    assert_eq!(holder.await.unwrap().unwrap().status(), StatusCode::OK);
+}
