@@ -102,8 +102,8 @@ pub(super) struct Engine<B, P> {
     /// The ticket the attempt in flight took as it started, when answers are read for what
     /// is left of the quota (`u64::MAX`: none).
     ticket: u64,
-    /// The ticket a fleet's store handed the request for its next attempt.
-    fleet_ticket: Option<u64>,
+    /// The ticket a fleet's store handed the request for its next attempt (`u64::MAX`: none).
+    fleet_ticket: u64,
     /// Attempts sent at a pacing slot and refused with a 429: the pacer's misses (a byte:
     /// only up to `max_attempts - 1`, at most 99, count).
     misses: u8,
@@ -152,7 +152,7 @@ impl<B: Body, P> Engine<B, P> {
             last_hint: None,
             sent_at_slot: None,
             ticket: u64::MAX,
-            fleet_ticket: None,
+            fleet_ticket: u64::MAX,
             misses: 0,
             probe: false,
             slot: None,
@@ -277,7 +277,7 @@ impl<B: Body, P> Engine<B, P> {
         remote: Option<Remote>,
     ) -> Next<B, R, E> {
         let now = Instant::now();
-        self.fleet_ticket = remote.and_then(|r| r.ticket);
+        self.fleet_ticket = remote.and_then(|r| r.ticket).unwrap_or(u64::MAX);
         let plan = self.resolve(asking.inputs, remote, now);
         match asking.then {
             Then::Admit(body) => self.go(plan, body, now),
@@ -300,10 +300,9 @@ impl<B: Body, P> Engine<B, P> {
         if self.shared.settings.hint_fields.follows() {
             // A fleet counts the requests of all its processes: its store's ticket, or none
             // (the request went without asking it).
-            self.ticket = match self.fleet_ticket.take() {
-                Some(ticket) => ticket,
-                None if self.shared.state.is_fleet() => u64::MAX,
-                None => self.shared.state.local().start(),
+            self.ticket = match std::mem::replace(&mut self.fleet_ticket, u64::MAX) {
+                u64::MAX if !self.shared.state.is_fleet() => self.shared.state.local().start(),
+                ticket => ticket,
             };
         }
         span.sending(self.attempts, &self.head.method, &self.head.uri);
