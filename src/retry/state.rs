@@ -1207,6 +1207,7 @@ mod tests {
         );
         assert_eq!(probe.under_lock.load(Ordering::Relaxed), 0, "{names:?}");
     }
+
     /// A reading that comes after the stored allowance lapsed, with no plan in between to tidy
     /// it, is the server's word: it holds. Before, it was merged into the lapsed allowance,
     /// whose past reset won, and the tidy that followed dropped both.
