@@ -317,27 +317,27 @@ fn throttle(status: u16, hint: Option<u64>, quota: Option<f64>) -> Observation {
 
 /// What an `Op::Fail` or `Op::Healthy` step saw.
 fn answer(op: Op) -> Observation {
-    let (signal, unhinted, probe) = match op {
-        Op::Fail(0, probe) => (Signal::Failed, Some(StatusCode::SERVICE_UNAVAILABLE), probe),
+    let (signal, unhinted, probe, reading) = match op {
+        Op::Fail(0, probe) => (
+            Signal::Failed,
+            Some(StatusCode::SERVICE_UNAVAILABLE),
+            probe,
+            None,
+        ),
         Op::Fail(status, probe) => (
             Signal::Answered,
             Some(StatusCode::from_u16(status).unwrap()),
             probe,
+            None,
         ),
-        Op::Healthy(probe) => (Signal::Healthy, None, probe),
+        Op::Healthy(probe) => (Signal::Healthy, None, probe, None),
         Op::Read(remaining, reset, quota) => {
-            return Observation {
-                signal: Signal::Healthy,
-                slot: None,
-                probe: false,
-                reading: Some(Reading {
-                    remaining,
-                    reset: Duration::from_millis(reset),
-                    quota: quota.map(|(q, w)| (q, Duration::from_millis(w))),
-                }),
-                ticket: u64::MAX,
-                unhinted: None,
+            let reading = Reading {
+                remaining,
+                reset: Duration::from_millis(reset),
+                quota: quota.map(|(q, w)| (q, Duration::from_millis(w))),
             };
+            (Signal::Healthy, None, false, Some(reading))
         }
         _ => panic!("{op:?} is not an answer"),
     };
@@ -345,8 +345,9 @@ fn answer(op: Op) -> Observation {
         signal,
         slot: None,
         probe,
-        reading: None,
-        ticket: 0,
+        reading,
+        // Sent without a ticket.
+        ticket: u64::MAX,
         unhinted,
     }
 }

@@ -146,6 +146,9 @@ pub(crate) struct State {
     started: AtomicU64,
     /// Numbers handed out to requests as they are first planned (see [`State::lane`]).
     lanes: AtomicU64,
+    /// Whether any partition was ever told a limit on requests in flight: until then a
+    /// request that goes looks for no place (and takes no lock to look).
+    limits_in_flight: AtomicBool,
     /// Whether endpoints are told apart by the quota their answers name (the draft's fields
     /// are read, and no quota is configured: that one is the key's, whatever the endpoint).
     scoping: bool,
@@ -259,6 +262,7 @@ impl State {
             healthy: AtomicU64::new(0),
             started: AtomicU64::new(0),
             lanes: AtomicU64::new(1),
+            limits_in_flight: AtomicBool::new(false),
             scoping: settings.hint_fields.rate_limit && settings.quota.is_none(),
             routes: Mutex::default(),
             unhealthy: AtomicU64::new(0),
@@ -676,7 +680,6 @@ impl State {
 
     /// What a throttle does to `partition` (under the table's lock): its gate, its pacing;
     /// what it did, if anything.
-    #[allow(clippy::too_many_arguments)]
     fn throttle(
         &self,
         table: &mut Table,
@@ -890,11 +893,15 @@ impl State {
             }
         }
         self.throttled.store(true, Ordering::Release);
+        self.limits_in_flight.store(true, Ordering::Release);
         self.bound(&mut table, &mut Changed::default());
     }
 
     /// The places under `partition`'s limit on requests in flight, when it has one.
     pub(crate) fn places(&self, partition: &Partition) -> Option<Arc<Semaphore>> {
+        if !self.limits_in_flight.load(Ordering::Acquire) {
+            return None;
+        }
         let table = self.lock();
         let in_flight = table.held.get(partition)?.in_flight.as_ref()?;
         Some(Arc::clone(&in_flight.places))
