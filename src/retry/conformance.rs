@@ -39,7 +39,8 @@ enum Op {
     /// A healthy answer seen, by the gate's probe or not.
     Healthy(bool),
     /// A healthy answer that says what is left of the quota: remaining, reset (ms), and the
-    /// quota and its window (ms) when stated; read from a request that took no ticket.
+    /// quota and its window (ms) when stated; read from the answer to the first request
+    /// (ticket 0: every step that reads comes before any request asks).
     Read(u64, u64, Option<(u64, u64)>),
 }
 
@@ -346,8 +347,8 @@ fn answer(op: Op) -> Observation {
         slot: None,
         probe,
         reading,
-        // Sent without a ticket.
-        ticket: u64::MAX,
+        // The first request's (see `Op::Read`).
+        ticket: 0,
         unhinted,
     }
 }

@@ -2,8 +2,8 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use http::StatusCode;
@@ -62,8 +62,11 @@ pub const DEFAULT_FLEET_TIMEOUT: Duration = Duration::from_millis(50);
 ///   merged into the partition's allowance in Redis (a hash, expiring after its window), and
 ///   each request that goes while it holds takes a ticket from a counter there, in the round
 ///   trip that asks for its gate and slot; one that would go with nothing left before the
-///   reset waits for it. Readings subtract the tickets taken after their request's, as a
-///   single process's do.
+///   reset waits for it. Tickets number the requests of an origin and key, whatever quota
+///   their answers name. A reading subtracts the tickets taken after its request's, as a
+///   single process's does, and those taken before it whose answers have not come yet
+///   (processes' requests reach the server out of order). Until its report has landed, a
+///   process's reading also goes with the partition's next requests it asks about.
 /// - **Budget**: healthy answers and retries counted in per-second hashes that expire; a
 ///   retry takes one from the fleet's pooled allowance (the ratio of the fleet's healthy
 ///   answers in the last ten seconds, plus each live process's reserve) or stops. Deposits
@@ -293,6 +296,7 @@ impl RedisFleetBuilder {
                 refreshing: AtomicBool::new(false),
                 deposits: AtomicU64::new(0),
                 procs: AtomicU32::new(1),
+                carried: Mutex::new(Vec::new()),
                 scripts: Scripts::new(),
             }),
         })
@@ -333,15 +337,35 @@ pub(crate) struct Fleet {
     deposits: AtomicU64,
     /// The processes seen in the fleet over ten seconds, at the last reading.
     procs: AtomicU32,
+    /// Readings reported but not known to have landed (see [`Carried`]).
+    carried: Mutex<Vec<Carried>>,
     scripts: Scripts,
 }
+
+/// A reading on its way to Redis in the background: until its report has landed, it goes
+/// with its partition's admits too (merged before the request takes its ticket), so the
+/// requests a process asks about right after the answer are bounded by it, whichever of the
+/// two reaches Redis first. Without it, a fleet's requests went unbounded until its first
+/// reading landed, and that first window cost it refusals.
+struct Carried {
+    /// The partition's allowance key.
+    allow: String,
+    remaining: u64,
+    reset_at: Instant,
+    quota: Option<(u64, Duration)>,
+    /// The ticket of the request it answered.
+    ticket: u64,
+}
+
+/// The most readings carried at once (one per partition with a report on its way).
+const MAX_CARRIED: usize = 64;
 
 struct Scripts {
     admit: Script,
     close: Script,
     pace: Script,
     read: Script,
-    refuse: Script,
+    answered: Script,
     reopen: Script,
     release: Script,
     refresh: Script,
@@ -360,37 +384,122 @@ const EXTEND_FLAG: &str = "local function extend(flag, want)
 end
 ";
 
+/// Merges a reading into a partition's allowance as it stands now (`rules::Allowance::read`,
+/// `at`, `merge`): `merge(allow, started, in_flight, unscoped, scoped, i)` reads the reading
+/// from `ARGV[i..i + 4]`
+/// (remaining, reset in ms from now, quota with 0 for none stated, window in ms, and the
+/// ticket of the request it answered). Returns when the allowance ends for good (ms). The
+/// tickets of the requests on their way (a sorted set: the answers' reports take theirs out;
+/// the oldest beyond `MAX_IN_FLIGHT` are taken as lost) count as not seen by the server.
+const MERGE: &str = "local MAX_IN_FLIGHT = 1024
+-- What is left of allowance `a` (its `left` and `ubase` fields) now that `unscoped` requests
+-- of the origin went with no quota known: a quota an answer named (`scoped`) counts those
+-- sent since it was set, which may have been its.
+local function left_of(left, ubase, unscoped, scoped)
+  if scoped then return math.max(left - (unscoped - (tonumber(ubase) or unscoped)), 0) end
+  return left
+end
+local function merge(akey, skey, ikey, ukey, scoped, i)
+  local started = tonumber(redis.call('GET', skey) or '0')
+  local unscoped = tonumber(redis.call('GET', ukey) or '0')
+  local ticket = tonumber(ARGV[i + 4])
+  -- What the server had not seen when it answered: every request numbered after this one;
+  -- and, for a reading that starts an allowance (or replaces a refill's guess), those
+  -- numbered before it still on their way (no answer reported yet), which later readings of
+  -- the same allowance count through it (an allowance only comes down).
+  redis.call('ZREM', ikey, ticket)
+  local after = math.max(started - (ticket + 1), 0)
+  local fleft = math.max(tonumber(ARGV[i]) - after, 0)
+  local first = math.max(fleft - redis.call('ZCOUNT', ikey, '-inf', '(' .. ticket), 0)
+  local funtil = now + tonumber(ARGV[i + 1])
+  local fquota, fwindow = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  local left, till, tk, quota, window = first, funtil, ticket, fquota, fwindow
+  local since, contra, refilled = started, 0, 0
+  local a = redis.call('HMGET', akey, 'left', 'until', 'ticket', 'quota', 'window', 'since',
+    'contradicted', 'refilled', 'ubase')
+  if a[1] then
+    local sleft, still, stk = left_of(tonumber(a[1]), a[9], unscoped, scoped), tonumber(a[2]),
+      tonumber(a[3])
+    local squota, swindow = tonumber(a[4]) or 0, tonumber(a[5]) or 0
+    local ssince, scontra = tonumber(a[6]) or 0, tonumber(a[7]) or 0
+    local srefilled = tonumber(a[8]) or 0
+    local alive = true
+    if now >= still then
+      if squota > 0 and scontra == 0 and now < still + swindow then
+        sleft, still, stk, srefilled = squota, still + swindow, started, 1
+      else
+        alive = false
+      end
+    end
+    if alive then
+      if ticket < stk then
+        left, till, tk, quota, window = sleft, still, stk, squota, swindow
+        since, contra, refilled = ssince, scontra, srefilled
+      else
+        if srefilled == 0 then
+          left, till = math.min(sleft, fleft), math.min(still, funtil)
+        else
+          left = math.min(sleft, first)
+        end
+        if fquota > 0 then
+          if squota > 0 then window = math.max(fwindow, swindow) end
+        else
+          quota, window = squota, swindow
+        end
+        since, contra = ssince, scontra
+      end
+    end
+  end
+  redis.call('HSET', akey, 'left', left, 'until', till, 'ticket', tk, 'quota', quota,
+    'window', window, 'since', since, 'contradicted', contra, 'refilled', refilled, 'ubase',
+    unscoped)
+  local last = till + (quota > 0 and window or 0)
+  redis.call('PEXPIREAT', akey, math.floor(last) + 1000)
+  return last
+end
+";
+
 impl Scripts {
     fn new() -> Self {
         let script = |body: &str| Script::new(&format!("{NOW}{EXTEND_FLAG}{body}"));
+        let merging = |body: &str| Script::new(&format!("{NOW}{EXTEND_FLAG}{MERGE}{body}"));
         Self {
-            // KEYS: gate, probe, rates, tat, allow, started. ARGV: me, my rate, stated (1, 2:
+            // KEYS: gate, probe, rates, tat, allow, started, in flight, unscoped. ARGV: me, my
+            // rate, stated (1, 2:
             // configured, 0 not),
             // my rate's lifetime (ms), earliest slot (ms from now), cap (ms), take a slot (1
             // yes, 0 no, 2 only while the gate is shut: a resumed request's slot was in its
             // shadow), probe lease (ms), ask the budget (1/0), ratio, reserve, budget key
-            // prefix, answers are read for the quota (1/0).
+            // prefix, answers are read for the quota (1/0), the partition is a quota an answer
+            // named (1/0), then a reading carried (see `Carried`) as `MERGE` reads it, or -1
+            // for none.
             // Returns {code, reopen_in, asked_in, status, budget, slot_in, ticket, hold_in}:
             // code 1 closed, 2 probe granted, 3 probe out elsewhere, 0 open; budget 1 taken,
             // 0 refused, -1 not asked; slot_in the pacing slot (taken unless past the cap), -1
             // not paced; ticket the request's (see `rules::Allowance`), taken when it goes now,
             // else -1; hold_in, when nothing is left of the allowance before it would go: the
             // allowance's reset, else -1.
-            admit: script(
+            admit: merging(
                 "local follow = ARGV[13] == '1'
+-- A reading of this process's whose report may not have landed yet: merged first.
+local scoped = ARGV[14] == '1'
+if follow and tonumber(ARGV[15]) >= 0 then merge(KEYS[5], KEYS[6], KEYS[7], KEYS[8], scoped, 15) end
 -- The allowance as it stands now (rules::Allowance::at): refilled at its reset for one
 -- window when the quota is stated and no refusal contradicted it, else gone.
 local allow = nil
 if follow then
-  local a = redis.call('HMGET', KEYS[5], 'left', 'until', 'quota', 'window', 'contradicted')
+  local a = redis.call('HMGET', KEYS[5], 'left', 'until', 'quota', 'window', 'contradicted',
+    'ubase')
   if a[1] then
-    local left, till = tonumber(a[1]), tonumber(a[2])
+    local unscoped = tonumber(redis.call('GET', KEYS[8]) or '0')
+    local left, till = left_of(tonumber(a[1]), a[6], unscoped, scoped), tonumber(a[2])
     local quota, window = tonumber(a[3]) or 0, tonumber(a[4]) or 0
     if now >= till then
       if quota > 0 and a[5] ~= '1' and now < till + window then
         left, till = quota, till + window
         local started = tonumber(redis.call('GET', KEYS[6]) or '0')
-        redis.call('HSET', KEYS[5], 'left', left, 'until', till, 'ticket', started, 'refilled', 1)
+        redis.call('HSET', KEYS[5], 'left', left, 'until', till, 'ticket', started, 'refilled', 1,
+          'ubase', unscoped)
       else
         redis.call('DEL', KEYS[5])
         left = nil
@@ -412,6 +521,15 @@ local function finish(code, reopen_in, asked_in, status, budget, slot_in)
     elseif at_in <= 0 then
       ticket = redis.call('INCR', KEYS[6]) - 1
       redis.call('PEXPIRE', KEYS[6], 3600000)
+      redis.call('ZADD', KEYS[7], ticket, ticket)
+      redis.call('PEXPIRE', KEYS[7], 60000)
+      if redis.call('ZCARD', KEYS[7]) > MAX_IN_FLIGHT then
+        redis.call('ZREMRANGEBYRANK', KEYS[7], 0, -MAX_IN_FLIGHT - 1)
+      end
+      if not scoped then
+        redis.call('INCR', KEYS[8])
+        redis.call('PEXPIRE', KEYS[8], 3600000)
+      end
       if allow and now < allow[2] then redis.call('HINCRBY', KEYS[5], 'left', -1) end
     end
   end
@@ -519,60 +637,21 @@ if redis.call('PTTL', KEYS[1]) < life then redis.call('PEXPIRE', KEYS[1], life) 
 extend(KEYS[2], life)
 return 1",
             ),
-            // KEYS: allow, started, flag. ARGV: remaining, reset (ms), quota (0: none stated),
-            // window (ms), ticket (-1: unknown, taken as the latest). A reading merged into the
-            // allowance as it stands now (rules::Allowance::read, at, merge).
-            read: script(
-                "local started = tonumber(redis.call('GET', KEYS[2]) or '0')
-local ticket = tonumber(ARGV[5])
-if ticket < 0 then ticket = started end
-local fleft = math.max(tonumber(ARGV[1]) - math.max(started - (ticket + 1), 0), 0)
-local funtil = now + tonumber(ARGV[2])
-local fquota, fwindow = tonumber(ARGV[3]), tonumber(ARGV[4])
-local left, till, tk, quota, window = fleft, funtil, ticket, fquota, fwindow
-local since, contra, refilled = started, 0, 0
-local a = redis.call('HMGET', KEYS[1], 'left', 'until', 'ticket', 'quota', 'window', 'since',
-  'contradicted', 'refilled')
-if a[1] then
-  local sleft, still, stk = tonumber(a[1]), tonumber(a[2]), tonumber(a[3])
-  local squota, swindow = tonumber(a[4]) or 0, tonumber(a[5]) or 0
-  local ssince, scontra, srefilled = tonumber(a[6]) or 0, tonumber(a[7]) or 0, tonumber(a[8]) or 0
-  local alive = true
-  if now >= still then
-    if squota > 0 and scontra == 0 and now < still + swindow then
-      sleft, still, stk, srefilled = squota, still + swindow, started, 1
-    else
-      alive = false
-    end
-  end
-  if alive then
-    if ticket < stk then
-      left, till, tk, quota, window = sleft, still, stk, squota, swindow
-      since, contra, refilled = ssince, scontra, srefilled
-    else
-      left = math.min(sleft, fleft)
-      if srefilled == 0 then till = math.min(still, funtil) end
-      if fquota > 0 then
-        if squota > 0 then window = math.max(fwindow, swindow) end
-      else
-        quota, window = squota, swindow
-      end
-      since, contra = ssince, scontra
-    end
-  end
-end
-redis.call('HSET', KEYS[1], 'left', left, 'until', till, 'ticket', tk, 'quota', quota,
-  'window', window, 'since', since, 'contradicted', contra, 'refilled', refilled)
-local last = till + (quota > 0 and window or 0)
-redis.call('PEXPIREAT', KEYS[1], math.floor(last) + 1000)
-extend(KEYS[3], last - now)
+            // KEYS: allow, started, in flight, unscoped, flag. ARGV: remaining, reset (ms), quota
+            // (0: none stated), window (ms), the ticket of the request it answered, the
+            // partition is a quota an answer named (1/0).
+            read: merging(
+                "local last = merge(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[6] == '1', 1)
+extend(KEYS[5], last - now)
 return 1",
             ),
-            // KEYS: allow. ARGV: ticket. A refusal of a request sent under the allowance
-            // contradicts it (rules::Allowance::refused).
-            refuse: script(
-                "local since = redis.call('HGET', KEYS[1], 'since')
-if since and tonumber(ARGV[1]) >= tonumber(since) then
+            // KEYS: allow, in flight. ARGV: ticket, refused (1/0). A request with a ticket
+            // was answered without a reading: it is no longer on its way; and a refusal of one
+            // sent under the allowance contradicts it (rules::Allowance::refused).
+            answered: script(
+                "redis.call('ZREM', KEYS[2], ARGV[1])
+local since = redis.call('HGET', KEYS[1], 'since')
+if ARGV[2] == '1' and since and tonumber(ARGV[1]) >= tonumber(since) then
   redis.call('HSET', KEYS[1], 'contradicted', 1)
 end
 return 1",
@@ -619,8 +698,17 @@ struct Keys {
     tat: String,
     /// What the server said is left of the quota (see `rules::Allowance`).
     allow: String,
-    /// The tickets handed out to requests as they go.
+    /// The tickets handed out to requests as they go (one numbering for every quota of the
+    /// origin and credential).
     started: String,
+    /// The tickets of requests on their way (no answer reported yet).
+    in_flight: String,
+    /// How many requests of the origin went with no quota named (the first to a path, before
+    /// its answer said which quota it counts against).
+    unscoped: String,
+    /// Whether the partition is a quota an answer named: its allowance counts the requests
+    /// that went unscoped since it was set, which may have been its.
+    scoped: bool,
 }
 
 impl Fleet {
@@ -633,13 +721,20 @@ impl Fleet {
     /// fleet's flag and budget, runs on one node.
     fn keys(&self, partition: &Partition) -> Keys {
         let base = format!("{{{}}}:p:{}", self.prefix, partition.fleet_name());
+        let origin = format!("{{{}}}:p:{}", self.prefix, partition.fleet_base());
         Keys {
             gate: format!("{base}:gate"),
             probe: format!("{base}:probe"),
             rates: format!("{base}:rates"),
             tat: format!("{base}:tat"),
             allow: format!("{base}:allow"),
-            started: format!("{base}:started"),
+            // One numbering for the origin and credential, whatever quota a request counts
+            // against: a request is numbered before its answer says which (endpoint quotas),
+            // and a reading subtracts every request numbered after its own.
+            started: format!("{origin}:started"),
+            in_flight: format!("{origin}:in_flight"),
+            unscoped: format!("{origin}:unscoped"),
+            scoped: partition.is_scoped(),
         }
     }
 
@@ -816,8 +911,20 @@ impl Fleet {
             ask.budget.map_or(0.0, |(ratio, _)| ratio),
             ask.budget.map_or(0.0, |(_, reserve)| reserve),
             self.budget_prefix(),
-            u8::from(ask.follow)
+            u8::from(ask.follow),
+            u8::from(keys.scoped)
         ];
+        let mut args = args;
+        match self.carried(&keys.allow, ask.follow) {
+            Some(c) => args.extend(args![
+                c.remaining,
+                ms(c.reset_at.saturating_duration_since(Instant::now())),
+                c.quota.map_or(0, |(q, _)| q),
+                c.quota.map_or(0, |(_, w)| ms(w)),
+                c.ticket
+            ]),
+            None => args.extend(args![-1]),
+        }
         let keys = [
             &*keys.gate,
             &keys.probe,
@@ -825,18 +932,83 @@ impl Fleet {
             &keys.tat,
             &keys.allow,
             &keys.started,
+            &keys.in_flight,
+            &keys.unscoped,
         ];
         let reply: Vec<i64> = self.call(&self.scripts.admit, &keys, &args).await?;
         Some(decode_admit(&reply, Instant::now()))
     }
 
+    /// The reading carried for the partition whose allowance is `allow`, if answers are read.
+    fn carried(&self, allow: &str, follow: bool) -> Option<Carried> {
+        if !follow {
+            return None;
+        }
+        let now = Instant::now();
+        let carried = self.carried.lock().unwrap_or_else(PoisonError::into_inner);
+        // One whose reset passed says nothing of the allowance now.
+        let found = carried
+            .iter()
+            .find(|c| c.allow == allow && c.reset_at > now);
+        found.map(|c| Carried {
+            allow: String::new(),
+            ..*c
+        })
+    }
+
+    /// Carries `reading` for its partition until its report lands (a newer one replaces an
+    /// older: it supersedes it in Redis as well).
+    fn carry(&self, reading: Carried) {
+        let mut carried = self.carried.lock().unwrap_or_else(PoisonError::into_inner);
+        match carried.iter_mut().find(|c| c.allow == reading.allow) {
+            Some(c) if c.ticket <= reading.ticket => *c = reading,
+            Some(_) => {}
+            None => {
+                if carried.len() == MAX_CARRIED {
+                    carried.remove(0);
+                }
+                carried.push(reading);
+            }
+        }
+    }
+
+    /// The report of the reading of the answer to `ticket` landed (or failed: then the
+    /// process plans alone): it is no longer carried, unless a newer one replaced it.
+    fn landed(&self, allow: &str, ticket: u64) {
+        let mut carried = self.carried.lock().unwrap_or_else(PoisonError::into_inner);
+        carried.retain(|c| c.allow != allow || c.ticket != ticket);
+    }
+
     /// Writes what an attempt showed, in the background.
     fn report(self: &Arc<Self>, keys: Keys, report: Report) {
+        // Without a runtime nothing is shared: the local state has it all.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         if !self.may_ask() {
             return;
         }
+        // A reading goes with the partition's admits until its report landed.
+        let landing = match &report {
+            Report::Read {
+                remaining,
+                reset,
+                quota,
+                ticket,
+            } => {
+                self.carry(Carried {
+                    allow: keys.allow.clone(),
+                    remaining: *remaining,
+                    reset_at: super::later(Instant::now(), *reset),
+                    quota: *quota,
+                    ticket: *ticket,
+                });
+                Some((keys.allow.clone(), *ticket))
+            }
+            _ => None,
+        };
         let fleet = Arc::clone(self);
-        spawn(async move {
+        drop(runtime.spawn(async move {
             let scripts = &fleet.scripts;
             let flag = fleet.flag_key();
             let (script, keys, args) = match report {
@@ -868,16 +1040,27 @@ impl Fleet {
                     ticket,
                 } => (
                     &scripts.read,
-                    vec![keys.allow, keys.started, flag],
+                    vec![
+                        keys.allow,
+                        keys.started,
+                        keys.in_flight,
+                        keys.unscoped,
+                        flag,
+                    ],
                     args![
                         remaining,
                         ms(reset),
                         quota.map_or(0, |(q, _)| q),
                         quota.map_or(0, |(_, w)| ms(w)),
-                        ticket.map_or(-1, |t| i64::try_from(t).unwrap_or(i64::MAX))
+                        ticket,
+                        u8::from(keys.scoped)
                     ],
                 ),
-                Report::Refuse { ticket } => (&scripts.refuse, vec![keys.allow], args![ticket]),
+                Report::Answered { ticket, refused } => (
+                    &scripts.answered,
+                    vec![keys.allow, keys.in_flight],
+                    args![ticket, u8::from(refused)],
+                ),
                 Report::Reopen => (&scripts.reopen, vec![keys.gate, keys.probe], Vec::new()),
                 Report::Release => (&scripts.release, vec![keys.probe], args![&*fleet.me]),
             };
@@ -886,7 +1069,10 @@ impl Fleet {
             if done.is_some() {
                 fleet.flag.store(true, Ordering::Release);
             }
-        });
+            if let Some((allow, ticket)) = landing {
+                fleet.landed(&allow, ticket);
+            }
+        }));
     }
 }
 
@@ -1017,16 +1203,17 @@ enum Report {
         life: Duration,
     },
     /// What a healthy answer said is left of the quota, read from the answer to the request
-    /// with `ticket` (`None`: it took none in the fleet).
+    /// with `ticket` (in the partition's numbering).
     Read {
         remaining: u64,
         reset: Duration,
         quota: Option<(u64, Duration)>,
-        ticket: Option<u64>,
-    },
-    /// A refusal of the request with `ticket`.
-    Refuse {
         ticket: u64,
+    },
+    /// The request with `ticket` was answered without a reading (`refused`: a 429 or 503).
+    Answered {
+        ticket: u64,
+        refused: bool,
     },
     Reopen,
     Release,
@@ -1041,9 +1228,11 @@ pub(crate) struct FleetState {
     /// Whether answers are read for what is left of the quota.
     follows: bool,
     /// With `follows`, whether the server's last healthy answer said what is left
-    /// ([`UNKNOWN`] before the first): until one shows it does not, every request asks the
-    /// fleet and takes a ticket, so the fleet's first crowd is counted too (a reading of an
-    /// answer to a request that took none cannot tell which requests went after it).
+    /// ([`UNKNOWN`] before the first): unless the last showed it does not, every request asks
+    /// the fleet and takes a ticket, so the fleet's first crowd is counted too (a reading of
+    /// an answer to a request that took none cannot tell which requests went after it), and
+    /// no request goes unnumbered because the cached "anything throttled?" was read before
+    /// the first reading reached Redis.
     announces: std::sync::atomic::AtomicU8,
 }
 
@@ -1085,7 +1274,7 @@ impl FleetState {
         let fleet = self.fleet.throttled();
         self.local.throttled()
             || fleet
-            || (self.follows && self.announces.load(Ordering::Relaxed) == UNKNOWN)
+            || (self.follows && self.announces.load(Ordering::Relaxed) != SILENT)
     }
 
     /// This process's share of a fleet-wide rate while it plans alone.
@@ -1183,11 +1372,13 @@ impl FleetState {
         };
         // A ticket the fleet handed out (`u64::MAX`: none; see `Engine::send`).
         let ticket = Some(seen.ticket).filter(|t| *t != u64::MAX);
-        let refused = matches!(seen.signal, Signal::Throttled { .. }) && ticket.is_some();
-        let reports = matches!(seen.signal, Signal::Throttled { .. })
+        let refused = matches!(seen.signal, Signal::Throttled { .. });
+        // An answer to a request the fleet numbered takes it off the requests on their way.
+        let reports = refused
             || seen.probe
             || seen.unhinted.is_some()
-            || reading.is_some();
+            || reading.is_some()
+            || ticket.is_some();
         if !reports || !self.fleet.may_ask() {
             return self.local.observe(seen, partition, now);
         }
@@ -1197,19 +1388,28 @@ impl FleetState {
             // the report landed and the flag was read again: sent unasked, they would go
             // uncounted.
             self.fleet.flag.store(true, Ordering::Release);
+            // Only the reading of a request the fleet numbered is merged: one that took no
+            // ticket cannot say which requests went after it (and the next request, asked, is
+            // numbered).
+            if let Some(ticket) = ticket {
+                self.fleet.report(
+                    self.fleet.keys(&partition),
+                    Report::Read {
+                        remaining: reading.remaining,
+                        reset: reading.reset,
+                        quota: reading.quota,
+                        ticket,
+                    },
+                );
+            }
+        }
+        if let Some(ticket) = ticket
+            && (refused || reading.is_none())
+        {
             self.fleet.report(
                 self.fleet.keys(&partition),
-                Report::Read {
-                    remaining: reading.remaining,
-                    reset: reading.reset,
-                    quota: reading.quota,
-                    ticket,
-                },
+                Report::Answered { ticket, refused },
             );
-        }
-        if refused && let Some(ticket) = ticket {
-            self.fleet
-                .report(self.fleet.keys(&partition), Report::Refuse { ticket });
         }
         let throttled = self.local.observe(seen, || partition.clone(), &now);
         let report = |report| self.fleet.report(self.fleet.keys(&partition), report);

@@ -57,11 +57,23 @@ impl Partition {
     /// named one.
     #[cfg(feature = "redis")]
     pub(crate) fn fleet_name(&self) -> String {
-        let origin = self.origin.as_ref().map_or("-".into(), ToString::to_string);
         match self.scope {
-            0 => format!("{origin}|{:032x}", self.credential),
-            scope => format!("{origin}|{:032x}|{scope:016x}", self.credential),
+            0 => self.fleet_base(),
+            scope => format!("{}|{scope:016x}", self.fleet_base()),
         }
+    }
+
+    /// Whether the partition is a quota an answer named (not the origin's and credential's).
+    #[cfg(feature = "redis")]
+    pub(crate) fn is_scoped(&self) -> bool {
+        self.scope != 0
+    }
+
+    /// The name of the origin and credential in a fleet's shared store, whatever the quota.
+    #[cfg(feature = "redis")]
+    pub(crate) fn fleet_base(&self) -> String {
+        let origin = self.origin.as_ref().map_or("-".into(), ToString::to_string);
+        format!("{origin}|{:032x}", self.credential)
     }
 
     /// How metrics name the partition: its origin and the first 32 bits of the keyed
