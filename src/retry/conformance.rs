@@ -34,6 +34,14 @@ enum Op {
     Ask { retry: bool, want: Want },
     /// A request that waited for its pacing slot (of the first schedule) asks again.
     Resume(Want),
+    /// Request number `id` of `priority` asks to go (`resume`: it waited for its slot, of the
+    /// first schedule, and asks again), and is expected to.
+    Lane {
+        id: u64,
+        priority: u8,
+        resume: bool,
+        want: Want,
+    },
     /// An un-hinted failure seen (a status, or 0 for no answer), by the gate's probe or not.
     Fail(u16, bool),
     /// A healthy answer seen, by the gate's probe or not.
@@ -60,6 +68,16 @@ struct Scenario {
     /// A quota the layers were configured with: requests a second.
     quota: Option<u32>,
     steps: &'static [(u64, Op)],
+}
+
+/// Request `id` of `priority` (resumed when `resume`) goes at `at`.
+const fn lane(id: u64, priority: u8, resume: bool, at: u64) -> Op {
+    Op::Lane {
+        id,
+        priority,
+        resume,
+        want: Want::Go { at, probe: false },
+    }
 }
 
 const fn go(at: u64) -> Op {
@@ -113,6 +131,19 @@ const TABLE: &[Scenario] = &[
         quota: None,
         name: "an allowance lapses at its reset when no quota is stated",
         steps: &[(0, Op::Read(0, 400, None)), (100, go(400)), (500, go(500))],
+    },
+    Scenario {
+        quota: Some(20),
+        name: "a higher priority takes the earliest slot waiting requests hold; they move one later",
+        // 50.5 ms apart: 3 waits for the fresh slot the interactive request was given.
+        steps: &[
+            (0, lane(1, 128, false, 0)),
+            (0, lane(2, 128, false, 51)),
+            (0, lane(3, 128, false, 101)),
+            (0, lane(4, 192, false, 51)),
+            (60, lane(2, 128, true, 101)),
+            (110, lane(3, 128, true, 152)),
+        ],
     },
     Scenario {
         quota: Some(20),
@@ -286,6 +317,19 @@ fn resumed(now: Instant) -> Inputs {
     }
 }
 
+/// What an `Op::Lane` step plans, at `now`.
+fn laned(now: Instant, id: u64, priority: u8, resume: bool) -> Inputs {
+    let asked = if resume {
+        resumed(now)
+    } else {
+        Inputs::fresh(now)
+    };
+    Inputs {
+        lane: Some((id, super::rules::rank(false, priority))),
+        ..asked
+    }
+}
+
 /// The request a step plans, at `now`.
 fn inputs(now: Instant, retry: bool) -> Inputs {
     if !retry {
@@ -392,10 +436,16 @@ fn the_local_store_keeps_the_contract() {
                 Op::Fail(..) | Op::Healthy(_) | Op::Read(..) => {
                     store.observe(&answer(op), || partition.clone(), || now);
                 }
-                Op::Ask { .. } | Op::Resume(_) => {
+                Op::Ask { .. } | Op::Resume(_) | Op::Lane { .. } => {
                     let (asked, want) = match op {
                         Op::Ask { retry, want } => (inputs(now, retry), want),
                         Op::Resume(want) => (resumed(now), want),
+                        Op::Lane {
+                            id,
+                            priority,
+                            resume,
+                            want,
+                        } => (laned(now, id, priority, resume), want),
                         _ => unreachable!(),
                     };
                     let Planned::Now(plan) = store.plan(settings, || partition.clone(), &asked)
@@ -475,10 +525,17 @@ async fn fleet_keeps_the_contract(fleet: impl Fn() -> super::RedisFleetBuilder) 
                     store_a.observe(&answer(op), || partition.clone(), Instant::now);
                     tokio::time::sleep(20 * MS).await;
                 }
-                Op::Ask { .. } | Op::Resume(_) => {
+                Op::Ask { .. } | Op::Resume(_) | Op::Lane { .. } => {
+                    let now = Instant::now();
                     let (asked, want) = match op {
-                        Op::Ask { retry, want } => (inputs(Instant::now(), retry), want),
-                        Op::Resume(want) => (resumed(Instant::now()), want),
+                        Op::Ask { retry, want } => (inputs(now, retry), want),
+                        Op::Resume(want) => (resumed(now), want),
+                        Op::Lane {
+                            id,
+                            priority,
+                            resume,
+                            want,
+                        } => (laned(now, id, priority, resume), want),
                         _ => unreachable!(),
                     };
                     let Planned::Ask(question) =

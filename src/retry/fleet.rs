@@ -459,31 +459,111 @@ local function merge(akey, skey, ikey, ukey, scoped, i)
 end
 ";
 
+/// The partition's waiting requests and their slots, as `rules::Lanes` keeps them (one JSON
+/// string: `s` the slots given out, earliest first, `h` their holders `{id, rank, passed}` in
+/// the order they go), for priorities across the fleet. Needs `now`; `{max_passed}` and
+/// `{forget}` are filled in from the local rules.
+const LANES: &str = "local function lanes_load(key)
+  local raw = redis.call('GET', key)
+  if not raw then return {s = {}, h = {}} end
+  local ok, l = pcall(cjson.decode, raw)
+  if not ok or type(l) ~= 'table' or type(l.s) ~= 'table' or type(l.h) ~= 'table'
+    or #l.s ~= #l.h then
+    return {s = {}, h = {}}
+  end
+  return l
+end
+local function lanes_save(key, l)
+  if #l.h == 0 then
+    redis.call('DEL', key)
+  else
+    local keep = math.max(math.floor(l.s[#l.s] - now) + {forget}, 1)
+    redis.call('SET', key, cjson.encode(l), 'PX', keep)
+  end
+end
+local function lanes_went(l, id)
+  for i = 1, #l.h do
+    if l.h[i][1] == id then
+      table.remove(l.h, i)
+      table.remove(l.s, i)
+      return
+    end
+  end
+end
+local function lanes_when(l, id)
+  for i = 1, #l.h do
+    if l.h[i][1] == id then return l.s[i] end
+  end
+  return nil
+end
+-- Request `id` of `rank`, not to go before `earliest`, takes a slot; the schedule gave out
+-- `fresh` for it. Returns the slot it holds: an earlier one held by requests it ranks above
+-- (each of them moves one slot later), or `fresh`.
+local function lanes_take(l, id, rank, earliest, fresh)
+  while #l.s > 0 and l.s[1] < now - {forget} do
+    table.remove(l.s, 1)
+    table.remove(l.h, 1)
+  end
+  lanes_went(l, id)
+  local k = #l.s + 1
+  for i = 1, #l.s do
+    if l.s[i] > fresh then
+      k = i
+      break
+    end
+  end
+  table.insert(l.s, k, fresh)
+  local after = 0
+  for i = #l.h, 1, -1 do
+    if l.h[i][2] >= rank or l.h[i][3] >= {max_passed} then
+      after = i
+      break
+    end
+  end
+  local before = 0
+  for i = 1, #l.s do
+    if l.s[i] < earliest then before = i else break end
+  end
+  local index = math.min(math.max(after, before) + 1, #l.h + 1)
+  for i = index, #l.h do l.h[i][3] = l.h[i][3] + 1 end
+  table.insert(l.h, index, {id, rank, 0})
+  return l.s[index]
+end
+";
+
 impl Scripts {
     fn new() -> Self {
         let script = |body: &str| Script::new(&format!("{NOW}{EXTEND_FLAG}{body}"));
         let merging = |body: &str| Script::new(&format!("{NOW}{EXTEND_FLAG}{MERGE}{body}"));
+        let lanes = LANES
+            .replace("{max_passed}", &rules::MAX_PASSED.to_string())
+            .replace("{forget}", &super::pacer::FORGET.as_millis().to_string());
+        let admitting =
+            |body: &str| Script::new(&format!("{NOW}{EXTEND_FLAG}{MERGE}{lanes}{body}"));
         Self {
-            // KEYS: gate, probe, rates, tat, allow, started, in flight, unscoped. ARGV: me, my
-            // rate, stated (1, 2:
-            // configured, 0 not),
-            // my rate's lifetime (ms), earliest slot (ms from now), cap (ms), take a slot (1
-            // yes, 0 no, 2 only while the gate is shut: a resumed request's slot was in its
-            // shadow), probe lease (ms), ask the budget (1/0), ratio, reserve, budget key
-            // prefix, answers are read for the quota (1/0), the partition is a quota an answer
-            // named (1/0), then a reading carried (see `Carried`) as `MERGE` reads it, or -1
-            // for none.
-            // Returns {code, reopen_in, asked_in, status, budget, slot_in, ticket, hold_in}:
-            // code 1 closed, 2 probe granted, 3 probe out elsewhere, 0 open; budget 1 taken,
-            // 0 refused, -1 not asked; slot_in the pacing slot (taken unless past the cap), -1
-            // not paced; ticket the request's (see `rules::Allowance`), taken when it goes now,
-            // else -1; hold_in, when nothing is left of the allowance before it would go: the
-            // allowance's reset, else -1.
-            admit: merging(
+            // KEYS: gate, probe, rates, tat, allow, started, in flight, unscoped, lanes. ARGV:
+            // me, my rate, stated (1, 2: configured, 0 not), my rate's lifetime (ms), earliest
+            // slot (ms from now), cap (ms), take a slot (1 yes, 0 no, 2 only while the gate is
+            // shut: a resumed request's slot was in its shadow), probe lease (ms), ask the
+            // budget (1/0), ratio, reserve, budget key prefix, answers are read for the quota
+            // (1/0), the partition is a quota an answer named (1/0), the request's number in
+            // this process ('' for none) and its rank (see `LANES`), then a reading carried
+            // (see `Carried`) as `MERGE` reads it, or -1 for none.
+            // Returns {code, reopen_in, asked_in, status, budget, slot_in, ticket, hold_in,
+            // held_in}: code 1 closed, 2 probe granted, 3 probe out elsewhere, 0 open; budget 1
+            // taken, 0 refused, -1 not asked; slot_in the pacing slot (taken unless past the
+            // cap), -1 not paced; ticket the request's (see `rules::Allowance`), taken when it
+            // goes now, else -1; hold_in, when nothing is left of the allowance before it
+            // would go: the allowance's reset, else -1; held_in, for a resumed request whose
+            // slot a request ranking above it moved later: where it is now, else -1.
+            admit: admitting(
                 "local follow = ARGV[13] == '1'
--- A reading of this process's whose report may not have landed yet: merged first.
 local scoped = ARGV[14] == '1'
-if follow and tonumber(ARGV[15]) >= 0 then merge(KEYS[5], KEYS[6], KEYS[7], KEYS[8], scoped, 15) end
+-- The request's name in the lanes (this process's and its number) and rank, if it has one.
+local lane = ARGV[15] ~= '' and (ARGV[1] .. ':' .. ARGV[15]) or nil
+local rank = tonumber(ARGV[16]) or 0
+-- A reading of this process's whose report may not have landed yet: merged first.
+if follow and tonumber(ARGV[17]) >= 0 then merge(KEYS[5], KEYS[6], KEYS[7], KEYS[8], scoped, 17) end
 -- The allowance as it stands now (rules::Allowance::at): refilled at its reset for one
 -- window when the quota is stated and no refusal contradicted it, else gone.
 local allow = nil
@@ -510,10 +590,10 @@ if follow then
 end
 -- A request that goes now takes a ticket, and one of what is left before the reset; one
 -- that would go before the reset with nothing left is held until it.
-local function finish(code, reopen_in, asked_in, status, budget, slot_in)
+local function finish(code, reopen_in, asked_in, status, budget, slot_in, held_in)
   local ticket, hold_in = -1, -1
   if follow then
-    local at_in = tonumber(ARGV[5])
+    local at_in = math.max(tonumber(ARGV[5]), held_in)
     if code == 1 then at_in = math.max(at_in, asked_in) end
     if slot_in >= 0 then at_in = math.max(at_in, slot_in) end
     if allow and allow[1] <= 0 and now + at_in < allow[2] then
@@ -533,7 +613,7 @@ local function finish(code, reopen_in, asked_in, status, budget, slot_in)
       if allow and now < allow[2] then redis.call('HINCRBY', KEYS[5], 'left', -1) end
     end
   end
-  return {code, reopen_in, asked_in, status, budget, slot_in, ticket, hold_in}
+  return {code, reopen_in, asked_in, status, budget, slot_in, ticket, hold_in, held_in}
 end
 local my_rate = tonumber(ARGV[2])
 if my_rate > 0 then
@@ -551,7 +631,7 @@ if gate[1] then
   elseif now < asked then
     asked_in = asked - now
     if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[8]) then
-      return {3, 0, asked_in, status, -1, -1, -1, -1}
+      return {3, 0, asked_in, status, -1, -1, -1, -1, -1}
     end
     code = 2
   end
@@ -572,14 +652,27 @@ if ARGV[9] == '1' then
   -- The processes' allowances pooled: the ratio of the fleet's healthy answers, and each
   -- process's reserve.
   if retries + 1 > tonumber(ARGV[10]) * ok + tonumber(ARGV[11]) * math.max(procs, 1) then
-    return {code, reopen_in, asked_in, status, 0, -1, -1, -1}
+    return {code, reopen_in, asked_in, status, 0, -1, -1, -1, -1}
   end
   redis.call('HINCRBY', ARGV[12] .. sec, 'retries', 1)
   redis.call('EXPIRE', ARGV[12] .. sec, 20)
   budget = 1
 end
 if code == 2 or ARGV[7] == '0' or (ARGV[7] == '2' and code ~= 1) then
-  return finish(code, reopen_in, asked_in, status, budget, -1)
+  -- A resumed request asks where its slot is now: one ranking above it may have moved it
+  -- later; else it goes, and holds it no more.
+  local held_in = -1
+  if lane and ARGV[7] == '2' and redis.call('EXISTS', KEYS[9]) == 1 then
+    local l = lanes_load(KEYS[9])
+    local held = lanes_when(l, lane)
+    if held and held > now then
+      held_in = math.ceil(held - now)
+    elseif held then
+      lanes_went(l, lane)
+      lanes_save(KEYS[9], l)
+    end
+  end
+  return finish(code, reopen_in, asked_in, status, budget, -1, held_in)
 end
 local entries = redis.call('HGETALL', KEYS[3])
 local stated, measured, configured = 0, 0, false
@@ -596,7 +689,7 @@ local rate = stated > 0 and stated or measured
 -- While an allowance holds, only a configured quota paces: what the server says is left is
 -- better than a pace learned or taken from its refusals.
 if allow and not allow[3] and not configured then rate = 0 end
-if rate <= 0 then return finish(code, reopen_in, asked_in, status, budget, -1) end
+if rate <= 0 then return finish(code, reopen_in, asked_in, status, budget, -1, -1) end
 -- A request held by the gate takes its slot after the gate, as the local pacer does.
 local earliest = tonumber(ARGV[5])
 if code == 1 then earliest = math.max(earliest, asked_in) end
@@ -604,12 +697,22 @@ local slot = math.max(tonumber(redis.call('GET', KEYS[4]) or '0'), now + earlies
 if slot - now <= tonumber(ARGV[6]) then
   local next = slot + 1000 / rate
   redis.call('SET', KEYS[4], tostring(next), 'PX', math.floor(next - now) + 60000)
+  -- One that waits holds its slot in the lanes, which decide it (one going now holds none).
+  if lane and slot > now then
+    local l = lanes_load(KEYS[9])
+    slot = lanes_take(l, lane, rank, now + earliest, slot)
+    lanes_save(KEYS[9], l)
+  elseif lane and redis.call('EXISTS', KEYS[9]) == 1 then
+    local l = lanes_load(KEYS[9])
+    lanes_went(l, lane)
+    lanes_save(KEYS[9], l)
+  end
 end
 -- Past the cap the slot is reported, not taken: the request will not wait for it.
 if slot - now > tonumber(ARGV[6]) then
-  return {code, reopen_in, asked_in, status, budget, math.ceil(slot - now), -1, -1}
+  return {code, reopen_in, asked_in, status, budget, math.ceil(slot - now), -1, -1, -1}
 end
-return finish(code, reopen_in, asked_in, status, budget, math.ceil(slot - now))",
+return finish(code, reopen_in, asked_in, status, budget, math.ceil(slot - now), -1)",
             ),
             // KEYS: gate, probe, flag. ARGV: reopen_in, asked_in, status, was the probe (1/0).
             close: script(
@@ -709,6 +812,8 @@ struct Keys {
     /// Whether the partition is a quota an answer named: its allowance counts the requests
     /// that went unscoped since it was set, which may have been its.
     scoped: bool,
+    /// The requests waiting for the partition's slots, by priority (see `LANES`).
+    lanes: String,
 }
 
 impl Fleet {
@@ -734,6 +839,7 @@ impl Fleet {
             started: format!("{origin}:started"),
             in_flight: format!("{origin}:in_flight"),
             unscoped: format!("{origin}:unscoped"),
+            lanes: format!("{base}:lanes"),
             scoped: partition.is_scoped(),
         }
     }
@@ -912,7 +1018,9 @@ impl Fleet {
             ask.budget.map_or(0.0, |(_, reserve)| reserve),
             self.budget_prefix(),
             u8::from(ask.follow),
-            u8::from(keys.scoped)
+            u8::from(keys.scoped),
+            ask.lane.map_or(String::new(), |(lane, _)| lane.to_string()),
+            ask.lane.map_or(0, |(_, rank)| rank)
         ];
         let mut args = args;
         match self.carried(&keys.allow, ask.follow) {
@@ -934,6 +1042,7 @@ impl Fleet {
             &keys.started,
             &keys.in_flight,
             &keys.unscoped,
+            &keys.lanes,
         ];
         let reply: Vec<i64> = self.call(&self.scripts.admit, &keys, &args).await?;
         Some(decode_admit(&reply, Instant::now()))
@@ -1113,8 +1222,9 @@ fn ms(duration: Duration) -> u64 {
 const BREAKER: u16 = 1000;
 
 /// The admit script's reply `{code, reopen_in, asked_in, status, budget, slot_in, ticket,
-/// hold_in}` (see `Scripts::admit`), read at `now`: whatever Redis sends, a gate, a slot, a
-/// budget answer, a ticket and a hold (a field missing or out of range reads as nothing held).
+/// hold_in, held_in}` (see `Scripts::admit`), read at `now`: whatever Redis sends, a gate, a
+/// slot, a budget answer, a ticket, a hold and a moved slot (a field missing or out of range
+/// reads as nothing held).
 fn decode_admit(reply: &[i64], now: Instant) -> Remote {
     let field = |i: usize| reply.get(i).copied().unwrap_or(0);
     let after = |v: i64| super::later(now, Duration::from_millis(u64::try_from(v).unwrap_or(0)));
@@ -1141,7 +1251,9 @@ fn decode_admit(reply: &[i64], now: Instant) -> Remote {
     };
     Remote {
         gate,
-        slot: Some(field(5)).filter(|slot| *slot >= 0).map(after),
+        slot: Some(reply.get(5).copied().unwrap_or(-1))
+            .filter(|slot| *slot >= 0)
+            .map(after),
         budget: match field(4) {
             1 => Some(true),
             0 => Some(false),
@@ -1150,6 +1262,9 @@ fn decode_admit(reply: &[i64], now: Instant) -> Remote {
         ticket: u64::try_from(reply.get(6).copied().unwrap_or(-1)).ok(),
         hold: Some(reply.get(7).copied().unwrap_or(-1))
             .filter(|hold| *hold >= 0)
+            .map(after),
+        held: Some(reply.get(8).copied().unwrap_or(-1))
+            .filter(|held| *held >= 0)
             .map(after),
     }
 }
@@ -1184,6 +1299,8 @@ struct Ask {
     /// Whether answers are read for what is left of the quota: the fleet keeps the allowance
     /// and hands out tickets.
     follow: bool,
+    /// The request's number in this process and its rank, for the lanes.
+    lane: Option<(u64, u16)>,
 }
 
 /// What an attempt tells the fleet.
@@ -1334,6 +1451,7 @@ impl FleetState {
                 .budget
                 .filter(|_| rules::spends(inputs.step, settings.pacing)),
             follow: settings.hint_fields.follows(),
+            lane: inputs.lane,
         };
         let keys = self.fleet.keys(&partition);
         Ok(Box::pin(Arc::clone(&self.fleet).admit(keys, ask)))
@@ -1456,5 +1574,34 @@ impl FleetState {
             Signal::Healthy | Signal::Answered | Signal::Refused => report(Report::Reopen),
         }
         throttled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_admit_reply_reads_as_nothing_held_whatever_redis_sends() {
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        for reply in [&[][..], &[-5, -1, -1, 99_999, 7, -9, -1, -3, -2], &[0; 3]] {
+            let remote = decode_admit(reply, now);
+            assert_eq!(remote.gate, Gate::Open, "{reply:?}");
+            assert_eq!(
+                (remote.slot, remote.ticket, remote.hold, remote.held),
+                (None, None, None, None),
+                "{reply:?}"
+            );
+        }
+        // A paced request's slot and ticket; a resumed one's moved slot.
+        let remote = decode_admit(&[0, 0, 0, 0, -1, 40, 7, -1, -1], now);
+        assert_eq!((remote.slot, remote.ticket), (Some(now + ms(40)), Some(7)));
+        assert_eq!(
+            (remote.hold, remote.held, remote.budget),
+            (None, None, None)
+        );
+        let remote = decode_admit(&[0, 0, 0, 0, -1, -1, -1, -1, 55], now);
+        assert_eq!((remote.slot, remote.held), (None, Some(now + ms(55))));
     }
 }

@@ -92,8 +92,8 @@ impl RetryOverrides {
 ///
 /// Read only when a request is planned (a retry, or a paced or gated partition): a request
 /// that nothing holds back costs nothing more. In a [`RedisFleet`](super::RedisFleet) the
-/// fleet's store hands out slots in the order requests ask for them, and a priority does not
-/// reorder them (it does while a process plans alone, Redis down).
+/// order holds across the fleet's processes: the waiting requests are kept in Redis beside
+/// the fleet's schedule.
 ///
 /// ```
 /// use tower_infoplug::retry::Priority;

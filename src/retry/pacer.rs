@@ -109,7 +109,7 @@ pub(crate) const IDLE: Duration = Duration::from_secs(10);
 
 /// How long past its slot a waiting request's slot is kept for it: one whose holder has not
 /// come by then (dropped while it waited) is forgotten.
-const FORGET: Duration = Duration::from_secs(1);
+pub(crate) const FORGET: Duration = Duration::from_secs(1);
 
 /// The slowest rate a pacer holds: one request per `max_cooldown`, so no pacing can hold a
 /// partition longer than a gate may.

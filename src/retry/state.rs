@@ -494,11 +494,12 @@ impl State {
                     .filter(|p| p.pacing() || refused)
                     .filter(|p| allowance.is_none_or(|a| a.contradicted) || p.is_configured());
                 match remote {
-                    // The fleet's slot, already taken there, of this process's schedule.
-                    Some(remote) => remote.slot.map(|next| Pace {
+                    // The fleet's slot, already taken there, of this process's schedule; or
+                    // where a resumed request's slot is now, in the fleet's lanes.
+                    Some(remote) => remote.slot.or(remote.held).map(|next| Pace {
                         next,
                         generation: local.map_or(0, Pacer::generation),
-                        held: None,
+                        held: remote.held,
                     }),
                     None => local.map(|pacer| Pace {
                         next: inputs

@@ -47,6 +47,9 @@ pub(crate) struct Remote {
     /// Nothing is left of the fleet's allowance before the request would go: not before
     /// then (its reset).
     pub(crate) hold: Option<Instant>,
+    /// For a resumed request, the slot it holds in the fleet's lanes as it stands now, when a
+    /// request ranking above it moved it later.
+    pub(crate) held: Option<Instant>,
 }
 
 /// The store a layer was built with.

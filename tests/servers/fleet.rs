@@ -22,7 +22,7 @@ use redis_server::RedisServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tower::{Layer, ServiceExt};
-use tower_infoplug::retry::{RedisFleet, RetryBuilder};
+use tower_infoplug::retry::{Priority, RedisFleet, RetryBuilder};
 use tower_infoplug::{ApiKey, InfoPlugLayer, InfoPlugService, RetryError, StopReason};
 use tower_infoplug_mock::{Emulator, Quota, Reply, TEST_KEY};
 
@@ -713,4 +713,57 @@ async fn a_fleet_starting_together_is_bounded_from_its_first_answers() {
     let calls = api.request_count();
     let refused = calls - (10_000 - api.credits()) as usize;
     assert_eq!(refused, 0, "{refused} 429s for {calls} calls in {took:?}");
+}
+
+/// A priority holds across the fleet: while one process's batch waits for the slots of a
+/// configured quota, another process's interactive requests take the earliest slot the batch
+/// holds, not one behind its queue. At 20 a second (a slot each 50 ms) with 8 batch lanes
+/// waiting, each interactive request goes within two slots (behind the queue it waited about
+/// eight, 400 ms, when the fleet handed out slots in the order they were asked for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server"]
+async fn a_priority_goes_first_across_the_fleet() {
+    let redis = RedisServer::start();
+    let api = Emulator::builder().credits(10_000).build();
+    let quota = |r: RetryBuilder| r.quota(20, Duration::from_secs(1));
+    let (fa, a) = process(&redis.url(), "lanes", &api, quota);
+    let (fb, b) = process(&redis.url(), "lanes", &api, quota);
+    joined(&fa, &a).await;
+    joined(&fb, &b).await;
+    let with = |priority: Priority| {
+        let mut req = get(URL);
+        req.extensions_mut().insert(priority);
+        req
+    };
+    let mut batch = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let a = a.clone();
+        batch.spawn(async move {
+            for _ in 0..6 {
+                let res = a.clone().oneshot(with(Priority::BATCH)).await.unwrap();
+                assert_eq!(res.status(), StatusCode::OK);
+            }
+        });
+    }
+    // The batch's queue builds up.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut waits = Vec::new();
+    for _ in 0..4 {
+        let asked = Instant::now();
+        let res = b
+            .clone()
+            .oneshot(with(Priority::INTERACTIVE))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        waits.push(asked.elapsed());
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+    while let Some(done) = batch.join_next().await {
+        done.unwrap();
+    }
+    assert!(
+        waits.iter().all(|w| *w <= Duration::from_millis(160)),
+        "interactive waits {waits:?}"
+    );
 }
