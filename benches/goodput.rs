@@ -31,7 +31,9 @@
 //! Then two priority classes on one saturated quota (`GOODPUT_ONLY=priority`): a batch and
 //! an interactive caller, with and without `Priority`; and two endpoints with quotas of their
 //! own (`GOODPUT_ONLY=endpoints`): one endpoint's batch alone and beside the other's
-//! saturated quota, reading the draft's fields and not.
+//! saturated quota, reading the draft's fields and not. Both on one stack, then (with a
+//! `redis-server`) over a Redis fleet of 4 stacks; `GOODPUT_FLEET_ONLY=1` runs the fleet's
+//! rows alone.
 //!
 //! Last, the same clients against Debian's nginx `limit_req` (20 a second, no burst; bare
 //! refusals and `Retry-After: 1`), when `/usr/sbin/nginx` exists: 400 requests
@@ -478,12 +480,18 @@ fn main() {
         runtime.block_on(losing_redis(n, per_second, ideal));
         return;
     }
-    if only == "priority" {
-        runtime.block_on(priorities(n, per_second));
-        return;
-    }
-    if only == "endpoints" {
-        runtime.block_on(endpoints(n / 4, per_second));
+    if only == "priority" || only == "endpoints" {
+        let started = start_redis();
+        let redis = started.as_ref().map(|(_, url)| url.as_str());
+        if only == "priority" {
+            runtime.block_on(priorities(n, per_second, redis));
+        } else {
+            runtime.block_on(endpoints(n / 4, per_second, redis));
+        }
+        if let Some((mut child, _)) = started {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         return;
     }
     // The fleet's Redis row: a redis-server started here on a free loopback port (or
@@ -553,13 +561,15 @@ fn main() {
             }
         }
     }
+    if !only_fleet && !only_stack && !only_quota && !only_announced {
+        runtime.block_on(priorities(n, per_second, redis.as_deref()));
+        runtime.block_on(endpoints(n / 4, per_second, redis.as_deref()));
+    }
     if let Some(mut child) = started {
         let _ = child.kill();
         let _ = child.wait();
     }
     if !only_fleet && !only_stack && !only_quota && !only_announced {
-        runtime.block_on(priorities(n, per_second));
-        runtime.block_on(endpoints(n / 4, per_second));
         runtime.block_on(against_nginx());
         runtime.block_on(outages());
     }
@@ -569,8 +579,9 @@ fn main() {
 /// over 16 or 64 lanes keep the quota busy while an interactive caller sends one request every
 /// tenth of a second's quota (a tenth of the quota), one stack, over loopback against a fixed
 /// window. With and without `Priority` on the requests (`BATCH`, `INTERACTIVE`), told the quota
-/// (`quota(q, 1 s)`) or learning it from 429s.
-async fn priorities(n: usize, per_second: u32) {
+/// (`quota(q, 1 s)`) or learning it from 429s. Then, with a Redis at `redis`, the same over a
+/// fleet of 4 stacks: the batch lanes spread over the four, the caller on the first.
+async fn priorities(n: usize, per_second: u32, redis: Option<&str>) {
     let interval = Duration::from_secs_f64(1.0 / f64::from(per_second));
     println!(
         "\ntwo priority classes, fixed window of {per_second}/s, an interactive request every {} ms\n",
@@ -580,35 +591,85 @@ async fn priorities(n: usize, per_second: u32) {
         "| pace, batch lanes | priorities | interactive p50 | interactive p99 | p99 ÷ slot interval | batch rate ÷ what the interactive left | 429s |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|");
-    for told in [true, false] {
-        for in_flight in [16, 64] {
-            for prioritised in [false, true] {
-                priority_row(n, per_second, told, in_flight, prioritised).await;
+    for fleet in [None, redis] {
+        if fleet.is_none() && redis.is_some() && std::env::var("GOODPUT_FLEET_ONLY").is_ok() {
+            continue;
+        }
+        for told in [true, false] {
+            for in_flight in [16, 64] {
+                for prioritised in [false, true] {
+                    priority_row(n, per_second, told, in_flight, prioritised, fleet).await;
+                }
             }
+        }
+        if redis.is_none() {
+            break;
         }
     }
 }
 
-async fn priority_row(n: usize, per_second: u32, told: bool, in_flight: usize, prioritised: bool) {
+/// The layers of 4 stacks on the API at `base`, each with its own handle on the Redis at
+/// `redis` under `prefix` (one stack without a Redis), `configure`d.
+fn stacks(
+    base: &str,
+    redis: Option<&str>,
+    prefix: &str,
+    configure: impl Fn(RetryBuilder) -> RetryBuilder,
+) -> Vec<InfoPlugLayer> {
+    let count = if redis.is_some() { 4 } else { 1 };
+    (0..count)
+        .map(|_| {
+            let fleet = redis.map(|url| RedisFleet::builder(url).prefix(prefix).build().unwrap());
+            InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), base)
+                .retry(|r| {
+                    let r = configure(r);
+                    match fleet {
+                        Some(fleet) => r.fleet(fleet),
+                        None => r,
+                    }
+                })
+                .build()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// A prefix no other row of this run uses.
+fn fresh_prefix(name: &str) -> String {
+    static ROWS: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "goodput-{name}-{}-{}",
+        std::process::id(),
+        ROWS.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+async fn priority_row(
+    n: usize,
+    per_second: u32,
+    told: bool,
+    in_flight: usize,
+    prioritised: bool,
+    redis: Option<&str>,
+) {
     let api = Emulator::builder()
         .quota(Quota::fixed_window(per_second, Duration::from_secs(1)))
         .credits(CREDITS)
         .build();
     let server = api.serve().await.unwrap();
-    let layer = InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), &server.base_url())
-        .retry(|r| {
-            if told {
-                r.quota(per_second, Duration::from_secs(1))
-            } else {
-                r
-            }
-        })
-        .build()
-        .unwrap();
-    let svc = layer.layer(Client::builder(TokioExecutor::new()).build_http());
+    let svcs: Vec<_> = stacks(&server.base_url(), redis, &fresh_prefix("priority"), |r| {
+        if told {
+            r.quota(per_second, Duration::from_secs(1))
+        } else {
+            r
+        }
+    })
+    .into_iter()
+    .map(|layer| layer.layer(Client::builder(TokioExecutor::new()).build_http()))
+    .collect();
     let uri = server.uri("/v1/profile").unwrap();
-    let send = move |priority: Priority| {
-        let (svc, uri) = (svc.clone(), uri.clone());
+    let send = move |priority: Priority, stack: usize| {
+        let (svc, uri) = (svcs[stack % svcs.len()].clone(), uri.clone());
         async move {
             let mut req = Request::get(uri).body(Full::<Bytes>::default()).unwrap();
             if prioritised {
@@ -628,12 +689,12 @@ async fn priority_row(n: usize, per_second: u32, told: bool, in_flight: usize, p
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let start = Instant::now();
     let lanes: Vec<_> = (0..in_flight)
-        .map(|_| {
+        .map(|lane| {
             let (send, next) = (send.clone(), Arc::clone(&next));
             tokio::spawn(async move {
                 let mut ok = 0;
                 while next.fetch_add(1, Ordering::Relaxed) < n {
-                    ok += usize::from(send(Priority::BATCH).await.0);
+                    ok += usize::from(send(Priority::BATCH, lane).await.0);
                 }
                 ok
             })
@@ -653,7 +714,7 @@ async fn priority_row(n: usize, per_second: u32, told: bool, in_flight: usize, p
                 if done.load(Ordering::Relaxed) {
                     break;
                 }
-                let (ok, latency) = send(Priority::INTERACTIVE).await;
+                let (ok, latency) = send(Priority::INTERACTIVE, 0).await;
                 failed += usize::from(!ok);
                 latencies.push(latency);
             }
@@ -676,7 +737,12 @@ async fn priority_row(n: usize, per_second: u32, told: bool, in_flight: usize, p
     let interval = Duration::from_secs_f64(1.0 / f64::from(per_second));
     let p99 = percentile(&latencies, 0.99);
     println!(
-        "| {}, {in_flight} | {} | {:.1} ms | {:.1} ms | {:.1} | {:.2} ({batch_ok} of {n}{}) | {} |",
+        "| {}{}, {in_flight} | {} | {:.1} ms | {:.1} ms | {:.1} | {:.2} ({batch_ok} of {n}{}) | {} |",
+        if redis.is_some() {
+            "Redis fleet of 4, "
+        } else {
+            ""
+        },
         if told {
             "told `quota(q, 1 s)`"
         } else {
@@ -706,8 +772,9 @@ async fn priority_row(n: usize, per_second: u32, told: bool, in_flight: usize, p
 /// `/v1/profile` (the key's quota, `per_second`), alone and while 16 lanes keep
 /// `/v1/search` (a tenth of it, its own quota, 429s asking for the rest of its second)
 /// saturated, one stack, over loopback; the server names each quota in the draft's fields.
-/// `InfoPlugLayer` reading them, and not.
-async fn endpoints(n: usize, per_second: u32) {
+/// `InfoPlugLayer` reading them, and not. Then, with a Redis at `redis`, the same over a fleet
+/// of 4 stacks (the profile lanes and the searches spread over the four).
+async fn endpoints(n: usize, per_second: u32, redis: Option<&str>) {
     println!(
         "\ntwo endpoints: /v1/profile {per_second}/s, /v1/search {}/s saturated beside it\n",
         per_second / 10
@@ -716,21 +783,36 @@ async fn endpoints(n: usize, per_second: u32) {
         "| fields read, profile lanes | profile alone | beside the searches | ratio | search 429s |"
     );
     println!("|---|---:|---:|---:|---:|");
-    for read in [false, true] {
-        for in_flight in [16, 64] {
-            let (alone, _) = endpoints_run(n, per_second, read, in_flight, false).await;
-            let (beside, refused) = endpoints_run(n, per_second, read, in_flight, true).await;
-            println!(
-                "| {}, {in_flight} | {:.2} s | {:.2} s | {:.2} | {refused} |",
-                if read {
-                    "**`rate_limit_headers(true)`**"
-                } else {
-                    "off"
-                },
-                alone.as_secs_f64(),
-                beside.as_secs_f64(),
-                alone.as_secs_f64() / beside.as_secs_f64(),
-            );
+    for fleet in [None, redis] {
+        if fleet.is_none() && redis.is_some() && std::env::var("GOODPUT_FLEET_ONLY").is_ok() {
+            continue;
+        }
+        for read in [false, true] {
+            for in_flight in [16, 64] {
+                let run =
+                    |searching| endpoints_run(n, per_second, read, in_flight, searching, fleet);
+                let (alone, _) = run(false).await;
+                let (beside, refused) = run(true).await;
+                println!(
+                    "| {}{}, {in_flight} | {:.2} s | {:.2} s | {:.2} | {refused} |",
+                    if fleet.is_some() {
+                        "Redis fleet of 4, "
+                    } else {
+                        ""
+                    },
+                    if read {
+                        "**`rate_limit_headers(true)`**"
+                    } else {
+                        "off"
+                    },
+                    alone.as_secs_f64(),
+                    beside.as_secs_f64(),
+                    alone.as_secs_f64() / beside.as_secs_f64(),
+                );
+            }
+        }
+        if redis.is_none() {
+            break;
         }
     }
 }
@@ -742,6 +824,7 @@ async fn endpoints_run(
     read: bool,
     in_flight: usize,
     searching: bool,
+    redis: Option<&str>,
 ) -> (Duration, usize) {
     let second = Duration::from_secs(1);
     let api = Emulator::builder()
@@ -755,16 +838,18 @@ async fn endpoints_run(
         .credits(CREDITS)
         .build();
     let server = api.serve().await.unwrap();
-    let layer = InfoPlugLayer::builder(ApiKey::new(TEST_KEY).unwrap(), &server.base_url())
-        .retry(|r| r.rate_limit_headers(read))
-        .build()
-        .unwrap();
-    let client = boxed(layer.layer(Client::builder(TokioExecutor::new()).build_http()));
+    let clients: Vec<Sender> = stacks(&server.base_url(), redis, &fresh_prefix("endpoints"), |r| {
+        r.rate_limit_headers(read)
+    })
+    .into_iter()
+    .map(|layer| boxed(layer.layer(Client::builder(TokioExecutor::new()).build_http())))
+    .collect();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // The searches: 16 lanes until the profile batch is done (each bounded by `n`).
     let searches: Vec<_> = (0..if searching { 16 } else { 0 })
-        .map(|_| {
-            let (client, done) = (Arc::clone(&client), Arc::clone(&done));
+        .map(|lane| {
+            let client = Arc::clone(&clients[lane % clients.len()]);
+            let done = Arc::clone(&done);
             let uri = server.uri("/v1/search?q=x").unwrap().to_string();
             tokio::spawn(async move {
                 for _ in 0..n {
@@ -781,7 +866,9 @@ async fn endpoints_run(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let uri = server.uri("/v1/profile").unwrap().to_string();
-    let (ok, makespan, _) = drive(Row::InfoPlug, &[client], &uri, n, in_flight).await;
+    // The same lanes in all: spread over a fleet's stacks.
+    let each = in_flight / clients.len();
+    let (ok, makespan, _) = drive(Row::InfoPlug, &clients, &uri, n, each).await;
     if ok < n {
         println!("  ({} of {n} profile requests ended in a 200)", ok);
     }
