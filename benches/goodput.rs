@@ -319,6 +319,9 @@ struct Outcome {
     makespan: Duration,
     calls: usize,
     throttled: usize,
+    /// Of the 429s, those the server sent after the lane had its first answer (a later
+    /// request of the lane, or its first again after a refusal); emulator rows only.
+    after_first: usize,
     latencies: Vec<Duration>,
 }
 
@@ -372,8 +375,25 @@ async fn run(
         makespan,
         calls,
         throttled: calls - admitted,
+        after_first: refused_after_first(&api.requests()),
         latencies,
     }
+}
+
+/// Of the 429s among `requests`, those sent after their lane's first answer: a lane's later
+/// request (`drive` names each `lane=L&seq=K` in the query), or its first again.
+fn refused_after_first(requests: &[tower_infoplug_mock::Recorded]) -> usize {
+    let mut firsts = std::collections::HashSet::new();
+    requests
+        .iter()
+        .filter(|r| {
+            let query = r.uri.query().unwrap_or_default();
+            let first = query.ends_with("&seq=1");
+            // A lane's first request answered once already comes again only as a retry.
+            let again = first && !firsts.insert(query.to_owned());
+            r.status == StatusCode::TOO_MANY_REQUESTS && (!first || again)
+        })
+        .count()
 }
 
 /// Sends `n` GETs to `uri`, `in_flight` lanes per client, each lane sending its next as soon
@@ -401,11 +421,16 @@ async fn drive(
         for _ in 0..in_flight {
             let (client, next, uri) = (Arc::clone(client), Arc::clone(&next), uri.to_owned());
             let succeeded = Arc::clone(&succeeded);
+            // Each request names its lane and its place in it (see `refused_after_first`).
+            let lane = lanes.len();
             lanes.push(tokio::spawn(async move {
                 let mut done = Vec::new();
+                let mut seq = 0;
                 while next.fetch_add(1, Ordering::Relaxed) < n {
                     let sent = Instant::now();
-                    let status = client(uri.clone()).await;
+                    seq += 1;
+                    let sep = if uri.contains('?') { '&' } else { '?' };
+                    let status = client(format!("{uri}{sep}lane={lane}&seq={seq}")).await;
                     if status == Some(StatusCode::OK) {
                         succeeded.fetch_add(1, Ordering::Relaxed);
                     }
@@ -556,7 +581,15 @@ fn main() {
                     }
                     let out =
                         runtime.block_on(run(row, quota, n, in_flight, workers, redis.as_deref()));
-                    out.print(row, n, ideal, &out.throttled.to_string());
+                    let throttled = if row.announced() {
+                        format!(
+                            "{} ({} after a first answer)",
+                            out.throttled, out.after_first
+                        )
+                    } else {
+                        out.throttled.to_string()
+                    };
+                    out.print(row, n, ideal, &throttled);
                 }
             }
         }
@@ -1254,6 +1287,7 @@ async fn nginx_run(row: Row, base: &str, n: usize, in_flight: usize) -> Outcome 
         makespan,
         calls: counts.calls.load(Ordering::Relaxed),
         throttled: counts.refused.load(Ordering::Relaxed),
+        after_first: 0,
         latencies,
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
-use http::{HeaderMap, Method, Request, Response, Uri};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use http_body_util::BodyExt;
 use tokio::time::Instant;
@@ -106,6 +106,8 @@ pub struct Recorded {
     pub body_complete: bool,
     /// When the request arrived, on Tokio's clock (so paused-time tests can compare).
     pub at: Instant,
+    /// The status it was answered with (scripted, or the API's behaviour).
+    pub status: StatusCode,
 }
 
 impl Recorded {
@@ -148,6 +150,7 @@ impl fmt::Debug for Recorded {
             .field("body_len", &self.body.len())
             .field("body_complete", &self.body_complete)
             .field("at", &self.at)
+            .field("status", &self.status)
             .finish()
     }
 }
@@ -367,13 +370,14 @@ impl Emulator {
             Ok(collected) => (collected.to_bytes(), true),
             Err(_) => (Bytes::new(), false),
         };
-        let recorded = Recorded {
+        let mut recorded = Recorded {
             method: parts.method,
             uri: parts.uri,
             headers: parts.headers,
             body,
             body_complete,
             at,
+            status: StatusCode::OK,
         };
         let key = self.presented_key(&recorded.headers).map(str::to_owned);
         let (reply, served) = {
@@ -386,6 +390,7 @@ impl Emulator {
                     (reply, Some(counted))
                 }
             };
+            recorded.status = reply.0.status;
             state.requests.push(recorded);
             reply
         };
@@ -681,6 +686,27 @@ mod tests {
         assert!(Emulator::new().key().matches(TEST_KEY.as_bytes()));
     }
 
+    #[tokio::test]
+    async fn recordings_keep_the_status_each_request_was_answered_with() {
+        let api = Emulator::builder()
+            .quota(Quota::fixed_window(1, Duration::from_secs(60)))
+            .build();
+        for _ in 0..2 {
+            let req = Request::get("/v1/x")
+                .header(X_INFOPLUG_API_KEY, TEST_KEY)
+                .body(http_body_util::Empty::<Bytes>::new())
+                .unwrap();
+            api.handle(req).await;
+        }
+        api.push(Reply::status(503));
+        let req = Request::get("/v1/x")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        api.handle(req).await;
+        let statuses: Vec<u16> = api.requests().iter().map(|r| r.status.as_u16()).collect();
+        assert_eq!(statuses, [200, 429, 503]);
+    }
+
     #[test]
     fn recordings_never_print_credentials() {
         let mut headers = HeaderMap::new();
@@ -694,6 +720,7 @@ mod tests {
             body: Bytes::new(),
             body_complete: true,
             at: Instant::now(),
+            status: StatusCode::OK,
         };
         let shown = format!("{recorded:?}");
         assert!(!shown.contains("secret"), "{shown}");

@@ -389,9 +389,11 @@ end
 /// from `ARGV[i..i + 4]`
 /// (remaining, reset in ms from now, quota with 0 for none stated, window in ms, and the
 /// ticket of the request it answered). Returns when the allowance ends for good (ms). The
-/// tickets of the requests on their way (a sorted set: the answers' reports take theirs out;
-/// the oldest beyond `MAX_IN_FLIGHT` are taken as lost) count as not seen by the server.
+/// tickets of the requests on their way (a sorted set by when they went: the answers'
+/// reports take theirs out; one with no answer reported `LOST_AFTER` ms after it went, or
+/// the oldest beyond `MAX_IN_FLIGHT`, is taken as lost) count as not seen by the server.
 const MERGE: &str = "local MAX_IN_FLIGHT = 1024
+local LOST_AFTER = 10000
 -- What is left of allowance `a` (its `left` and `ubase` fields) now that `unscoped` requests
 -- of the origin went with no quota known: a quota an answer named (`scoped`) counts those
 -- sent since it was set, which may have been its.
@@ -410,10 +412,16 @@ local function merge(akey, skey, ikey, ukey, scoped, i)
   redis.call('ZREM', ikey, ticket)
   local after = math.max(started - (ticket + 1), 0)
   local fleft = math.max(tonumber(ARGV[i]) - after, 0)
-  local first = math.max(fleft - redis.call('ZCOUNT', ikey, '-inf', '(' .. ticket), 0)
+  local function first()
+    local early = 0
+    for _, other in ipairs(redis.call('ZRANGE', ikey, 0, -1)) do
+      if tonumber(other) < ticket then early = early + 1 end
+    end
+    return math.max(fleft - early, 0)
+  end
   local funtil = now + tonumber(ARGV[i + 1])
   local fquota, fwindow = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
-  local left, till, tk, quota, window = first, funtil, ticket, fquota, fwindow
+  local left, till, tk, quota, window = nil, funtil, ticket, fquota, fwindow
   local since, contra, refilled = started, 0, 0
   local a = redis.call('HMGET', akey, 'left', 'until', 'ticket', 'quota', 'window', 'since',
     'contradicted', 'refilled', 'ubase')
@@ -439,7 +447,7 @@ local function merge(akey, skey, ikey, ukey, scoped, i)
         if srefilled == 0 then
           left, till = math.min(sleft, fleft), math.min(still, funtil)
         else
-          left = math.min(sleft, first)
+          left = math.min(sleft, first())
         end
         if fquota > 0 then
           if squota > 0 then window = math.max(fwindow, swindow) end
@@ -450,6 +458,7 @@ local function merge(akey, skey, ikey, ukey, scoped, i)
       end
     end
   end
+  if not left then left = first() end
   redis.call('HSET', akey, 'left', left, 'until', till, 'ticket', tk, 'quota', quota,
     'window', window, 'since', since, 'contradicted', contra, 'refilled', refilled, 'ubase',
     unscoped)
@@ -601,8 +610,9 @@ local function finish(code, reopen_in, asked_in, status, budget, slot_in, held_i
     elseif at_in <= 0 then
       ticket = redis.call('INCR', KEYS[6]) - 1
       redis.call('PEXPIRE', KEYS[6], 3600000)
-      redis.call('ZADD', KEYS[7], ticket, ticket)
-      redis.call('PEXPIRE', KEYS[7], 60000)
+      redis.call('ZADD', KEYS[7], now, ticket)
+      redis.call('PEXPIRE', KEYS[7], LOST_AFTER)
+      redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', '(' .. (now - LOST_AFTER))
       if redis.call('ZCARD', KEYS[7]) > MAX_IN_FLIGHT then
         redis.call('ZREMRANGEBYRANK', KEYS[7], 0, -MAX_IN_FLIGHT - 1)
       end
