@@ -468,75 +468,98 @@ local function merge(akey, skey, ikey, ukey, scoped, i)
 end
 ";
 
-/// The partition's waiting requests and their slots, as `rules::Lanes` keeps them (one JSON
-/// string: `s` the slots given out, earliest first, `h` their holders `{id, rank, passed}` in
-/// the order they go), for priorities across the fleet. Needs `now`; `{max_passed}` and
-/// `{forget}` are filled in from the local rules.
-const LANES: &str = "local function lanes_load(key)
-  local raw = redis.call('GET', key)
-  if not raw then return {s = {}, h = {}} end
-  local ok, l = pcall(cjson.decode, raw)
-  if not ok or type(l) ~= 'table' or type(l.s) ~= 'table' or type(l.h) ~= 'table'
-    or #l.s ~= #l.h then
-    return {s = {}, h = {}}
-  end
-  return l
-end
-local function lanes_save(key, l)
-  if #l.h == 0 then
-    redis.call('DEL', key)
-  else
-    local keep = math.max(math.floor(l.s[#l.s] - now) + {forget}, 1)
-    redis.call('SET', key, cjson.encode(l), 'PX', keep)
+/// The partition's waiting requests and their slots, as `rules::Lanes` keeps them, for
+/// priorities across the fleet: `S` the slots given out (a list, earliest first), `H` their
+/// holders' names in the order they go (the i-th holds the i-th slot), `M` each holder's
+/// `rank:passed`. A request of the rank of those waiting goes to the end (a few commands);
+/// only one ranking above them walks back over those it passes. Needs `now`;
+/// `{max_passed}` and `{forget}` are filled in from the local rules.
+const LANES: &str = "local function lanes_went(S, H, M, id)
+  local index = redis.call('LPOS', H, id)
+  if index then
+    redis.call('LSET', S, index, '#')
+    redis.call('LREM', S, 1, '#')
+    redis.call('LSET', H, index, '#')
+    redis.call('LREM', H, 1, '#')
+    redis.call('HDEL', M, id)
   end
 end
-local function lanes_went(l, id)
-  for i = 1, #l.h do
-    if l.h[i][1] == id then
-      table.remove(l.h, i)
-      table.remove(l.s, i)
-      return
-    end
-  end
+local function lanes_when(S, H, id)
+  local index = redis.call('LPOS', H, id)
+  if not index then return nil end
+  return tonumber(redis.call('LINDEX', S, index))
 end
-local function lanes_when(l, id)
-  for i = 1, #l.h do
-    if l.h[i][1] == id then return l.s[i] end
+local function lanes_keep(S, H, M)
+  local last = tonumber(redis.call('LINDEX', S, -1))
+  if not last then
+    redis.call('DEL', S, H, M)
+    return
   end
-  return nil
+  local keep = math.max(math.floor(last - now) + {forget}, 1)
+  redis.call('PEXPIRE', S, keep)
+  redis.call('PEXPIRE', H, keep)
+  redis.call('PEXPIRE', M, keep)
+end
+local function rank_of(M, id)
+  local r, p = string.match(redis.call('HGET', M, id) or '', '^(%d+):(%d+)$')
+  return tonumber(r) or 0, tonumber(p) or 0
 end
 -- Request `id` of `rank`, not to go before `earliest`, takes a slot; the schedule gave out
 -- `fresh` for it. Returns the slot it holds: an earlier one held by requests it ranks above
 -- (each of them moves one slot later), or `fresh`.
-local function lanes_take(l, id, rank, earliest, fresh)
-  while #l.s > 0 and l.s[1] < now - {forget} do
-    table.remove(l.s, 1)
-    table.remove(l.h, 1)
+local function lanes_take(S, H, M, id, rank, earliest, fresh)
+  while true do
+    local first = tonumber(redis.call('LINDEX', S, 0))
+    if not first or first >= now - {forget} then break end
+    redis.call('LPOP', S)
+    local gone = redis.call('LPOP', H)
+    if gone then redis.call('HDEL', M, gone) end
   end
-  lanes_went(l, id)
-  local k = #l.s + 1
-  for i = 1, #l.s do
-    if l.s[i] > fresh then
-      k = i
-      break
+  lanes_went(S, H, M, id)
+  local n = redis.call('LLEN', H)
+  local last = tonumber(redis.call('LINDEX', S, -1))
+  if not last or last <= fresh then
+    redis.call('RPUSH', S, fresh)
+  else
+    local slots = redis.call('LRANGE', S, 0, -1)
+    local k = #slots + 1
+    for i = 1, #slots do
+      if tonumber(slots[i]) > fresh then
+        k = i
+        break
+      end
     end
+    table.insert(slots, k, fresh)
+    redis.call('DEL', S)
+    for i = 1, #slots do redis.call('RPUSH', S, slots[i]) end
   end
-  table.insert(l.s, k, fresh)
-  local after = 0
-  for i = #l.h, 1, -1 do
-    if l.h[i][2] >= rank or l.h[i][3] >= {max_passed} then
-      after = i
+  local index = 0
+  for i = n - 1, 0, -1 do
+    local r, p = rank_of(M, redis.call('LINDEX', H, i))
+    if r >= rank or p >= {max_passed} then
+      index = i + 1
       break
     end
   end
   local before = 0
-  for i = 1, #l.s do
-    if l.s[i] < earliest then before = i else break end
+  while before < n do
+    local slot = tonumber(redis.call('LINDEX', S, before))
+    if not slot or slot >= earliest then break end
+    before = before + 1
   end
-  local index = math.min(math.max(after, before) + 1, #l.h + 1)
-  for i = index, #l.h do l.h[i][3] = l.h[i][3] + 1 end
-  table.insert(l.h, index, {id, rank, 0})
-  return l.s[index]
+  index = math.max(index, before)
+  if index >= n then
+    redis.call('RPUSH', H, id)
+  else
+    for i = index, n - 1 do
+      local other = redis.call('LINDEX', H, i)
+      local r, p = rank_of(M, other)
+      redis.call('HSET', M, other, r .. ':' .. (p + 1))
+    end
+    redis.call('LINSERT', H, 'BEFORE', redis.call('LINDEX', H, index), id)
+  end
+  redis.call('HSET', M, id, rank .. ':0')
+  return tonumber(redis.call('LINDEX', S, math.min(index, n)))
 end
 ";
 
@@ -550,7 +573,8 @@ impl Scripts {
         let admitting =
             |body: &str| Script::new(&format!("{NOW}{EXTEND_FLAG}{MERGE}{lanes}{body}"));
         Self {
-            // KEYS: gate, probe, rates, tat, allow, started, in flight, unscoped, lanes. ARGV:
+            // KEYS: gate, probe, rates, tat, allow, started, in flight, unscoped, the lanes'
+            // slots, holders and ranks (see `LANES`). ARGV:
             // me, my rate, stated (1, 2: configured, 0 not), my rate's lifetime (ms), earliest
             // slot (ms from now), cap (ms), take a slot (1 yes, 0 no, 2 only while the gate is
             // shut: a resumed request's slot was in its shadow), probe lease (ms), ask the
@@ -672,14 +696,13 @@ if code == 2 or ARGV[7] == '0' or (ARGV[7] == '2' and code ~= 1) then
   -- A resumed request asks where its slot is now: one ranking above it may have moved it
   -- later; else it goes, and holds it no more.
   local held_in = -1
-  if lane and ARGV[7] == '2' and redis.call('EXISTS', KEYS[9]) == 1 then
-    local l = lanes_load(KEYS[9])
-    local held = lanes_when(l, lane)
+  if lane and ARGV[7] == '2' and redis.call('EXISTS', KEYS[10]) == 1 then
+    local held = lanes_when(KEYS[9], KEYS[10], lane)
     if held and held > now then
       held_in = math.ceil(held - now)
     elseif held then
-      lanes_went(l, lane)
-      lanes_save(KEYS[9], l)
+      lanes_went(KEYS[9], KEYS[10], KEYS[11], lane)
+      lanes_keep(KEYS[9], KEYS[10], KEYS[11])
     end
   end
   return finish(code, reopen_in, asked_in, status, budget, -1, held_in)
@@ -709,13 +732,11 @@ if slot - now <= tonumber(ARGV[6]) then
   redis.call('SET', KEYS[4], tostring(next), 'PX', math.floor(next - now) + 60000)
   -- One that waits holds its slot in the lanes, which decide it (one going now holds none).
   if lane and slot > now then
-    local l = lanes_load(KEYS[9])
-    slot = lanes_take(l, lane, rank, now + earliest, slot)
-    lanes_save(KEYS[9], l)
-  elseif lane and redis.call('EXISTS', KEYS[9]) == 1 then
-    local l = lanes_load(KEYS[9])
-    lanes_went(l, lane)
-    lanes_save(KEYS[9], l)
+    slot = lanes_take(KEYS[9], KEYS[10], KEYS[11], lane, rank, now + earliest, slot)
+    lanes_keep(KEYS[9], KEYS[10], KEYS[11])
+  elseif lane and redis.call('EXISTS', KEYS[10]) == 1 then
+    lanes_went(KEYS[9], KEYS[10], KEYS[11], lane)
+    lanes_keep(KEYS[9], KEYS[10], KEYS[11])
   end
 end
 -- Past the cap the slot is reported, not taken: the request will not wait for it.
@@ -822,8 +843,9 @@ struct Keys {
     /// Whether the partition is a quota an answer named: its allowance counts the requests
     /// that went unscoped since it was set, which may have been its.
     scoped: bool,
-    /// The requests waiting for the partition's slots, by priority (see `LANES`).
-    lanes: String,
+    /// The requests waiting for the partition's slots, by priority: their slots, their
+    /// names, their ranks (see `LANES`).
+    lanes: [String; 3],
 }
 
 impl Fleet {
@@ -849,7 +871,11 @@ impl Fleet {
             started: format!("{origin}:started"),
             in_flight: format!("{origin}:in_flight"),
             unscoped: format!("{origin}:unscoped"),
-            lanes: format!("{base}:lanes"),
+            lanes: [
+                format!("{base}:lanes:slots"),
+                format!("{base}:lanes:holders"),
+                format!("{base}:lanes:ranks"),
+            ],
             scoped: partition.is_scoped(),
         }
     }
@@ -1052,7 +1078,9 @@ impl Fleet {
             &keys.started,
             &keys.in_flight,
             &keys.unscoped,
-            &keys.lanes,
+            &keys.lanes[0],
+            &keys.lanes[1],
+            &keys.lanes[2],
         ];
         let reply: Vec<i64> = self.call(&self.scripts.admit, &keys, &args).await?;
         Some(decode_admit(&reply, Instant::now()))
