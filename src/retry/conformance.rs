@@ -330,6 +330,21 @@ fn laned(now: Instant, id: u64, priority: u8, resume: bool) -> Inputs {
     }
 }
 
+/// What a request step plans at `now`, and what it is expected to come to.
+fn asked(op: Op, now: Instant) -> (Inputs, Want) {
+    match op {
+        Op::Ask { retry, want } => (inputs(now, retry), want),
+        Op::Resume(want) => (resumed(now), want),
+        Op::Lane {
+            id,
+            priority,
+            resume,
+            want,
+        } => (laned(now, id, priority, resume), want),
+        _ => panic!("{op:?} is not a request"),
+    }
+}
+
 /// The request a step plans, at `now`.
 fn inputs(now: Instant, retry: bool) -> Inputs {
     if !retry {
@@ -437,17 +452,7 @@ fn the_local_store_keeps_the_contract() {
                     store.observe(&answer(op), || partition.clone(), || now);
                 }
                 Op::Ask { .. } | Op::Resume(_) | Op::Lane { .. } => {
-                    let (asked, want) = match op {
-                        Op::Ask { retry, want } => (inputs(now, retry), want),
-                        Op::Resume(want) => (resumed(now), want),
-                        Op::Lane {
-                            id,
-                            priority,
-                            resume,
-                            want,
-                        } => (laned(now, id, priority, resume), want),
-                        _ => unreachable!(),
-                    };
+                    let (asked, want) = asked(op, now);
                     let Planned::Now(plan) = store.plan(settings, || partition.clone(), &asked)
                     else {
                         panic!("the local store asks no one");
@@ -527,17 +532,7 @@ async fn fleet_keeps_the_contract(fleet: impl Fn() -> super::RedisFleetBuilder) 
                 }
                 Op::Ask { .. } | Op::Resume(_) | Op::Lane { .. } => {
                     let now = Instant::now();
-                    let (asked, want) = match op {
-                        Op::Ask { retry, want } => (inputs(now, retry), want),
-                        Op::Resume(want) => (resumed(now), want),
-                        Op::Lane {
-                            id,
-                            priority,
-                            resume,
-                            want,
-                        } => (laned(now, id, priority, resume), want),
-                        _ => unreachable!(),
-                    };
+                    let (asked, want) = asked(op, now);
                     let Planned::Ask(question) =
                         store_b.plan(settings, || partition.clone(), &asked)
                     else {

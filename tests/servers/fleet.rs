@@ -647,6 +647,23 @@ async fn shared_gate(
     );
 }
 
+/// An emulator that announces a fixed window of 20 a second on every answer, and two
+/// processes on `redis` under `prefix` that read it.
+fn announcing(
+    redis: &RedisServer,
+    prefix: &str,
+) -> (Emulator, (RedisFleet, Stack), (RedisFleet, Stack)) {
+    let api = Emulator::builder()
+        .credits(10_000)
+        .quota(Quota::fixed_window(20, Duration::from_secs(1)))
+        .rate_limit_headers(true)
+        .build();
+    let read = |r: RetryBuilder| r.rate_limit_headers(true);
+    let a = process(&redis.url(), prefix, &api, read);
+    let b = process(&redis.url(), prefix, &api, read);
+    (api, a, b)
+}
+
 /// A quota the server announces on every answer is the fleet's: what is left is kept in
 /// Redis, and each request that goes takes a ticket there, so two processes together start
 /// no more requests before the reset than the server said are left. Against a fixed window
@@ -656,14 +673,7 @@ async fn shared_gate(
 #[ignore = "needs redis-server"]
 async fn an_announced_quota_is_followed_by_the_whole_fleet() {
     let redis = RedisServer::start();
-    let api = Emulator::builder()
-        .credits(10_000)
-        .quota(Quota::fixed_window(20, Duration::from_secs(1)))
-        .rate_limit_headers(true)
-        .build();
-    let read = |r: RetryBuilder| r.rate_limit_headers(true);
-    let (fa, a) = process(&redis.url(), "announced", &api, read);
-    let (fb, b) = process(&redis.url(), "announced", &api, read);
+    let (api, (fa, a), (fb, b)) = announcing(&redis, "announced");
     joined(&fa, &a).await;
     joined(&fb, &b).await;
     // One answer each, read: the fleet knows the quota before the batch.
@@ -697,14 +707,7 @@ async fn an_announced_quota_is_followed_by_the_whole_fleet() {
 #[ignore = "needs redis-server"]
 async fn a_fleet_starting_together_is_bounded_from_its_first_answers() {
     let redis = RedisServer::start();
-    let api = Emulator::builder()
-        .credits(10_000)
-        .quota(Quota::fixed_window(20, Duration::from_secs(1)))
-        .rate_limit_headers(true)
-        .build();
-    let read = |r: RetryBuilder| r.rate_limit_headers(true);
-    let (_fa, a) = process(&redis.url(), "cold", &api, read);
-    let (_fb, b) = process(&redis.url(), "cold", &api, read);
+    let (api, (_fa, a), (_fb, b)) = announcing(&redis, "cold");
     let run = |stack: Stack| lanes(stack, 4, 8);
     let started = Instant::now();
     let (ok_a, ok_b) = tokio::join!(run(a.clone()), run(b.clone()));
