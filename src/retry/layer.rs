@@ -465,7 +465,7 @@ impl RetryBuilder {
     /// sends none (2.4% of the whole stack's success path, by instruction count): clients
     /// that spend one quota without sharing their state (processes on one key without a
     /// fleet) each take what is left as theirs, and in the goodput bench four such processes
-    /// lost 0.4% to 1.4% of their requests to 429s where, not reading the fields, they lost
+    /// lost up to 1.4% of their requests to 429s where, not reading the fields, they lost
     /// none. Turn it on for one client per key, or for a fleet.
     pub fn rate_limit_headers(mut self, yes: bool) -> Self {
         self.settings.hint_fields.rate_limit = yes;
