@@ -101,6 +101,29 @@ fn ok<B>() -> impl Service<
     transport(200, b"{\"data\":{}}", 1)
 }
 
+/// 200s that announce the quota in the draft's fields, as a server does on every answer.
+fn announcing<B>() -> impl Service<
+    Request<B>,
+    Response = Response<Chunks>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Chunks>, Infallible>>,
+> + Clone {
+    service_fn(move |_req: Request<B>| {
+        let body = &b"{\"data\":{}}"[..];
+        let mut res = Response::new(Chunks {
+            data: body,
+            size: body.len(),
+        });
+        let headers = res.headers_mut();
+        headers.insert("ratelimit", "\"default\";r=1000000;t=60".parse().unwrap());
+        headers.insert(
+            "ratelimit-policy",
+            "\"default\";q=1000000;w=60".parse().unwrap(),
+        );
+        std::future::ready(Ok(res))
+    })
+}
+
 fn flip<B>() -> impl Service<
     Request<B>,
     Response = Response<Chunks>,
@@ -214,6 +237,18 @@ fn allocations_per_request_stay_within_the_claims() {
             ),
         ),
         ("success/stack", per_request(preset().layer(ok()), false)),
+        ("announced/bare", per_request(announcing(), false)),
+        (
+            "announced/stack",
+            per_request(
+                InfoPlugLayer::builder(key(), BASE)
+                    .retry(|r| r.jitter(NoJitter).rate_limit_headers(true))
+                    .build()
+                    .unwrap()
+                    .layer(announcing()),
+                false,
+            ),
+        ),
         (
             "error/bare",
             per_request(transport(400, error_body, 1), false),
@@ -281,6 +316,8 @@ fn allocations_per_request_stay_within_the_claims() {
     for (row, n) in &rows {
         let floor = if row.starts_with("error") {
             get("error/bare")
+        } else if row.starts_with("announced") {
+            get("announced/bare")
         } else if row.starts_with("body") && row.ends_with("16 frames)") {
             get("body/bare (1 MiB, 16 frames)")
         } else if row.starts_with("body") {
@@ -327,6 +364,16 @@ fn allocations_per_request_stay_within_the_claims() {
     // And so does the 429 → 200 path: a retried attempt allocates what the transport, the
     // stamped header and classifying the 429's body need, and nothing more.
     assert!(get("retry/stack") <= get("retry/naive_stack"), "{rows:?}");
+    // Following a quota the server announces on every answer plans every request: at most
+    // two allocations a request beyond the stack's success path (the request's partition,
+    // worked out to plan it). It was eight: each walk of the fields split them into a
+    // vector, the quota's name was sorted in one, and each copy of the partition key copied
+    // its host.
+    assert!(
+        get("announced/stack") - get("announced/bare")
+            <= get("success/stack") - get("success/bare") + 2.0,
+        "{rows:?}"
+    );
 
     // The size of each response future, against the hand-built equivalent's (bytes; a future
     // is moved through every layer above it, so this is paid per request).

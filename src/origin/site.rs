@@ -1,6 +1,7 @@
 //! The origin a request URI names, as the retry layer's shared state keys it.
 
 use std::fmt;
+use std::sync::Arc;
 
 use http::Uri;
 
@@ -8,11 +9,13 @@ use super::{default_port, parts};
 
 /// The origin a request URI names, as a key of the retry layer's shared state: what
 /// [`Origin`] compares (scheme, lower-cased host, port) in one allocation, without the
-/// spellings an `Origin` keeps to match requests fast. Displayed as an `Origin` is.
+/// spellings an `Origin` keeps to match requests fast; a clone shares it (the state clones
+/// a request's partition key several times while it plans and learns from an answer).
+/// Displayed as an `Origin` is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Site {
     https: bool,
-    host: Box<str>,
+    host: Arc<str>,
     port: u16,
 }
 
@@ -22,7 +25,7 @@ impl Site {
         let (https, host, port) = parts(uri).ok()?;
         Some(Self {
             https,
-            host: host.into_boxed_str(),
+            host: host.into(),
             port,
         })
     }

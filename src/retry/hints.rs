@@ -392,18 +392,42 @@ pub(crate) fn reading(
 /// same in every process (a fleet's stores name partitions by it). Two endpoints that name
 /// different policies count against different quotas.
 pub(crate) fn scope(headers: &HeaderMap) -> Option<u64> {
-    let mut named: Vec<(&str, Option<&str>)> = policies_in(headers, RATELIMIT)
-        .filter(|p| p.counts_requests() && !p.name.is_empty())
-        .map(|p| (p.name, p.key))
-        .collect();
+    // Sorted (the order the server lists them in does not matter): on the stack for the
+    // few policies an answer names, on the heap past eight.
+    let mut few = [("", None); 8];
+    let mut len = 0;
+    let mut spilled: Vec<(&str, Option<&str>)> = Vec::new();
+    let policies = policies_in(headers, RATELIMIT).filter(|p| p.counts_requests());
+    for policy in policies.filter(|p| !p.name.is_empty()) {
+        let named = (policy.name, policy.key);
+        if let Some(free) = few.get_mut(len) {
+            *free = named;
+            len += 1;
+        } else {
+            if spilled.is_empty() {
+                spilled.extend_from_slice(&few);
+            }
+            spilled.push(named);
+        }
+    }
+    let named: &mut [(&str, Option<&str>)] = if spilled.is_empty() {
+        few.get_mut(..len).unwrap_or_default()
+    } else {
+        &mut spilled
+    };
     if named.is_empty() {
         return None;
     }
     named.sort_unstable();
-    named.dedup();
     // FNV-1a: stable across processes and builds, unlike the standard library's hasher.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for (name, key) in named {
+    let mut last = None;
+    for &(name, key) in named.iter() {
+        // Each policy once.
+        if last == Some((name, key)) {
+            continue;
+        }
+        last = Some((name, key));
         for part in [name, "\0", key.unwrap_or(""), "\n"] {
             for byte in part.bytes() {
                 hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
@@ -489,12 +513,10 @@ fn policies_in<'h>(
 /// The policies of a field value: the current draft's list (`"name";r=0;t=30, ...`), or the
 /// earlier drafts' single dictionary (`limit=100, remaining=0, reset=30`).
 fn policies(value: &str) -> impl Iterator<Item = Policy<'_>> {
-    let members: Vec<&str> = if value.contains(';') {
-        value.split(',').collect()
-    } else {
-        vec![value]
-    };
-    members.into_iter().map(|member| {
+    // A list's members are split at commas; a dictionary is one member (split at a line
+    // break, which a field value never holds: no allocation either way).
+    let members = if value.contains(';') { ',' } else { '\n' };
+    value.split(members).map(|member| {
         let mut policy = Policy::default();
         for param in member.split([',', ';']) {
             let param = param.trim();
@@ -971,6 +993,17 @@ mod tests {
             of("\"burst\";r=1;t=1, \"daily\";r=9;t=99"),
             of("\"daily\";r=9;t=99, \"burst\";r=1;t=1, \"b\";r=0;t=1;qu=\"content-bytes\"")
         );
+        // A policy named twice counts once.
+        assert_eq!(
+            of("\"burst\";r=1;t=1, \"daily\";r=9;t=99"),
+            of("\"daily\";r=9;t=99, \"burst\";r=1;t=1, \"burst\";r=0;t=1")
+        );
+        // Past eight policies, the same: whatever their order, each counts.
+        let many: Vec<String> = (0..12).map(|i| format!("\"p{i}\";r=1;t=1")).collect();
+        let reversed: Vec<String> = many.iter().rev().cloned().collect();
+        assert_eq!(of(&many.join(", ")), of(&reversed.join(", ")));
+        assert_ne!(of(&many.join(", ")), of(&many[..11].join(", ")));
+        assert_ne!(of(&many[..9].join(", ")), of(&many[..8].join(", ")));
         // Nothing named: the earlier drafts' unnamed dictionary, or no field.
         assert_eq!(of("limit=100, remaining=0, reset=30"), None);
         assert_eq!(scope(&HeaderMap::new()), None);
