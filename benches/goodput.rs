@@ -505,28 +505,29 @@ fn main() {
         runtime.block_on(losing_redis(n, per_second, ideal));
         return;
     }
-    if only == "priority" || only == "endpoints" {
-        let started = start_redis();
-        let redis = started.as_ref().map(|(_, url)| url.as_str());
-        if only == "priority" {
-            runtime.block_on(priorities(n, per_second, redis));
-        } else {
-            runtime.block_on(endpoints(n / 4, per_second, redis));
-        }
-        if let Some((mut child, _)) = started {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        return;
-    }
-    // The fleet's Redis row: a redis-server started here on a free loopback port (or
-    // `GOODPUT_REDIS=redis://...`); without either, the row is skipped.
+    // The fleet's Redis rows: a redis-server started here on a free loopback port (or
+    // `GOODPUT_REDIS=redis://...`); without either, those rows are skipped.
     let mut started = None;
     let redis = std::env::var("GOODPUT_REDIS").ok().or_else(|| {
         let (child, url) = start_redis()?;
         started = Some(child);
         Some(url)
     });
+    let stop_redis = |started: Option<std::process::Child>| {
+        if let Some(mut child) = started {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    };
+    if only == "priority" || only == "endpoints" {
+        if only == "priority" {
+            runtime.block_on(priorities(n, per_second, redis.as_deref()));
+        } else {
+            runtime.block_on(endpoints(n / 4, per_second, redis.as_deref()));
+        }
+        stop_redis(started);
+        return;
+    }
     if redis.is_none() {
         println!(
             "(no redis-server on the PATH and no GOODPUT_REDIS: the Redis fleet row is skipped)"
@@ -594,15 +595,13 @@ fn main() {
             }
         }
     }
-    if !only_fleet && !only_stack && !only_quota && !only_announced {
+    let rest = !only_fleet && !only_stack && !only_quota && !only_announced;
+    if rest {
         runtime.block_on(priorities(n, per_second, redis.as_deref()));
         runtime.block_on(endpoints(n / 4, per_second, redis.as_deref()));
     }
-    if let Some(mut child) = started {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    if !only_fleet && !only_stack && !only_quota && !only_announced {
+    stop_redis(started);
+    if rest {
         runtime.block_on(against_nginx());
         runtime.block_on(outages());
     }
@@ -624,10 +623,7 @@ async fn priorities(n: usize, per_second: u32, redis: Option<&str>) {
         "| pace, batch lanes | priorities | interactive p50 | interactive p99 | p99 ÷ slot interval | batch rate ÷ what the interactive left | 429s |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|");
-    for fleet in [None, redis] {
-        if fleet.is_none() && redis.is_some() && std::env::var("GOODPUT_FLEET_ONLY").is_ok() {
-            continue;
-        }
+    for fleet in setups(redis) {
         for told in [true, false] {
             for in_flight in [16, 64] {
                 for prioritised in [false, true] {
@@ -635,9 +631,25 @@ async fn priorities(n: usize, per_second: u32, redis: Option<&str>) {
                 }
             }
         }
-        if redis.is_none() {
-            break;
-        }
+    }
+}
+
+/// The setups a table runs: one stack (`None`), then with a Redis at `redis` a fleet of 4
+/// on it; the fleet alone with `GOODPUT_FLEET_ONLY`.
+fn setups(redis: Option<&str>) -> Vec<Option<&str>> {
+    match redis {
+        None => vec![None],
+        Some(_) if std::env::var("GOODPUT_FLEET_ONLY").is_ok() => vec![redis],
+        Some(_) => vec![None, redis],
+    }
+}
+
+/// How a table row names its setup (see [`setups`]).
+fn setup_name(fleet: Option<&str>) -> &'static str {
+    if fleet.is_some() {
+        "Redis fleet of 4, "
+    } else {
+        ""
     }
 }
 
@@ -771,11 +783,7 @@ async fn priority_row(
     let p99 = percentile(&latencies, 0.99);
     println!(
         "| {}{}, {in_flight} | {} | {:.1} ms | {:.1} ms | {:.1} | {:.2} ({batch_ok} of {n}{}) | {} |",
-        if redis.is_some() {
-            "Redis fleet of 4, "
-        } else {
-            ""
-        },
+        setup_name(redis),
         if told {
             "told `quota(q, 1 s)`"
         } else {
@@ -816,10 +824,7 @@ async fn endpoints(n: usize, per_second: u32, redis: Option<&str>) {
         "| fields read, profile lanes | profile alone | beside the searches | ratio | search 429s |"
     );
     println!("|---|---:|---:|---:|---:|");
-    for fleet in [None, redis] {
-        if fleet.is_none() && redis.is_some() && std::env::var("GOODPUT_FLEET_ONLY").is_ok() {
-            continue;
-        }
+    for fleet in setups(redis) {
         for read in [false, true] {
             for in_flight in [16, 64] {
                 let run =
@@ -828,11 +833,7 @@ async fn endpoints(n: usize, per_second: u32, redis: Option<&str>) {
                 let (beside, refused) = run(true).await;
                 println!(
                     "| {}{}, {in_flight} | {:.2} s | {:.2} s | {:.2} | {refused} |",
-                    if fleet.is_some() {
-                        "Redis fleet of 4, "
-                    } else {
-                        ""
-                    },
+                    setup_name(fleet),
                     if read {
                         "**`rate_limit_headers(true)`**"
                     } else {
@@ -843,9 +844,6 @@ async fn endpoints(n: usize, per_second: u32, redis: Option<&str>) {
                     alone.as_secs_f64() / beside.as_secs_f64(),
                 );
             }
-        }
-        if redis.is_none() {
-            break;
         }
     }
 }
