@@ -350,6 +350,12 @@ pub(crate) struct Fleet {
 struct Carried {
     /// The partition's allowance key.
     allow: String,
+    reading: Reported,
+}
+
+/// A reading as it was reported, with when its reset comes.
+#[derive(Clone, Copy)]
+struct Reported {
     remaining: u64,
     reset_at: Instant,
     quota: Option<(u64, Duration)>,
@@ -1087,34 +1093,34 @@ impl Fleet {
     }
 
     /// The reading carried for the partition whose allowance is `allow`, if answers are read.
-    fn carried(&self, allow: &str, follow: bool) -> Option<Carried> {
+    fn carried(&self, allow: &str, follow: bool) -> Option<Reported> {
         if !follow {
             return None;
         }
         let now = Instant::now();
         let carried = self.carried.lock().unwrap_or_else(PoisonError::into_inner);
         // One whose reset passed says nothing of the allowance now.
-        let found = carried
+        carried
             .iter()
-            .find(|c| c.allow == allow && c.reset_at > now);
-        found.map(|c| Carried {
-            allow: String::new(),
-            ..*c
-        })
+            .find(|c| c.allow == allow && c.reading.reset_at > now)
+            .map(|c| c.reading)
     }
 
-    /// Carries `reading` for its partition until its report lands (a newer one replaces an
-    /// older: it supersedes it in Redis as well).
-    fn carry(&self, reading: Carried) {
+    /// Carries `reading` for the partition whose allowance is `allow` until its report lands
+    /// (a newer one replaces an older: it supersedes it in Redis as well).
+    fn carry(&self, allow: &str, reading: Reported) {
         let mut carried = self.carried.lock().unwrap_or_else(PoisonError::into_inner);
-        match carried.iter_mut().find(|c| c.allow == reading.allow) {
-            Some(c) if c.ticket <= reading.ticket => *c = reading,
+        match carried.iter_mut().find(|c| c.allow == allow) {
+            Some(c) if c.reading.ticket <= reading.ticket => c.reading = reading,
             Some(_) => {}
             None => {
                 if carried.len() == MAX_CARRIED {
                     carried.remove(0);
                 }
-                carried.push(reading);
+                carried.push(Carried {
+                    allow: allow.to_owned(),
+                    reading,
+                });
             }
         }
     }
@@ -1123,7 +1129,7 @@ impl Fleet {
     /// process plans alone): it is no longer carried, unless a newer one replaced it.
     fn landed(&self, allow: &str, ticket: u64) {
         let mut carried = self.carried.lock().unwrap_or_else(PoisonError::into_inner);
-        carried.retain(|c| c.allow != allow || c.ticket != ticket);
+        carried.retain(|c| c.allow != allow || c.reading.ticket != ticket);
     }
 
     /// Writes what an attempt showed, in the background.
@@ -1143,13 +1149,13 @@ impl Fleet {
                 quota,
                 ticket,
             } => {
-                self.carry(Carried {
-                    allow: keys.allow.clone(),
+                let reading = Reported {
                     remaining: *remaining,
                     reset_at: super::later(Instant::now(), *reset),
                     quota: *quota,
                     ticket: *ticket,
-                });
+                };
+                self.carry(&keys.allow, reading);
                 Some((keys.allow.clone(), *ticket))
             }
             _ => None,
@@ -1382,19 +1388,14 @@ pub(crate) struct FleetState {
     budget: Option<(f64, f64)>,
     /// Whether answers are read for what is left of the quota.
     follows: bool,
-    /// With `follows`, whether the server's last healthy answer said what is left
-    /// ([`UNKNOWN`] before the first): unless the last showed it does not, every request asks
-    /// the fleet and takes a ticket, so the fleet's first crowd is counted too (a reading of
-    /// an answer to a request that took none cannot tell which requests went after it), and
-    /// no request goes unnumbered because the cached "anything throttled?" was read before
-    /// the first reading reached Redis.
-    announces: std::sync::atomic::AtomicU8,
+    /// With `follows`, whether the server's last healthy answer said nothing of what is left
+    /// (false before the first): unless it did, every request asks the fleet and takes a
+    /// ticket, so the fleet's first crowd is counted too (a reading of an answer to a request
+    /// that took none cannot tell which requests went after it), and no request goes
+    /// unnumbered because the cached "anything throttled?" was read before the first reading
+    /// reached Redis.
+    silent: AtomicBool,
 }
-
-/// [`FleetState::announces`]: not known yet, yes, no.
-const UNKNOWN: u8 = 0;
-const ANNOUNCES: u8 = 1;
-const SILENT: u8 = 2;
 
 impl FleetState {
     pub(crate) fn new(
@@ -1408,7 +1409,7 @@ impl FleetState {
             fleet: Arc::clone(&fleet.fleet),
             budget: budget.map(|(ratio, min)| (ratio, f64::from(min) * 10.0)),
             follows,
-            announces: std::sync::atomic::AtomicU8::new(UNKNOWN),
+            silent: AtomicBool::new(false),
         }
     }
 }
@@ -1427,9 +1428,7 @@ impl FleetState {
     pub(crate) fn throttled(&self) -> bool {
         // Both read: the flag's refresh keeps ticking while anything is throttled locally.
         let fleet = self.fleet.throttled();
-        self.local.throttled()
-            || fleet
-            || (self.follows && self.announces.load(Ordering::Relaxed) != SILENT)
+        self.local.throttled() || fleet || (self.follows && !self.silent.load(Ordering::Relaxed))
     }
 
     /// This process's share of a fleet-wide rate while it plans alone.
@@ -1504,12 +1503,7 @@ impl FleetState {
         if seen.signal == Signal::Healthy {
             self.fleet.deposits.fetch_add(1, Ordering::Relaxed);
             if self.follows {
-                let said = if seen.reading.is_some() {
-                    ANNOUNCES
-                } else {
-                    SILENT
-                };
-                self.announces.store(said, Ordering::Relaxed);
+                self.silent.store(seen.reading.is_none(), Ordering::Relaxed);
             }
         }
         // What the server says is left is the fleet's: its allowance is kept in Redis, where
