@@ -997,6 +997,14 @@ mod tests {
 
     const S: Duration = Duration::from_secs(1);
 
+    /// A layer's settings as they come, its state, and the partition of `https://api.test/`.
+    fn by_default() -> (Settings, State, Partition) {
+        let settings = RetryLayer::new().shared.settings.clone();
+        let state = State::new(&settings, true, None);
+        let api = state.partition(&"https://api.test/".parse().unwrap(), &HeaderMap::new());
+        (settings, state, api)
+    }
+
     fn seen(signal: Signal, probe: bool) -> Observation {
         Observation {
             signal,
@@ -1094,9 +1102,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_long_hint_closes_the_gate_for_max_cooldown_then_one_probe_goes() {
-        let settings = RetryLayer::new().shared.settings.clone();
-        let state = State::new(&settings, true, None);
-        let api = state.partition(&"https://api.test/".parse().unwrap(), &HeaderMap::new());
+        let (settings, state, api) = by_default();
         let t0 = Instant::now();
         let throttle = Signal::Throttled {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -1233,9 +1239,7 @@ mod tests {
     /// whose past reset won, and the tidy that followed dropped both.
     #[tokio::test(start_paused = true)]
     async fn a_reading_after_a_lapsed_allowance_holds() {
-        let settings = RetryLayer::new().shared.settings.clone();
-        let state = State::new(&settings, true, None);
-        let api = state.partition(&"https://api.test/".parse().unwrap(), &HeaderMap::new());
+        let (settings, state, api) = by_default();
         let t0 = Instant::now();
         let none_left = |ticket| Observation {
             reading: Some(Reading {
